@@ -1,0 +1,325 @@
+//! The receiving half of the codec, sans-IO: bytes in, whole messages and control
+//! frames out (RFC 6455 §5). Reassembles fragments, unmasks in place, validates UTF-8
+//! incrementally and close payloads, and enforces the message size limit.
+//! It never reads a socket and never writes a reply: the caller decides what to send.
+
+use std::io::Cursor;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+use super::frame::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// Which end of the connection this decoder sits on: servers require masked frames,
+/// clients require unmasked ones (RFC 6455 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// One complete message or control frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A whole text message, already validated as UTF-8.
+    Text(Bytes),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// A close frame: `None` when it had no payload, else the code and UTF-8 reason.
+    Close(Option<(u16, Bytes)>),
+}
+
+/// Why the peer's bytes are not acceptable. Each variant names the close code
+/// (RFC 6455 §7.4.1) the connection must be failed with: see [`ProtocolError::close_code`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("reserved bits set but no extension was negotiated (RFC 6455 §5.2): close with 1002")]
+    ReservedBits,
+    #[error("reserved opcode {0:#x} (RFC 6455 §5.2): close with 1002")]
+    ReservedOpcode(u8),
+    #[error("client frame is not masked (RFC 6455 §5.1): close with 1002")]
+    UnmaskedClientFrame,
+    #[error("server frame is masked (RFC 6455 §5.1): close with 1002")]
+    MaskedServerFrame,
+    #[error("control frame is fragmented (RFC 6455 §5.5): close with 1002")]
+    FragmentedControlFrame,
+    #[error("control frame payload of {0} bytes is over 125 (RFC 6455 §5.5): close with 1002")]
+    ControlFrameTooLong(u64),
+    #[error("continuation frame without a message to continue (RFC 6455 §5.4): close with 1002")]
+    UnexpectedContinuation,
+    #[error("new data frame while a fragmented message is open (RFC 6455 §5.4): close with 1002")]
+    ExpectedContinuation,
+    #[error("close frame with a 1-byte payload (RFC 6455 §5.5.1): close with 1002")]
+    CloseFrameTooShort,
+    #[error("close code {0} may not be sent on the wire (RFC 6455 §7.4): close with 1002")]
+    InvalidCloseCode(u16),
+    #[error("invalid UTF-8 in a text message or close reason (RFC 6455 §8.1): close with 1007")]
+    InvalidUtf8,
+    #[error("message of at least {len} bytes is over the {max}-byte limit: close with 1009")]
+    MessageTooBig { len: u64, max: usize },
+}
+
+impl ProtocolError {
+    /// The close code to fail the connection with.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 => 1007,
+            ProtocolError::MessageTooBig { .. } => 1009,
+            _ => 1002,
+        }
+    }
+}
+
+/// A frame whose header has been parsed but whose payload has not fully arrived.
+#[derive(Clone, Copy, Debug)]
+struct FrameInProgress {
+    header_len: usize,
+    payload_len: usize,
+    fin: bool,
+    kind: FrameKind,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes already unmasked and validated in place (text only).
+    checked: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameKind {
+    Text,
+    Binary,
+    Continuation,
+    Close,
+    Ping,
+    Pong,
+}
+
+enum FrameOutcome {
+    Item(Incoming),
+    NeedMore,
+    /// A non-final fragment was consumed.
+    Fragment,
+}
+
+/// A fragmented message whose final frame has not arrived.
+#[derive(Debug)]
+struct MessageInProgress {
+    text: bool,
+    data: BytesMut,
+}
+
+/// Turns a byte stream into [`Incoming`] items. Feed it the connection's read buffer;
+/// it consumes exactly the bytes of the frames it returns.
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    max_message: usize,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    /// Whether the data frame in progress belongs to a text message.
+    utf8: Utf8Validator,
+}
+
+impl Decoder {
+    pub fn new(role: Role, max_message: usize) -> Self {
+        Decoder {
+            role,
+            max_message,
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::default(),
+        }
+    }
+
+    /// How many bytes `buf` must hold for the next call to make progress: the whole
+    /// current frame once its header is known, else the longest possible header.
+    pub fn bytes_wanted(&self) -> usize {
+        self.frame
+            .map_or(super::frame::MAX_HEADER_LEN, |f| f.header_len + f.payload_len)
+    }
+
+    /// Decodes the next item from the front of `buf`. `Ok(None)`: need more bytes.
+    /// After an error the connection must be failed; the decoder is not reusable.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        // A non-final fragment completes without an item: go on to the next frame.
+        loop {
+            match self.decode_frame(buf)? {
+                FrameOutcome::Item(item) => return Ok(Some(item)),
+                FrameOutcome::NeedMore => return Ok(None),
+                FrameOutcome::Fragment => {}
+            }
+        }
+    }
+
+    fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<FrameOutcome, ProtocolError> {
+        let mut frame = match self.frame {
+            Some(frame) => frame,
+            None => match self.parse_header(buf)? {
+                Some(frame) => frame,
+                None => return Ok(FrameOutcome::NeedMore),
+            },
+        };
+        let available = (buf.len() - frame.header_len).min(frame.payload_len);
+        if available < frame.payload_len {
+            if self.is_text_data(frame.kind) && available > frame.checked {
+                // Fail fast on invalid UTF-8 before the rest of the frame arrives.
+                let part = &mut buf[frame.header_len + frame.checked..frame.header_len + available];
+                if let Some(mask) = frame.mask {
+                    apply_mask(part, mask, frame.checked);
+                }
+                self.utf8.feed(part).map_err(|_| ProtocolError::InvalidUtf8)?;
+                frame.checked = available;
+            }
+            self.frame = Some(frame);
+            return Ok(FrameOutcome::NeedMore);
+        }
+        self.frame = None;
+        buf.advance(frame.header_len);
+        let mut payload = buf.split_to(frame.payload_len);
+        if let Some(mask) = frame.mask {
+            apply_mask(&mut payload[frame.checked..], mask, frame.checked);
+        }
+        if self.is_text_data(frame.kind) {
+            self.utf8
+                .feed(&payload[frame.checked..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.complete_frame(frame, payload)
+    }
+
+    fn is_text_data(&self, kind: FrameKind) -> bool {
+        match kind {
+            FrameKind::Text => true,
+            FrameKind::Continuation => self.message.as_ref().is_some_and(|m| m.text),
+            _ => false,
+        }
+    }
+
+    fn parse_header(&mut self, buf: &BytesMut) -> Result<Option<FrameInProgress>, ProtocolError> {
+        if let Some(&first) = buf.first() {
+            // Checked before the whole header is in, so garbage fails at its first byte.
+            if first & 0x70 != 0 {
+                return Err(ProtocolError::ReservedBits);
+            }
+        }
+        let mut cursor = Cursor::new(&buf[..]);
+        let (header, length) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(ProtocolError::ReservedOpcode(buf[0] & 0x0F)),
+        };
+        let header_len = cursor.position() as usize;
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        let kind = match header.opcode {
+            OpCode::Data(Data::Text) => FrameKind::Text,
+            OpCode::Data(Data::Binary) => FrameKind::Binary,
+            OpCode::Data(Data::Continue) => FrameKind::Continuation,
+            OpCode::Control(Control::Close) => FrameKind::Close,
+            OpCode::Control(Control::Ping) => FrameKind::Ping,
+            OpCode::Control(Control::Pong) => FrameKind::Pong,
+            OpCode::Data(Data::Reserved(code)) | OpCode::Control(Control::Reserved(code)) => {
+                return Err(ProtocolError::ReservedOpcode(code))
+            }
+        };
+        let is_control = matches!(kind, FrameKind::Close | FrameKind::Ping | FrameKind::Pong);
+        if is_control {
+            if !header.is_final {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if length > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(length));
+            }
+        } else {
+            match (kind, &self.message) {
+                (FrameKind::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (FrameKind::Text | FrameKind::Binary, Some(_)) => {
+                    return Err(ProtocolError::ExpectedContinuation)
+                }
+                _ => {}
+            }
+            let so_far = self.message.as_ref().map_or(0, |m| m.data.len()) as u64;
+            let total = so_far.saturating_add(length);
+            if total > self.max_message as u64 {
+                return Err(ProtocolError::MessageTooBig {
+                    len: total,
+                    max: self.max_message,
+                });
+            }
+        }
+        let frame = FrameInProgress {
+            header_len,
+            payload_len: length as usize,
+            fin: header.is_final,
+            kind,
+            mask: header.mask,
+            checked: 0,
+        };
+        Ok(Some(frame))
+    }
+
+    fn complete_frame(
+        &mut self,
+        frame: FrameInProgress,
+        payload: BytesMut,
+    ) -> Result<FrameOutcome, ProtocolError> {
+        let item = match frame.kind {
+            FrameKind::Ping => Incoming::Ping(payload.freeze()),
+            FrameKind::Pong => Incoming::Pong(payload.freeze()),
+            FrameKind::Close => Incoming::Close(parse_close_payload(payload.freeze())?),
+            FrameKind::Text | FrameKind::Binary if frame.fin => {
+                self.finish_message(frame.kind == FrameKind::Text, payload.freeze())?
+            }
+            FrameKind::Text | FrameKind::Binary => {
+                self.message = Some(MessageInProgress {
+                    text: frame.kind == FrameKind::Text,
+                    data: payload,
+                });
+                return Ok(FrameOutcome::Fragment);
+            }
+            FrameKind::Continuation => {
+                let message = self.message.as_mut().expect("checked in parse_header");
+                message.data.extend_from_slice(&payload);
+                if !frame.fin {
+                    return Ok(FrameOutcome::Fragment);
+                }
+                let message = self.message.take().expect("checked above");
+                self.finish_message(message.text, message.data.freeze())?
+            }
+        };
+        Ok(FrameOutcome::Item(item))
+    }
+
+    fn finish_message(&mut self, text: bool, data: Bytes) -> Result<Incoming, ProtocolError> {
+        if text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Incoming::Text(data))
+        } else {
+            Ok(Incoming::Binary(data))
+        }
+    }
+}
+
+/// Parses and validates a close payload (RFC 6455 §5.5.1, §7.4).
+fn parse_close_payload(payload: Bytes) -> Result<Option<(u16, Bytes)>, ProtocolError> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::CloseFrameTooShort),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !CloseCode::from(code).is_allowed() || code < 1000 {
+                return Err(ProtocolError::InvalidCloseCode(code));
+            }
+            let reason = payload.slice(2..);
+            std::str::from_utf8(&reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

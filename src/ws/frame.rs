@@ -1,0 +1,227 @@
+//! Frame encoding (RFC 6455 §5.2) and masking: builds the bytes that go on the wire.
+//! It does not parse; see `decoder.rs` for the receiving side.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+/// Longest frame header: 2 bytes + 8-byte length + 4-byte mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// The opcodes this crate sends. Reserved opcodes are never produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opcode {
+    Continuation,
+    Text,
+    Binary,
+    Close,
+    Ping,
+    Pong,
+}
+
+impl Opcode {
+    fn to_tungstenite(self) -> OpCode {
+        match self {
+            Opcode::Continuation => OpCode::Data(Data::Continue),
+            Opcode::Text => OpCode::Data(Data::Text),
+            Opcode::Binary => OpCode::Data(Data::Binary),
+            Opcode::Close => OpCode::Control(Control::Close),
+            Opcode::Ping => OpCode::Control(Control::Ping),
+            Opcode::Pong => OpCode::Control(Control::Pong),
+        }
+    }
+}
+
+/// A frame header, formatted inline (no allocation).
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderBytes {
+    bytes: [u8; MAX_HEADER_LEN],
+    len: u8,
+}
+
+impl HeaderBytes {
+    /// An empty header, for payloads that already carry their own header.
+    pub const EMPTY: HeaderBytes = HeaderBytes {
+        bytes: [0; MAX_HEADER_LEN],
+        len: 0,
+    };
+
+    /// Formats a header for a final (unfragmented) frame unless `fin` is false.
+    pub fn new(opcode: Opcode, fin: bool, payload_len: usize, mask: Option<[u8; 4]>) -> Self {
+        let header = FrameHeader {
+            is_final: fin,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: opcode.to_tungstenite(),
+            mask,
+        };
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let mut out: &mut [u8] = &mut bytes;
+        header
+            .format(payload_len as u64, &mut out)
+            .expect("a frame header always fits in 14 bytes");
+        let len = (MAX_HEADER_LEN - out.len()) as u8;
+        HeaderBytes { bytes, len }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// One outbound frame: an inline header plus a shared payload. A payload that is a
+/// whole pre-encoded frame (broadcasts) goes with `HeaderBytes::EMPTY`.
+#[derive(Clone, Debug)]
+pub struct OutFrame {
+    pub header: HeaderBytes,
+    pub payload: Bytes,
+}
+
+impl OutFrame {
+    /// A final, unmasked frame (the server role). The payload is not copied.
+    pub fn new(opcode: Opcode, payload: Bytes) -> Self {
+        OutFrame {
+            header: HeaderBytes::new(opcode, true, payload.len(), None),
+            payload,
+        }
+    }
+
+    /// A frame whose bytes are already complete (see [`encode_unmasked`]).
+    pub fn preencoded(frame: Bytes) -> Self {
+        OutFrame {
+            header: HeaderBytes::EMPTY,
+            payload: frame,
+        }
+    }
+
+    /// A close frame with a status code and reason (RFC 6455 §5.5.1).
+    pub fn close(code: u16, reason: &str) -> Self {
+        OutFrame::new(Opcode::Close, close_payload(code, reason))
+    }
+
+    /// Bytes this frame puts on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.header.len as usize + self.payload.len()
+    }
+
+    /// Whether this is a control frame that backpressure must never drop.
+    pub fn is_close(&self) -> bool {
+        let first = if self.header.len > 0 {
+            self.header.bytes[0]
+        } else {
+            self.payload.first().copied().unwrap_or(0)
+        };
+        first & 0x0F == 0x8
+    }
+}
+
+/// A complete unmasked frame in one buffer: encode once, share with every recipient.
+pub fn encode_unmasked(opcode: Opcode, payload: &[u8]) -> Bytes {
+    let header = HeaderBytes::new(opcode, true, payload.len(), None);
+    let mut out = BytesMut::with_capacity(header.len as usize + payload.len());
+    out.put_slice(header.as_slice());
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// A complete masked frame (the client role, RFC 6455 §5.3): copies the payload.
+pub fn encode_masked(opcode: Opcode, fin: bool, payload: &[u8], mask: [u8; 4]) -> Bytes {
+    let header = HeaderBytes::new(opcode, fin, payload.len(), Some(mask));
+    let mut out = BytesMut::with_capacity(header.len as usize + payload.len());
+    out.put_slice(header.as_slice());
+    let start = out.len();
+    out.put_slice(payload);
+    apply_mask(&mut out[start..], mask, 0);
+    out.freeze()
+}
+
+/// The payload of a close frame: 2-byte code, then the UTF-8 reason, cut to fit 125 bytes.
+pub fn close_payload(code: u16, reason: &str) -> Bytes {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = BytesMut::with_capacity(2 + cut);
+    out.put_u16(code);
+    out.put_slice(&reason.as_bytes()[..cut]);
+    out.freeze()
+}
+
+/// XORs `data` with `mask`, where `data` starts `offset` bytes into the payload.
+/// Works a word at a time; the byte loop handles the unaligned ends.
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut rotated = mask;
+    rotated.rotate_left(offset % 4);
+    let word = u32::from_ne_bytes(rotated);
+    let mut chunks = data.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let value = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        chunk.copy_from_slice(&value.to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= rotated[i % 4];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b ^= mask[(i + offset) % 4];
+        }
+    }
+
+    #[test]
+    fn word_mask_matches_byte_mask_at_every_offset_and_length() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..37 {
+            for offset in 0..8 {
+                let original: Vec<u8> = (0..len as u8).collect();
+                let mut fast = original.clone();
+                let mut slow = original.clone();
+                apply_mask(&mut fast, mask, offset);
+                naive_mask(&mut slow, mask, offset);
+                assert_eq!(fast, slow, "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_uses_the_shortest_length_form() {
+        assert_eq!(HeaderBytes::new(Opcode::Text, true, 125, None).as_slice(), [0x81, 125]);
+        assert_eq!(
+            HeaderBytes::new(Opcode::Binary, true, 126, None).as_slice(),
+            [0x82, 126, 0, 126]
+        );
+        assert_eq!(
+            HeaderBytes::new(Opcode::Text, false, 65536, None).as_slice(),
+            [0x01, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+        let masked = HeaderBytes::new(Opcode::Ping, true, 0, Some([1, 2, 3, 4]));
+        assert_eq!(masked.as_slice(), [0x89, 0x80, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn close_payload_truncates_reason_on_a_char_boundary() {
+        let reason = "é".repeat(100);
+        let payload = close_payload(1000, &reason);
+        assert!(payload.len() <= 125);
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
+        assert_eq!(&payload[..2], &[0x03, 0xE8]);
+    }
+
+    #[test]
+    fn preencoded_and_split_frames_agree_on_wire_bytes() {
+        let split = OutFrame::new(Opcode::Text, Bytes::from_static(b"hello"));
+        let whole = OutFrame::preencoded(encode_unmasked(Opcode::Text, b"hello"));
+        let mut a = split.header.as_slice().to_vec();
+        a.extend_from_slice(&split.payload);
+        assert_eq!(a, whole.payload.to_vec());
+        assert_eq!(split.wire_len(), whole.wire_len());
+        assert!(!split.is_close());
+        assert!(OutFrame::close(1000, "").is_close());
+    }
+}

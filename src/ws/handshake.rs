@@ -1,0 +1,224 @@
+//! The HTTP/1.1 upgrade (RFC 6455 §4), sans-IO, for both roles: parses a request or
+//! response from the front of a read buffer and builds the bytes to answer with.
+//! Bytes after the header block stay in the caller's buffer (pipelined frames).
+//! It does not read sockets or enforce the handshake timeout; the connection does.
+
+use std::fmt::Write as _;
+
+/// Most headers a request may carry before it is refused with 431.
+const MAX_HEADERS: usize = 32;
+
+/// What a complete request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A valid WebSocket upgrade; answer with [`accept_response`].
+    Upgrade { key: String, path: String },
+    /// `GET /healthz` without an upgrade, for load balancers; answer with [`health_response`].
+    Health,
+}
+
+/// Why a request was refused, as the HTTP status it is answered with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("malformed HTTP request: answer 400 and close")]
+    Malformed,
+    #[error("request header block is over {0} bytes or {MAX_HEADERS} headers: answer 431 and close")]
+    HeadersTooLarge(usize),
+    #[error("method {0} is not GET (RFC 6455 §4.1): answer 405 and close")]
+    MethodNotAllowed(String),
+    #[error("HTTP/1.0 request; an upgrade needs HTTP/1.1 (RFC 6455 §4.1): answer 400 and close")]
+    OldHttpVersion,
+    #[error("no `Upgrade: websocket` header (RFC 6455 §4.2.1): answer 426 and close")]
+    NotAnUpgrade,
+    #[error("no `Connection: Upgrade` header (RFC 6455 §4.2.1): answer 400 and close")]
+    MissingConnectionUpgrade,
+    #[error("missing or malformed Sec-WebSocket-Key (RFC 6455 §4.2.1): answer 400 and close")]
+    BadKey,
+    #[error("Sec-WebSocket-Version is not 13 (RFC 6455 §4.4): answer 426 with the supported version")]
+    UnsupportedVersion,
+}
+
+impl HandshakeError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::HeadersTooLarge(_) => 431,
+            HandshakeError::MethodNotAllowed(_) => 405,
+            HandshakeError::NotAnUpgrade | HandshakeError::UnsupportedVersion => 426,
+            _ => 400,
+        }
+    }
+
+    /// The full HTTP response for this refusal, with a short plain-text body.
+    pub fn response(&self) -> Vec<u8> {
+        let extra = match self {
+            HandshakeError::MethodNotAllowed(_) => "Allow: GET\r\n",
+            HandshakeError::NotAnUpgrade => "Upgrade: websocket\r\n",
+            HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
+            _ => "",
+        };
+        let body = format!("{self}\n");
+        let mut out = String::with_capacity(160 + body.len());
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.status(),
+            reason_phrase(self.status()),
+            body.len()
+        );
+        out.into_bytes()
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
+    }
+}
+
+/// Parses a request from the front of `buf`. `Ok(None)`: the header block is not complete
+/// yet (and is still under `max_bytes`). On success returns the request and its length.
+pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_bytes => len,
+        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::HeadersTooLarge(max_bytes)),
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
+            return Err(HandshakeError::HeadersTooLarge(max_bytes))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadersTooLarge(max_bytes)),
+        Err(_) => return Err(HandshakeError::Malformed),
+    };
+    let method = req.method.unwrap_or_default();
+    if method != "GET" {
+        return Err(HandshakeError::MethodNotAllowed(method.to_string()));
+    }
+    if req.version != Some(1) {
+        return Err(HandshakeError::OldHttpVersion);
+    }
+    let path = req.path.unwrap_or("/").to_string();
+    let headers: &[httparse::Header] = req.headers;
+    let header = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let has_token = |name: &'static str, token: &str| {
+        header(name).any(|value| {
+            value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if !has_token("upgrade", "websocket") {
+        if path == "/healthz" && header("upgrade").next().is_none() {
+            return Ok(Some((Request::Health, len)));
+        }
+        return Err(HandshakeError::NotAnUpgrade);
+    }
+    if !has_token("connection", "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    if !header("sec-websocket-version").any(|v| v.trim_ascii() == b"13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let key = header("sec-websocket-key").next().ok_or(HandshakeError::BadKey)?;
+    let key = key.trim_ascii();
+    if !is_valid_key(key) {
+        return Err(HandshakeError::BadKey);
+    }
+    let key = String::from_utf8(key.to_vec()).map_err(|_| HandshakeError::BadKey)?;
+    Ok(Some((Request::Upgrade { key, path }, len)))
+}
+
+/// A key is 16 random bytes in base64: 22 base64 characters and `==` (RFC 6455 §4.1).
+fn is_valid_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// The 101 response that completes an upgrade.
+pub fn accept_response(key: &str) -> Vec<u8> {
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The answer to `GET /healthz`.
+pub fn health_response() -> &'static [u8] {
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+}
+
+/// The client role: the upgrade request for `host` and `path` with a 16-byte `nonce`.
+/// Returns the request bytes and the key to check the answer against.
+pub fn client_request(host: &str, path: &str, nonce: [u8; 16]) -> (Vec<u8>, String) {
+    let key = base64_16(nonce);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    (request.into_bytes(), key)
+}
+
+/// Why a server refused or botched the upgrade (client role).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpgradeRejected {
+    #[error("server answered with HTTP status {0} instead of 101")]
+    Status(u16),
+    #[error("malformed HTTP response from server")]
+    Malformed,
+    #[error("server's Sec-WebSocket-Accept does not match our key (RFC 6455 §4.2.2)")]
+    BadAccept,
+}
+
+/// Parses the server's answer from the front of `buf` (client role). `Ok(None)`: incomplete.
+/// On success returns the response length; bytes after it are WebSocket frames.
+pub fn parse_response(buf: &[u8], key: &str) -> Result<Option<usize>, UpgradeRejected> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(UpgradeRejected::Malformed),
+    };
+    let status = resp.code.unwrap_or(0);
+    if status != 101 {
+        return Err(UpgradeRejected::Status(status));
+    }
+    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accepted = resp
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes());
+    if !accepted {
+        return Err(UpgradeRejected::BadAccept);
+    }
+    Ok(Some(len))
+}
+
+fn base64_16(bytes: [u8; 16]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out.push_str("==");
+    out
+}
+
+#[cfg(test)]
+mod tests;
