@@ -1,1 +1,137 @@
-fn main(){}
+//! The `ringcast` command: `serve` runs the server, `load` the load generator.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ringcast::app::{BroadcastApp, EchoApp};
+use ringcast::config::{parse_cpu_list, AppKind, Config};
+use ringcast::runtime::{self, ServerHandle};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "ringcast", version, about = "Thread-per-core io_uring WebSocket server for real-time rooms")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the load generator against a server.
+    Load(ringcast::load::LoadArgs),
+}
+
+/// Flags override the config file, which overrides the defaults.
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// TOML config file (see tuning/ringcast.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Run on the first N CPUs [default: all].
+    #[arg(long, conflicts_with = "cpus")]
+    cores: Option<usize>,
+    /// CPUs to run and pin core threads on, e.g. "0,2-3" or "all".
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Application [default: broadcast].
+    #[arg(long, value_enum)]
+    app: Option<AppKind>,
+    /// Largest message a client may send, in bytes; larger closes with 1009 [default: 1048576].
+    #[arg(long)]
+    max_message: Option<usize>,
+    /// Bytes queued for a client before it is closed with 1008 [default: 4194304].
+    #[arg(long)]
+    max_outbound: Option<usize>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(cpus) = &self.cpus {
+            config.cpus = parse_cpu_list(cpus)?;
+            config.cores = None;
+        }
+        if let Some(cores) = self.cores {
+            config.cores = Some(cores);
+        }
+        if let Some(app) = self.app {
+            config.app = app;
+        }
+        if let Some(max) = self.max_message {
+            config.max_message_bytes = max;
+        }
+        if let Some(max) = self.max_outbound {
+            config.max_outbound_bytes = max;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let app = config.app;
+    let cpus = config.core_cpus()?;
+    let server: ServerHandle = match app {
+        AppKind::Echo => runtime::start(config, |_| EchoApp),
+        AppKind::Broadcast => runtime::start(config, |_| BroadcastApp),
+    }?;
+    for (core, (driver, cpu)) in server.drivers().iter().zip(&cpus).enumerate() {
+        eprintln!("ringcast: core {core} on CPU {cpu}: {driver:?} driver");
+    }
+    eprintln!(
+        "ringcast: serving {app:?} on ws://{} with {} core(s)",
+        server.local_addr(),
+        cpus.len()
+    );
+    let trigger = server.shutdown_trigger();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("ringcast-signals".into())
+        .spawn(move || {
+            let mut received = signals.forever();
+            if received.next().is_some() {
+                eprintln!("ringcast: shutting down: closing connections with 1001 (signal again to exit now)");
+                trigger();
+            }
+            if received.next().is_some() {
+                eprintln!("ringcast: second signal, exiting now");
+                std::process::exit(1);
+            }
+        })?;
+    server.join()?;
+    eprintln!("ringcast: stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Load(args) => ringcast::load::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringcast: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! `--app broadcast`: the seed's Swoole server. Every message goes to every open
+//! connection on every core, the sender included. The frame is encoded once on the
+//! sender's core; each other core gets one envelope (one `Bytes`) per message, and each
+//! connection's queue a clone of it. Per-sender order holds: one FIFO inbox per core.
+
+use bytes::Bytes;
+
+use super::{App, CoreCtx, Message};
+use crate::ws::{encode_unmasked, OutFrame};
+use crate::ConnId;
+
+#[derive(Debug, Default)]
+pub struct BroadcastApp;
+
+impl App for BroadcastApp {
+    /// A complete, pre-encoded frame.
+    type Envelope = Bytes;
+
+    fn on_message(&mut self, ctx: &CoreCtx<Bytes>, _conn: ConnId, message: Message) {
+        let frame = encode_unmasked(message.opcode, &message.payload);
+        for core in ctx.other_cores() {
+            ctx.post(core, frame.clone());
+        }
+        ctx.send_to_all(&OutFrame::preencoded(frame));
+    }
+
+    fn on_envelope(&mut self, ctx: &CoreCtx<Bytes>, frame: Bytes) {
+        ctx.send_to_all(&OutFrame::preencoded(frame));
+    }
+}

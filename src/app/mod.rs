@@ -1,0 +1,40 @@
+//! The seam between the engine and what a server does with messages: an [`App`] is
+//! built once per core and driven by that core's connections and inbox. Apps never do
+//! I/O; they queue frames and post envelopes through [`CoreCtx`].
+
+mod broadcast;
+mod echo;
+
+use bytes::Bytes;
+
+pub use broadcast::BroadcastApp;
+pub use echo::EchoApp;
+
+pub use crate::runtime::CoreCtx;
+use crate::ws::Opcode;
+use crate::ConnId;
+
+/// A whole message from a client (text already validated as UTF-8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// `Opcode::Text` or `Opcode::Binary`.
+    pub opcode: Opcode,
+    pub payload: Bytes,
+}
+
+/// Per-core application logic. Calls come from one core's thread, one at a time.
+pub trait App: 'static {
+    /// What one core sends another (`CoreCtx::post` → `on_envelope`).
+    type Envelope: Send + 'static;
+
+    /// A connection completed its upgrade.
+    fn on_open(&mut self, _ctx: &CoreCtx<Self::Envelope>, _conn: ConnId) {}
+
+    fn on_message(&mut self, ctx: &CoreCtx<Self::Envelope>, conn: ConnId, message: Message);
+
+    /// A connection ended (close, reset, timeout); it can no longer be sent to.
+    fn on_close(&mut self, _ctx: &CoreCtx<Self::Envelope>, _conn: ConnId) {}
+
+    /// An envelope another core posted to this one.
+    fn on_envelope(&mut self, _ctx: &CoreCtx<Self::Envelope>, _envelope: Self::Envelope) {}
+}

@@ -1,0 +1,284 @@
+//! Every knob of the server, in one place: defaults, the TOML file format, and
+//! validation at start-up. It does not parse the command line (main.rs does and
+//! overrides fields here) and holds no runtime state.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Which application the engine drives on every core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// Echo every message back to its sender (the conformance and benchmark target).
+    Echo,
+    /// Relay every message to every open connection on every core, sender included
+    /// (the seed's Swoole server). The default until the room protocol lands.
+    #[default]
+    Broadcast,
+}
+
+/// Which CPUs get a core thread.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CpuSelection {
+    /// `"all"`: one core thread per CPU this process may run on.
+    All(AllCpus),
+    /// An explicit list, e.g. `[0, 2, 3]`; one core thread per entry, pinned to it.
+    List(Vec<usize>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllCpus {
+    All,
+}
+
+/// The server's configuration. Field docs give the default, when to change it, and
+/// its memory cost. The TOML file uses the same field names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address every core listens on (SO_REUSEPORT). Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// CPUs to run core threads on. Default `"all"` (the process's affinity mask).
+    pub cpus: CpuSelection,
+    /// Use only the first N CPUs of `cpus`. Default: all of them.
+    pub cores: Option<usize>,
+    /// The application. Default `broadcast`.
+    pub app: AppKind,
+    /// Largest message (after reassembly) a client may send; larger closes with 1009.
+    /// Default 1 MiB. Costs up to this much per connection receiving such a message.
+    pub max_message_bytes: usize,
+    /// Bytes a connection may have queued for sending before it is closed with 1008
+    /// (a client that does not read). Default 4 MiB. Broadcast payloads are shared, so
+    /// the real memory is usually far less; a single frame is always admitted to an
+    /// empty queue. Raise for large messages to slow readers, lower for density.
+    pub max_outbound_bytes: usize,
+    /// First read buffer of a connection; it grows on demand up to the frame being read
+    /// and shrinks back when drained. Default 512 bytes, the floor of idle memory.
+    pub read_buffer_bytes: usize,
+    /// Largest HTTP upgrade request; larger gets 431. Default 8192 bytes.
+    pub max_handshake_bytes: usize,
+    /// Time a client has to complete the upgrade request. Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// Interval of server pings to idle connections. Default 30 s.
+    pub ping_interval_ms: u64,
+    /// A connection silent (no frame, no pong) this long is closed. Default 75 s.
+    pub idle_timeout_ms: u64,
+    /// After sending a close frame, how long to wait for the peer's close. Default 5 s.
+    pub close_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, how long to wait for closing handshakes. Default 10 s.
+    pub shutdown_timeout_ms: u64,
+    /// Capacity of each core's cross-core inbox, in envelopes. Default 65,536
+    /// (16 bytes plus the payload each; memory is used only when full).
+    pub inbox_capacity: usize,
+    /// Listen backlog per core. Default 4096 (capped by net.core.somaxconn).
+    pub listen_backlog: u32,
+    /// io_uring submission queue entries per core. Default 4096.
+    pub uring_entries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            cpus: CpuSelection::All(AllCpus::All),
+            cores: None,
+            app: AppKind::Broadcast,
+            max_message_bytes: 1 << 20,
+            max_outbound_bytes: 4 << 20,
+            read_buffer_bytes: 512,
+            max_handshake_bytes: 8192,
+            handshake_timeout_ms: 10_000,
+            ping_interval_ms: 30_000,
+            idle_timeout_ms: 75_000,
+            close_timeout_ms: 5_000,
+            shutdown_timeout_ms: 10_000,
+            inbox_capacity: 65_536,
+            listen_backlog: 4096,
+            uring_entries: 4096,
+        }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("invalid CPU list {0:?}: expected e.g. \"0,2-3\" or \"all\"")]
+    CpuList(String),
+    #[error("CPU {0} is not available to this process (see `taskset -p $$`)")]
+    CpuUnavailable(usize),
+    #[error("{field} must be {rule}")]
+    Invalid { field: &'static str, rule: &'static str },
+}
+
+impl Config {
+    /// Reads a TOML config file; missing fields keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })
+    }
+
+    /// Checks every field once, at start-up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rules: [(bool, &'static str, &'static str); 9] = [
+            (self.max_message_bytes >= 125, "max_message_bytes", "at least 125"),
+            (self.max_outbound_bytes >= 1024, "max_outbound_bytes", "at least 1024"),
+            (
+                (64..=1 << 20).contains(&self.read_buffer_bytes),
+                "read_buffer_bytes",
+                "between 64 and 1048576",
+            ),
+            (self.max_handshake_bytes >= 256, "max_handshake_bytes", "at least 256"),
+            (self.handshake_timeout_ms > 0, "handshake_timeout_ms", "above 0"),
+            (self.ping_interval_ms > 0, "ping_interval_ms", "above 0"),
+            (
+                self.idle_timeout_ms > self.ping_interval_ms,
+                "idle_timeout_ms",
+                "greater than ping_interval_ms",
+            ),
+            (self.inbox_capacity >= 16, "inbox_capacity", "at least 16"),
+            (self.cores != Some(0), "cores", "at least 1"),
+        ];
+        for (ok, field, rule) in rules {
+            if !ok {
+                return Err(ConfigError::Invalid { field, rule });
+            }
+        }
+        self.core_cpus().map(|_| ())
+    }
+
+    /// The CPU each core thread is pinned to, in core order.
+    pub fn core_cpus(&self) -> Result<Vec<usize>, ConfigError> {
+        let allowed = allowed_cpus();
+        let mut cpus = match &self.cpus {
+            CpuSelection::All(_) => allowed.clone(),
+            CpuSelection::List(list) => list.clone(),
+        };
+        if let Some(&cpu) = cpus.iter().find(|cpu| !allowed.contains(cpu)) {
+            return Err(ConfigError::CpuUnavailable(cpu));
+        }
+        if let Some(n) = self.cores {
+            cpus.truncate(n);
+        }
+        if cpus.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "cpus",
+                rule: "a non-empty list",
+            });
+        }
+        Ok(cpus)
+    }
+
+    pub fn duration(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+}
+
+/// Parses `"all"` or a list like `"0,2-3"`.
+pub fn parse_cpu_list(text: &str) -> Result<CpuSelection, ConfigError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(CpuSelection::All(AllCpus::All));
+    }
+    let bad = || ConfigError::CpuList(text.to_string());
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.trim(), hi.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo.parse().map_err(|_| bad())?;
+        let hi: usize = hi.parse().map_err(|_| bad())?;
+        if lo > hi || hi - lo > 4096 {
+            return Err(bad());
+        }
+        cpus.extend(lo..=hi);
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !cpus.iter().all(|cpu| seen.insert(*cpu)) {
+        return Err(bad());
+    }
+    Ok(CpuSelection::List(cpus))
+}
+
+/// CPUs in this process's affinity mask.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            return (0..n).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_ranges_and_reject_garbage() {
+        assert_eq!(parse_cpu_list("0,2-3").unwrap(), CpuSelection::List(vec![0, 2, 3]));
+        assert_eq!(parse_cpu_list("all").unwrap(), CpuSelection::All(AllCpus::All));
+        for bad in ["", "a", "3-1", "1,1", "0-"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toml_file_overrides_only_the_fields_it_names() {
+        let config: Config = toml::from_str("app = \"echo\"\ncpus = [0]\nmax_message_bytes = 2048").unwrap();
+        assert_eq!(config.app, AppKind::Echo);
+        assert_eq!(config.cpus, CpuSelection::List(vec![0]));
+        assert_eq!(config.max_message_bytes, 2048);
+        assert_eq!(config.listen, Config::default().listen);
+        let all: Config = toml::from_str("cpus = \"all\"").unwrap();
+        assert_eq!(all.cpus, CpuSelection::All(AllCpus::All));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+        let config = Config {
+            idle_timeout_ms: 10,
+            ping_interval_ms: 20,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid { field: "idle_timeout_ms", .. })
+        ));
+        let config = Config {
+            cpus: CpuSelection::List(vec![100_000]),
+            ..Config::default()
+        };
+        assert!(matches!(config.validate(), Err(ConfigError::CpuUnavailable(100_000))));
+    }
+
+    #[test]
+    fn cores_takes_the_first_cpus_of_the_selection() {
+        let config = Config {
+            cores: Some(1),
+            ..Config::default()
+        };
+        assert_eq!(config.core_cpus().unwrap().len(), 1);
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,290 @@
+//! One connection's life on its core: the state kept in the core's slab ([`Conn`]),
+//! the task that reads (handshake, frames, app calls: `reader.rs`) and the task that
+//! writes its outbound queue in batches (`writer.rs`).
+//! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
+//! state and tested without sockets; the tasks only carry them out.
+
+mod reader;
+mod writer;
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::ws::OutFrame;
+
+pub(crate) use reader::run_connection;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the HTTP upgrade request, until the deadline.
+    Handshake { deadline: Instant },
+    Open,
+    /// A close frame is queued or sent; the socket is shut at the deadline at the latest.
+    Closing { deadline: Instant },
+}
+
+/// What [`Conn::push`] did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The connection is closing: data frames are no longer sent (RFC 6455 §5.5.1).
+    Dropped,
+    /// The queue passed its limit: it was cleared and a 1008 close queued instead.
+    Overflowed,
+}
+
+/// What the heartbeat sweep wants done with a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    Nothing,
+    SendPing,
+    /// Silent past the idle timeout: close it.
+    IdleTimeout,
+    /// A deadline passed (handshake or closing handshake): shut the socket.
+    Abort,
+}
+
+/// Per-connection state in the core's slab. Kept small: idle connections dominate.
+#[derive(Debug)]
+pub struct Conn {
+    pub generation: u32,
+    pub fd: RawFd,
+    pub phase: Phase,
+    /// Last time a frame arrived.
+    pub last_heard: Instant,
+    /// Last time a frame arrived or a ping went out.
+    pub last_ping: Instant,
+    outbound: VecDeque<OutFrame>,
+    queued_bytes: usize,
+    writer: Option<Waker>,
+    /// Set once the read side is finished: the writer flushes what is queued and exits.
+    pub reader_done: bool,
+}
+
+impl Conn {
+    pub fn new(generation: u32, fd: RawFd, now: Instant, handshake_deadline: Instant) -> Self {
+        Conn {
+            generation,
+            fd,
+            phase: Phase::Handshake {
+                deadline: handshake_deadline,
+            },
+            last_heard: now,
+            last_ping: now,
+            outbound: VecDeque::new(),
+            queued_bytes: 0,
+            writer: None,
+            reader_done: false,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Queues a data frame under the outbound limit (see `Config::max_outbound_bytes`).
+    /// A frame always fits an empty queue, so one large message is never refused.
+    pub fn push(&mut self, frame: OutFrame, max_outbound: usize, close_deadline: Instant) -> Pushed {
+        if self.phase != Phase::Open {
+            return Pushed::Dropped;
+        }
+        let len = frame.wire_len();
+        if !self.outbound.is_empty() && self.queued_bytes + len > max_outbound {
+            self.outbound.clear();
+            self.queued_bytes = 0;
+            self.begin_close(1008, "outbound buffer limit exceeded", close_deadline);
+            return Pushed::Overflowed;
+        }
+        self.enqueue(frame);
+        Pushed::Queued
+    }
+
+    /// Queues a control frame (ping, pong): never counted against the limit, never
+    /// dropped while the connection is open or closing but not yet sent its close.
+    pub fn push_control(&mut self, frame: OutFrame) {
+        if !matches!(self.phase, Phase::Handshake { .. }) && !self.reader_done {
+            self.enqueue(frame);
+        }
+    }
+
+    /// Queues a close frame and moves to `Closing` unless already there. Returns
+    /// whether this call started the closing handshake.
+    pub fn begin_close(&mut self, code: u16, reason: &str, deadline: Instant) -> bool {
+        if self.phase != Phase::Open {
+            return false;
+        }
+        self.phase = Phase::Closing { deadline };
+        self.enqueue(OutFrame::close(code, reason));
+        true
+    }
+
+    fn enqueue(&mut self, frame: OutFrame) {
+        self.queued_bytes += frame.wire_len();
+        self.outbound.push_back(frame);
+        if let Some(waker) = self.writer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Moves up to `max` frames into `batch` for one write; the writer's side.
+    pub fn take_batch(&mut self, batch: &mut Vec<OutFrame>, max: usize) {
+        let n = self.outbound.len().min(max);
+        for frame in self.outbound.drain(..n) {
+            self.queued_bytes -= frame.wire_len();
+            batch.push(frame);
+        }
+        if self.outbound.is_empty() && self.outbound.capacity() > 64 {
+            // Give a burst's memory back once it has drained.
+            self.outbound = VecDeque::new();
+        }
+    }
+
+    pub fn has_outbound(&self) -> bool {
+        !self.outbound.is_empty()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Parks the writer until something is queued or the reader finishes.
+    pub fn set_writer_waker(&mut self, waker: &Waker) {
+        self.writer = Some(waker.clone());
+    }
+
+    /// Marks the read side finished and wakes the writer to flush and exit. With
+    /// `discard`, what is still queued is dropped (the peer is gone).
+    pub fn finish_reading(&mut self, discard: bool) {
+        self.reader_done = true;
+        if discard {
+            self.outbound.clear();
+            self.queued_bytes = 0;
+        }
+        if let Some(waker) = self.writer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Records an incoming frame for the idle timeout.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.last_ping = now;
+    }
+
+    /// The heartbeat decision for this connection at `now`.
+    pub fn tick(&self, now: Instant, ping_interval: std::time::Duration, idle_timeout: std::time::Duration) -> Tick {
+        match self.phase {
+            Phase::Handshake { deadline } | Phase::Closing { deadline } => {
+                if now >= deadline {
+                    Tick::Abort
+                } else {
+                    Tick::Nothing
+                }
+            }
+            Phase::Open if now.duration_since(self.last_heard) >= idle_timeout => Tick::IdleTimeout,
+            Phase::Open if now.duration_since(self.last_ping) >= ping_interval => Tick::SendPing,
+            Phase::Open => Tick::Nothing,
+        }
+    }
+}
+
+/// Shuts both directions of a socket so its pending reads and writes complete at once.
+/// The only way another task can end a connection whose read is in flight.
+pub fn shutdown_socket(fd: RawFd) {
+    // SAFETY: plain syscall on a descriptor the core's slab still owns; an error
+    // (already shut, not connected) is harmless and ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ws::Opcode;
+
+    fn open_conn(now: Instant) -> Conn {
+        let mut conn = Conn::new(1, -1, now, now + Duration::from_secs(5));
+        conn.phase = Phase::Open;
+        conn
+    }
+
+    fn frame(len: usize) -> OutFrame {
+        OutFrame::new(Opcode::Binary, Bytes::from(vec![0u8; len]))
+    }
+
+    #[test]
+    fn passing_the_outbound_limit_clears_the_queue_and_queues_1008() {
+        let now = Instant::now();
+        let mut conn = open_conn(now);
+        assert_eq!(conn.push(frame(600), 1000, now), Pushed::Queued);
+        assert_eq!(conn.push(frame(600), 1000, now), Pushed::Overflowed);
+        let mut batch = Vec::new();
+        conn.take_batch(&mut batch, 16);
+        assert_eq!(batch.len(), 1);
+        assert!(batch[0].is_close());
+        assert_eq!(&batch[0].payload[..2], &1008u16.to_be_bytes());
+        assert!(matches!(conn.phase, Phase::Closing { .. }));
+        assert_eq!(conn.push(frame(1), 1000, now), Pushed::Dropped);
+        assert_eq!(conn.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn one_frame_larger_than_the_limit_fits_an_empty_queue() {
+        let now = Instant::now();
+        let mut conn = open_conn(now);
+        assert_eq!(conn.push(frame(5000), 1000, now), Pushed::Queued);
+    }
+
+    #[test]
+    fn second_close_is_not_queued() {
+        let now = Instant::now();
+        let mut conn = open_conn(now);
+        assert!(conn.begin_close(1001, "bye", now));
+        assert!(!conn.begin_close(1000, "again", now));
+        let mut batch = Vec::new();
+        conn.take_batch(&mut batch, 16);
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn heartbeat_pings_after_the_interval_and_times_out_after_idle() {
+        let start = Instant::now();
+        let mut conn = open_conn(start);
+        let (ping, idle) = (Duration::from_secs(10), Duration::from_secs(25));
+        assert_eq!(conn.tick(start + Duration::from_secs(9), ping, idle), Tick::Nothing);
+        assert_eq!(conn.tick(start + Duration::from_secs(10), ping, idle), Tick::SendPing);
+        conn.last_ping = start + Duration::from_secs(10);
+        assert_eq!(conn.tick(start + Duration::from_secs(15), ping, idle), Tick::Nothing);
+        assert_eq!(conn.tick(start + Duration::from_secs(25), ping, idle), Tick::IdleTimeout);
+        conn.heard(start + Duration::from_secs(24));
+        assert_eq!(conn.tick(start + Duration::from_secs(25), ping, idle), Tick::Nothing);
+    }
+
+    #[test]
+    fn deadlines_abort_handshake_and_closing() {
+        let start = Instant::now();
+        let conn = Conn::new(1, -1, start, start + Duration::from_secs(1));
+        let (ping, idle) = (Duration::from_secs(10), Duration::from_secs(25));
+        assert_eq!(conn.tick(start, ping, idle), Tick::Nothing);
+        assert_eq!(conn.tick(start + Duration::from_secs(1), ping, idle), Tick::Abort);
+    }
+
+    #[test]
+    fn finished_reader_with_discard_drops_queued_frames() {
+        let now = Instant::now();
+        let mut conn = open_conn(now);
+        conn.push(frame(10), 1000, now);
+        conn.finish_reading(true);
+        assert!(!conn.has_outbound());
+        conn.push_control(OutFrame::new(Opcode::Pong, Bytes::new()));
+        assert!(!conn.has_outbound(), "nothing is queued once the reader is done");
+    }
+}

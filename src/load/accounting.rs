@@ -1,0 +1,215 @@
+//! Exactly-once accounting for the broadcast scenario: what one receiver saw from one
+//! publisher ([`SeqTracker`]), and the sum over all receivers checked against what
+//! each publisher sent ([`Tally`]). Pure bookkeeping: no I/O, no clocks.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+/// What a receiver makes of one sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// First time seen, and every earlier number had arrived.
+    InOrder,
+    /// First time seen, but an earlier number is still missing.
+    AheadOfGap,
+    /// Seen before.
+    Duplicate,
+}
+
+/// The sequence numbers one receiver got from one publisher. Numbers start at 0.
+/// Holds only the numbers that arrived ahead of a gap, so in-order traffic costs O(1).
+#[derive(Clone, Debug, Default)]
+pub struct SeqTracker {
+    /// Every number below this has arrived.
+    next: u64,
+    /// Numbers above `next` that arrived early.
+    ahead: BTreeSet<u64>,
+    duplicates: u64,
+    reordered: u64,
+}
+
+impl SeqTracker {
+    pub fn receive(&mut self, seq: u64) -> Arrival {
+        if seq < self.next || self.ahead.contains(&seq) {
+            self.duplicates += 1;
+            return Arrival::Duplicate;
+        }
+        if seq > self.next {
+            self.ahead.insert(seq);
+            self.reordered += 1;
+            return Arrival::AheadOfGap;
+        }
+        self.next += 1;
+        while self.ahead.remove(&self.next) {
+            self.next += 1;
+        }
+        Arrival::InOrder
+    }
+
+    /// Distinct numbers received.
+    pub fn distinct(&self) -> u64 {
+        self.next + self.ahead.len() as u64
+    }
+
+    /// Whether every number below `sent` has arrived.
+    pub fn has_all(&self, sent: u64) -> bool {
+        self.next >= sent
+    }
+}
+
+/// The verdict over all receivers and publishers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Deliveries owed: every message sent, times every receiver.
+    pub expected: u64,
+    /// Distinct deliveries that arrived.
+    pub delivered: u64,
+    /// Deliveries owed that never arrived.
+    pub lost: u64,
+    /// Deliveries that arrived more than once (each extra copy counts).
+    pub duplicates: u64,
+    /// Deliveries that arrived while an earlier one from the same publisher was missing.
+    pub reordered: u64,
+    /// Sequence numbers received that the publisher never sent (corruption).
+    pub phantom: u64,
+}
+
+impl Tally {
+    /// Adds one receiver's trackers (indexed by publisher) given each publisher's final
+    /// count of messages sent.
+    pub fn add_receiver(&mut self, trackers: &[SeqTracker], sent: &[u64]) {
+        for (tracker, &sent) in trackers.iter().zip(sent) {
+            let distinct = tracker.distinct();
+            // Distinct numbers at or above `sent` were never sent; the rest are owed ones.
+            let phantom = tracker.ahead.range(sent..).count() as u64 + tracker.next.saturating_sub(sent);
+            let genuine = distinct - phantom;
+            self.expected += sent;
+            self.delivered += genuine;
+            self.lost += sent - genuine;
+            self.duplicates += tracker.duplicates;
+            self.reordered += tracker.reordered;
+            self.phantom += phantom;
+        }
+    }
+
+    /// A receiver that was not there at the end (its connection dropped) still owed
+    /// every message: count them all as lost.
+    pub fn add_missing_receiver(&mut self, sent: &[u64]) {
+        let owed: u64 = sent.iter().sum();
+        self.expected += owed;
+        self.lost += owed;
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicates == 0 && self.phantom == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(seqs: &[u64]) -> SeqTracker {
+        let mut t = SeqTracker::default();
+        for &s in seqs {
+            t.receive(s);
+        }
+        t
+    }
+
+    #[test]
+    fn in_order_stream_is_clean() {
+        let mut t = SeqTracker::default();
+        for s in 0..1000 {
+            assert_eq!(t.receive(s), Arrival::InOrder);
+        }
+        assert!(t.has_all(1000));
+        let mut tally = Tally::default();
+        tally.add_receiver(&[t], &[1000]);
+        assert_eq!(
+            tally,
+            Tally {
+                expected: 1000,
+                delivered: 1000,
+                ..Tally::default()
+            }
+        );
+        assert!(tally.is_clean());
+    }
+
+    #[test]
+    fn a_repeated_number_counts_as_one_duplicate_and_not_as_a_delivery() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.receive(0), Arrival::InOrder);
+        assert_eq!(t.receive(1), Arrival::InOrder);
+        assert_eq!(t.receive(1), Arrival::Duplicate);
+        assert_eq!(t.receive(0), Arrival::Duplicate);
+        let mut tally = Tally::default();
+        tally.add_receiver(&[t], &[2]);
+        assert_eq!((tally.delivered, tally.duplicates, tally.lost), (2, 2, 0));
+        assert!(!tally.is_clean());
+    }
+
+    #[test]
+    fn a_gap_is_loss_and_what_came_after_it_is_reordered_not_lost() {
+        let t = tracker(&[0, 2, 3, 5]);
+        assert_eq!(t.distinct(), 4);
+        assert!(!t.has_all(6));
+        let mut tally = Tally::default();
+        tally.add_receiver(&[t], &[6]);
+        assert_eq!(tally.lost, 2, "1 and 4 never came");
+        assert_eq!(tally.reordered, 3, "2, 3 and 5 came while 1 was missing");
+        assert_eq!(tally.delivered, 4);
+    }
+
+    #[test]
+    fn a_late_arrival_fills_the_gap_and_pulls_the_early_ones_in() {
+        let mut t = tracker(&[0, 2, 3]);
+        assert_eq!(t.receive(1), Arrival::InOrder);
+        assert!(t.has_all(4));
+        assert_eq!(t.receive(2), Arrival::Duplicate, "2 was held ahead of the gap");
+        assert!(t.ahead.is_empty());
+    }
+
+    #[test]
+    fn duplicate_of_a_number_held_ahead_of_a_gap_is_caught() {
+        let mut t = tracker(&[0, 5]);
+        assert_eq!(t.receive(5), Arrival::Duplicate);
+        assert_eq!(t.distinct(), 2);
+    }
+
+    #[test]
+    fn numbers_the_publisher_never_sent_are_phantom_not_delivered() {
+        let mut tally = Tally::default();
+        tally.add_receiver(&[tracker(&[0, 1, 2, 3])], &[2]);
+        assert_eq!((tally.delivered, tally.phantom, tally.lost), (2, 2, 0));
+        let mut tally = Tally::default();
+        tally.add_receiver(&[tracker(&[0, 7])], &[3]);
+        assert_eq!((tally.delivered, tally.phantom, tally.lost), (1, 1, 2));
+        assert!(!tally.is_clean());
+    }
+
+    #[test]
+    fn tally_sums_over_receivers_and_publishers() {
+        let sent = [3, 2];
+        let mut tally = Tally::default();
+        // Receiver A got everything, receiver B missed publisher 1's second message
+        // and got publisher 0's first twice.
+        tally.add_receiver(&[tracker(&[0, 1, 2]), tracker(&[0, 1])], &sent);
+        tally.add_receiver(&[tracker(&[0, 0, 1, 2]), tracker(&[0])], &sent);
+        tally.add_missing_receiver(&sent);
+        assert_eq!(tally.expected, 15);
+        assert_eq!(tally.delivered, 9);
+        assert_eq!(tally.lost, 6);
+        assert_eq!(tally.duplicates, 1);
+    }
+
+    #[test]
+    fn nothing_sent_nothing_owed() {
+        let mut tally = Tally::default();
+        tally.add_receiver(&[SeqTracker::default()], &[0]);
+        assert_eq!(tally, Tally::default());
+        assert!(tally.is_clean());
+    }
+}

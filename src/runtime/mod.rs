@@ -1,0 +1,197 @@
+//! The engine: one thread per configured CPU, each pinned and running its own monoio
+//! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
+//! listener and its own slab of connections. Cores share only the hub of inboxes and
+//! the shutdown signal. Start it with [`start`]; the app is built once per core.
+
+mod core;
+mod ctx;
+mod listener;
+mod shutdown;
+mod stats;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
+
+pub(crate) use self::core::Core;
+pub use ctx::CoreCtx;
+pub use listener::ListenError;
+pub use stats::{CoreStats, Stats};
+
+use self::shutdown::Shutdown;
+use crate::app::App;
+use crate::config::{Config, ConfigError};
+use crate::hub::{Hub, Outbox};
+use crate::CoreId;
+
+/// Which I/O driver a core's runtime got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    /// epoll: io_uring is unavailable (old kernel, seccomp) or
+    /// `MONOIO_FORCE_LEGACY_DRIVER=1` is set.
+    Epoll,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("core {core} failed to start: {reason}")]
+    Core { core: u16, reason: String },
+}
+
+/// A running server.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    drivers: Vec<Driver>,
+    shutdown: Arc<Shutdown>,
+    stats: Vec<Arc<CoreStats>>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address every core listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The driver of each core, in core order.
+    pub fn drivers(&self) -> &[Driver] {
+        &self.drivers
+    }
+
+    /// The sum of every core's counters now.
+    pub fn stats(&self) -> Stats {
+        stats::sum(self.stats.iter().map(|s| &**s))
+    }
+
+    /// Counters of one core.
+    pub fn core_stats(&self, core: CoreId) -> Stats {
+        stats::sum([&*self.stats[core.index()]])
+    }
+
+    /// A handle that can start a graceful shutdown from any thread.
+    pub fn shutdown_trigger(&self) -> impl Fn() + Send + Sync + 'static {
+        let shutdown = self.shutdown.clone();
+        move || shutdown.trigger()
+    }
+
+    /// Stops accepting, closes every connection with 1001, waits for the closing
+    /// handshakes (up to `shutdown_timeout_ms`) and returns when every core has ended.
+    pub fn shutdown(self) -> std::io::Result<()> {
+        self.shutdown.trigger();
+        self.join()
+    }
+
+    /// Waits for every core to end (after a shutdown started elsewhere).
+    pub fn join(self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(std::io::Error::other("a core thread panicked")),
+            }
+        }
+        result
+    }
+}
+
+/// Starts the server: validates the config, binds every core's listener, starts and
+/// pins every core, and returns once all of them are accepting.
+pub fn start<A, F>(config: Config, make_app: F) -> Result<ServerHandle, StartError>
+where
+    A: App,
+    F: Fn(CoreId) -> A + Send + Sync + 'static,
+{
+    config.validate()?;
+    let cpus = config.core_cpus()?;
+    let listeners = listener::bind_listeners(config.listen, cpus.len(), config.listen_backlog)?;
+    let local_addr = listeners[0].local_addr().map_err(|e| ListenError::Io {
+        addr: config.listen,
+        source: e,
+    })?;
+    let config = Arc::new(config);
+    let hub = Hub::<A::Envelope>::new(cpus.len(), config.inbox_capacity);
+    let shutdown = Arc::new(Shutdown::new(cpus.len()));
+    let make_app = Arc::new(make_app);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    let mut stats = Vec::new();
+    for (index, (cpu, listener)) in cpus.iter().copied().zip(listeners).enumerate() {
+        let id = CoreId(index as u16);
+        let core_stats = Arc::new(CoreStats::default());
+        stats.push(core_stats.clone());
+        let (config, hub, shutdown, make_app, ready) =
+            (config.clone(), hub.clone(), shutdown.clone(), make_app.clone(), ready_tx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("ringcast-core-{index}"))
+            .spawn(move || {
+                let pinned = monoio::utils::bind_to_cpu_set([cpu]).map_err(|e| format!("pinning to CPU {cpu}: {e}"));
+                let runtime = pinned.and_then(|()| {
+                    RuntimeBuilder::<FusionDriver>::new()
+                        .enable_timer()
+                        .with_entries(config.uring_entries)
+                        .build()
+                        .map_err(|e| format!("building the runtime: {e}"))
+                });
+                let mut runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(reason) => {
+                        let _ = ready.send((id, Err(reason)));
+                        return Ok(());
+                    }
+                };
+                let driver = match runtime {
+                    FusionRuntime::Uring(_) => Driver::IoUring,
+                    FusionRuntime::Legacy(_) => Driver::Epoll,
+                };
+                runtime.block_on(async move {
+                    let outbox = Outbox::new(hub.clone());
+                    let ctx = CoreCtx::new(id, config, outbox, core_stats);
+                    let app = RefCell::new(make_app(id));
+                    let core = Rc::new(Core { ctx, app });
+                    let _ = ready.send((id, Ok(driver)));
+                    self::core::run_core(core, listener, hub, shutdown).await
+                })
+            })
+            .map_err(|e| StartError::Core {
+                core: index as u16,
+                reason: e.to_string(),
+            })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    let mut drivers = vec![Driver::IoUring; cpus.len()];
+    for _ in 0..cpus.len() {
+        match ready_rx.recv() {
+            Ok((id, Ok(driver))) => drivers[id.index()] = driver,
+            Ok((id, Err(reason))) => {
+                shutdown.trigger();
+                return Err(StartError::Core { core: id.0, reason });
+            }
+            Err(_) => {
+                return Err(StartError::Core {
+                    core: 0,
+                    reason: "a core thread exited during start-up".into(),
+                })
+            }
+        }
+    }
+    Ok(ServerHandle {
+        local_addr,
+        drivers,
+        shutdown,
+        stats,
+        threads,
+    })
+}
+
+use std::cell::RefCell;
