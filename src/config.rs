@@ -57,8 +57,10 @@ pub struct Config {
     /// the real memory is usually far less; a single frame is always admitted to an
     /// empty queue. Raise for large messages to slow readers, lower for density.
     pub max_outbound_bytes: usize,
-    /// First read buffer of a connection; it grows on demand up to the frame being read
-    /// and shrinks back when drained. Default 512 bytes, the floor of idle memory.
+    /// Read buffer of an upgraded connection; it grows on demand up to the frame being
+    /// read and shrinks back when drained. Default 256 bytes: it is most of an idle
+    /// connection's memory (BENCHMARKS.md), and one read still takes several small
+    /// messages. The upgrade request is read into a transient buffer of at least 1 KiB.
     pub read_buffer_bytes: usize,
     /// Largest HTTP upgrade request; larger gets 431. Default 8192 bytes.
     pub max_handshake_bytes: usize,
@@ -90,7 +92,7 @@ impl Default for Config {
             app: AppKind::Broadcast,
             max_message_bytes: 1 << 20,
             max_outbound_bytes: 4 << 20,
-            read_buffer_bytes: 512,
+            read_buffer_bytes: 256,
             max_handshake_bytes: 8192,
             handshake_timeout_ms: 10_000,
             ping_interval_ms: 30_000,

@@ -1,6 +1,8 @@
 //! One connection's life on its core: the state kept in the core's slab ([`Conn`]),
 //! the task that reads (handshake, frames, app calls: `reader.rs`) and the task that
-//! writes its outbound queue in batches (`writer.rs`).
+//! writes its outbound queue in batches (`writer.rs`). The writer task exists only
+//! while there is something to write: an idle connection is its slab entry, its
+//! reader task and its read buffer (see BENCHMARKS.md for the bytes).
 //! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
 //! state and tested without sockets; the tasks only carry them out.
 
@@ -12,18 +14,37 @@ use std::os::fd::RawFd;
 use std::task::Waker;
 use std::time::Instant;
 
+use monoio::io::OwnedWriteHalf;
+use monoio::net::TcpStream;
+
 use crate::ws::OutFrame;
 
 pub(crate) use reader::run_connection;
+pub(crate) use writer::run_writer;
+
+/// The write half of a connection's socket, and who has it.
+#[derive(Debug)]
+pub enum Writer {
+    /// No writer task: the half waits here until something is queued.
+    Parked(OwnedWriteHalf<TcpStream>),
+    /// A task has it (the writer, or the reader during the handshake).
+    Running,
+    /// Writing has ended (flushed after the reader finished, or a write failed).
+    Finished,
+}
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for the HTTP upgrade request, until the deadline.
-    Handshake { deadline: Instant },
+    Handshake {
+        deadline: Instant,
+    },
     Open,
     /// A close frame is queued or sent; the socket is shut at the deadline at the latest.
-    Closing { deadline: Instant },
+    Closing {
+        deadline: Instant,
+    },
 }
 
 /// What [`Conn::push`] did with a frame.
@@ -59,7 +80,9 @@ pub struct Conn {
     pub last_ping: Instant,
     outbound: VecDeque<OutFrame>,
     queued_bytes: usize,
-    writer: Option<Waker>,
+    pub writer: Writer,
+    /// The reader, waiting for the writer to finish before cleaning up.
+    pub writer_exit: Option<Waker>,
     /// Set once the read side is finished: the writer flushes what is queued and exits.
     pub reader_done: bool,
 }
@@ -76,7 +99,8 @@ impl Conn {
             last_ping: now,
             outbound: VecDeque::new(),
             queued_bytes: 0,
-            writer: None,
+            writer: Writer::Running,
+            writer_exit: None,
             reader_done: false,
         }
     }
@@ -87,7 +111,12 @@ impl Conn {
 
     /// Queues a data frame under the outbound limit (see `Config::max_outbound_bytes`).
     /// A frame always fits an empty queue, so one large message is never refused.
-    pub fn push(&mut self, frame: OutFrame, max_outbound: usize, close_deadline: Instant) -> Pushed {
+    pub fn push(
+        &mut self,
+        frame: OutFrame,
+        max_outbound: usize,
+        close_deadline: Instant,
+    ) -> Pushed {
         if self.phase != Phase::Open {
             return Pushed::Dropped;
         }
@@ -121,10 +150,34 @@ impl Conn {
         true
     }
 
+    /// Queues a frame. The caller starts a writer if none runs (`CoreCtx::kick`).
     fn enqueue(&mut self, frame: OutFrame) {
+        if matches!(self.writer, Writer::Finished) {
+            return;
+        }
         self.queued_bytes += frame.wire_len();
         self.outbound.push_back(frame);
-        if let Some(waker) = self.writer.take() {
+    }
+
+    /// The parked write half, if frames wait and no writer task runs.
+    pub fn take_idle_writer(&mut self) -> Option<OwnedWriteHalf<TcpStream>> {
+        if self.outbound.is_empty() || !matches!(self.writer, Writer::Parked(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.writer, Writer::Running) {
+            Writer::Parked(wr) => Some(wr),
+            _ => unreachable!("checked above"),
+        }
+    }
+
+    /// The writer task is done for now: parks the half, or finishes for good.
+    pub fn writer_stopped(&mut self, state: Writer) {
+        if matches!(state, Writer::Finished) {
+            self.outbound.clear();
+            self.queued_bytes = 0;
+        }
+        self.writer = state;
+        if let Some(waker) = self.writer_exit.take() {
             waker.wake();
         }
     }
@@ -150,21 +203,13 @@ impl Conn {
         self.queued_bytes
     }
 
-    /// Parks the writer until something is queued or the reader finishes.
-    pub fn set_writer_waker(&mut self, waker: &Waker) {
-        self.writer = Some(waker.clone());
-    }
-
-    /// Marks the read side finished and wakes the writer to flush and exit. With
+    /// Marks the read side finished: a writer flushes what is queued and exits. With
     /// `discard`, what is still queued is dropped (the peer is gone).
     pub fn finish_reading(&mut self, discard: bool) {
         self.reader_done = true;
         if discard {
             self.outbound.clear();
             self.queued_bytes = 0;
-        }
-        if let Some(waker) = self.writer.take() {
-            waker.wake();
         }
     }
 
@@ -175,7 +220,12 @@ impl Conn {
     }
 
     /// The heartbeat decision for this connection at `now`.
-    pub fn tick(&self, now: Instant, ping_interval: std::time::Duration, idle_timeout: std::time::Duration) -> Tick {
+    pub fn tick(
+        &self,
+        now: Instant,
+        ping_interval: std::time::Duration,
+        idle_timeout: std::time::Duration,
+    ) -> Tick {
         match self.phase {
             Phase::Handshake { deadline } | Phase::Closing { deadline } => {
                 if now >= deadline {
@@ -259,13 +309,28 @@ mod tests {
         let start = Instant::now();
         let mut conn = open_conn(start);
         let (ping, idle) = (Duration::from_secs(10), Duration::from_secs(25));
-        assert_eq!(conn.tick(start + Duration::from_secs(9), ping, idle), Tick::Nothing);
-        assert_eq!(conn.tick(start + Duration::from_secs(10), ping, idle), Tick::SendPing);
+        assert_eq!(
+            conn.tick(start + Duration::from_secs(9), ping, idle),
+            Tick::Nothing
+        );
+        assert_eq!(
+            conn.tick(start + Duration::from_secs(10), ping, idle),
+            Tick::SendPing
+        );
         conn.last_ping = start + Duration::from_secs(10);
-        assert_eq!(conn.tick(start + Duration::from_secs(15), ping, idle), Tick::Nothing);
-        assert_eq!(conn.tick(start + Duration::from_secs(25), ping, idle), Tick::IdleTimeout);
+        assert_eq!(
+            conn.tick(start + Duration::from_secs(15), ping, idle),
+            Tick::Nothing
+        );
+        assert_eq!(
+            conn.tick(start + Duration::from_secs(25), ping, idle),
+            Tick::IdleTimeout
+        );
         conn.heard(start + Duration::from_secs(24));
-        assert_eq!(conn.tick(start + Duration::from_secs(25), ping, idle), Tick::Nothing);
+        assert_eq!(
+            conn.tick(start + Duration::from_secs(25), ping, idle),
+            Tick::Nothing
+        );
     }
 
     #[test]
@@ -274,7 +339,10 @@ mod tests {
         let conn = Conn::new(1, -1, start, start + Duration::from_secs(1));
         let (ping, idle) = (Duration::from_secs(10), Duration::from_secs(25));
         assert_eq!(conn.tick(start, ping, idle), Tick::Nothing);
-        assert_eq!(conn.tick(start + Duration::from_secs(1), ping, idle), Tick::Abort);
+        assert_eq!(
+            conn.tick(start + Duration::from_secs(1), ping, idle),
+            Tick::Abort
+        );
     }
 
     #[test]
@@ -285,6 +353,9 @@ mod tests {
         conn.finish_reading(true);
         assert!(!conn.has_outbound());
         conn.push_control(OutFrame::new(Opcode::Pong, Bytes::new()));
-        assert!(!conn.has_outbound(), "nothing is queued once the reader is done");
+        assert!(
+            !conn.has_outbound(),
+            "nothing is queued once the reader is done"
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! messages to the app, answers pings and closes, and cleans up when the peer goes.
 //! Timeouts are not kept here: the core's sweep shuts the socket, ending the read.
 
+use std::future::poll_fn;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
@@ -12,13 +14,15 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::shutdown_socket;
+use super::{shutdown_socket, Writer};
 use crate::app::{App, Message};
 use crate::runtime::Core;
 use crate::ws::handshake::{self, Request};
 use crate::ws::{Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
 
+/// First buffer for the upgrade request (browsers send ~500 bytes); transient.
+const HANDSHAKE_BUFFER: usize = 1024;
 /// A read buffer this many times its first size is replaced once drained.
 const SHRINK_FACTOR: usize = 4;
 
@@ -31,27 +35,91 @@ enum ReadEnd {
 }
 
 /// Serves one accepted connection from handshake to cleanup.
+///
+/// One flat async fn on purpose: its state is the connection's largest allocation,
+/// and nested async fns each keep copies of their arguments (measured: 824 bytes
+/// nested, see `idle_connection_state_stays_small`).
 pub(crate) async fn run_connection<A: App>(core: Rc<Core<A>>, stream: TcpStream) {
     let ctx = &core.ctx;
     let fd = stream.as_raw_fd();
     let id = ctx.insert_conn(fd, Instant::now());
     let (mut rd, mut wr) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(ctx.config.read_buffer_bytes);
-    if !upgrade(&core, &mut rd, &mut wr, &mut buf).await {
+    let mut buf = BytesMut::with_capacity(ctx.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
+    // Boxed: the handshake's state is needed once, not for the connection's life.
+    if !Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await {
         shutdown_socket(fd);
         ctx.remove_conn(id);
         return;
     }
-    ctx.mark_open(id, Instant::now());
-    let writer = monoio::spawn(super::writer::run_writer(core.clone(), id, wr));
+    ctx.mark_open(id, wr, Instant::now());
+    let initial = ctx.config.read_buffer_bytes;
+    if buf.is_empty() {
+        // The handshake buffer is larger; an idle connection keeps only `initial`.
+        buf = BytesMut::with_capacity(initial);
+    }
     core.app.borrow_mut().on_open(ctx, id);
-    let end = read_frames(&core, id, &mut rd, buf).await;
-    ctx.with_conn(id, |conn| conn.finish_reading(matches!(end, ReadEnd::PeerGone)));
+    let mut decoder = Decoder::new(Role::Server, ctx.config.max_message_bytes);
+    let end = loop {
+        if let Some(end) = decode_buffered(&core, id, &mut decoder, &mut buf) {
+            break end;
+        }
+        if ctx.outbox.is_congested() {
+            ctx.outbox.drained().await;
+        }
+        make_room(&mut buf, decoder.bytes_wanted(), initial);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (result, slice) = rd.read(std::mem::take(&mut buf).slice_mut(len..cap)).await;
+        buf = slice.into_inner();
+        if !matches!(result, Ok(n) if n > 0) {
+            break ReadEnd::PeerGone;
+        }
+        ctx.with_conn(id, |conn| conn.heard(Instant::now()));
+    };
+    drop((decoder, buf));
+    ctx.with_conn(id, |conn| {
+        conn.finish_reading(matches!(end, ReadEnd::PeerGone));
+        ctx.kick(id.slot as usize, conn);
+    });
     core.app.borrow_mut().on_close(ctx, id);
-    writer.await;
+    // Wait for a running writer to flush (the close frame) and stop.
+    poll_fn(|cx| {
+        ctx.with_conn(id, |conn| match conn.writer {
+            Writer::Running => {
+                conn.writer_exit = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Writer::Parked(_) | Writer::Finished => Poll::Ready(()),
+        })
+    })
+    .await;
+    shutdown_socket(fd);
     // Removed before `rd` drops and closes the fd, so the sweep never touches a reused fd.
     ctx.remove_conn(id);
     drop(rd);
+}
+
+/// Handles every complete item in `buf`. `Some` ends the read side.
+fn decode_buffered<A: App>(
+    core: &Core<A>,
+    id: ConnId,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> Option<ReadEnd> {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(item)) => {
+                if let Some(end) = handle_incoming(core, id, item) {
+                    return Some(end);
+                }
+            }
+            Ok(None) => return None,
+            Err(error) => {
+                core.ctx.stats.count_protocol_error();
+                core.ctx.close(id, error.close_code(), &error.to_string());
+                return Some(ReadEnd::Flush);
+            }
+        }
+    }
 }
 
 /// Reads and answers the HTTP upgrade request. Returns whether the connection is a
@@ -93,42 +161,9 @@ async fn upgrade<A: App>(
 /// Reads into the spare capacity of `buf`, appending. False on EOF or error.
 async fn read_more(rd: &mut OwnedReadHalf<TcpStream>, buf: &mut BytesMut) -> bool {
     let (len, cap) = (buf.len(), buf.capacity());
-    let taken = std::mem::take(buf);
-    let (result, slice) = rd.read(taken.slice_mut(len..cap)).await;
+    let (result, slice) = rd.read(std::mem::take(buf).slice_mut(len..cap)).await;
     *buf = slice.into_inner();
     matches!(result, Ok(n) if n > 0)
-}
-
-/// Decodes frames until the connection ends.
-async fn read_frames<A: App>(core: &Core<A>, id: ConnId, rd: &mut OwnedReadHalf<TcpStream>, mut buf: BytesMut) -> ReadEnd {
-    let ctx = &core.ctx;
-    let initial = ctx.config.read_buffer_bytes;
-    let mut decoder = Decoder::new(Role::Server, ctx.config.max_message_bytes);
-    loop {
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(item)) => {
-                    if let Some(end) = handle_incoming(core, id, item) {
-                        return end;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    ctx.stats.count_protocol_error();
-                    ctx.close(id, error.close_code(), &error.to_string());
-                    return ReadEnd::Flush;
-                }
-            }
-        }
-        if ctx.outbox.is_congested() {
-            ctx.outbox.drained().await;
-        }
-        make_room(&mut buf, decoder.bytes_wanted(), initial);
-        if !read_more(rd, &mut buf).await {
-            return ReadEnd::PeerGone;
-        }
-        ctx.with_conn(id, |conn| conn.heard(Instant::now()));
-    }
 }
 
 /// Ensures `buf` can take the rest of the frame being read (bounded by the message
@@ -160,7 +195,7 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
         },
         Incoming::Ping(payload) => {
             // RFC 6455 §5.5.2: answer with a pong carrying the same payload.
-            ctx.with_conn(id, |conn| conn.push_control(OutFrame::new(Opcode::Pong, payload)));
+            ctx.send_control(id, OutFrame::new(Opcode::Pong, payload));
             return None;
         }
         Incoming::Pong(_) => return None,
@@ -174,4 +209,45 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
     };
     core.app.borrow_mut().on_message(ctx, id, message);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use crate::app::EchoApp;
+    use crate::config::Config;
+    use crate::hub::{Hub, Outbox};
+    use crate::runtime::{Core, CoreCtx};
+    use crate::CoreId;
+
+    /// Regression guard for idle memory: the connection task's state is most of what an
+    /// idle connection costs (BENCHMARKS.md has the measured RSS per connection).
+    #[test]
+    fn idle_connection_state_stays_small() {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let ctx = CoreCtx::new(
+                CoreId(0),
+                Arc::new(Config::default()),
+                Outbox::new(Hub::<()>::new(1, 16)),
+                Default::default(),
+            );
+            let core = Rc::new(Core {
+                ctx,
+                app: RefCell::new(EchoApp),
+            });
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let stream = monoio::net::TcpStream::from_std(stream).unwrap();
+            let task = super::run_connection(core, stream);
+            let size = std::mem::size_of_val(&task);
+            eprintln!("connection task state: {size} bytes");
+            assert!(size <= 576, "connection task state grew to {size} bytes");
+        });
+    }
 }

@@ -4,16 +4,14 @@
 //! data after a short write; see ARCHITECTURE.md). One write per batch, not per frame,
 //! is what makes fan-out fast: a loopback write costs ~3 µs whatever its size.
 
-use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
-use std::task::Poll;
 
 use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
-use super::shutdown_socket;
+use super::{shutdown_socket, Writer};
 use crate::app::App;
 use crate::runtime::Core;
 use crate::ws::OutFrame;
@@ -111,38 +109,39 @@ async fn write_all(wr: &mut OwnedWriteHalf<TcpStream>, mut batch: WriteBatch) ->
     (Ok(()), batch)
 }
 
-/// Runs until the reader is done and the queue is flushed, or a write fails.
-/// Then shuts the socket, which also ends a read still in flight.
-pub(crate) async fn run_writer<A: App>(core: Rc<Core<A>>, id: ConnId, mut wr: OwnedWriteHalf<TcpStream>) {
+/// Writes until the queue is empty, then parks the write half in the slab and ends;
+/// `CoreCtx::kick` starts it again when frames are queued. After the reader is done,
+/// or when a write fails, it shuts the socket (ending a read still in flight) instead.
+pub(crate) async fn run_writer<A: App>(
+    core: Rc<Core<A>>,
+    id: ConnId,
+    mut wr: OwnedWriteHalf<TcpStream>,
+) {
     let mut batch = WriteBatch::new();
-    let mut fd = None;
     loop {
-        let more = poll_fn(|cx| {
-            let mut conns = core.ctx.conns.borrow_mut();
-            let conn = &mut conns[id.slot as usize];
-            fd = Some(conn.fd);
-            if conn.has_outbound() {
-                conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
-                Poll::Ready(true)
-            } else if conn.reader_done {
-                Poll::Ready(false)
+        let (fd, reader_done) = core.ctx.with_conn(id, |conn| {
+            conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
+            (conn.fd, conn.reader_done)
+        });
+        if batch.frames.is_empty() {
+            let state = if reader_done {
+                shutdown_socket(fd);
+                Writer::Finished
             } else {
-                conn.set_writer_waker(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await;
-        if !more {
-            break;
+                Writer::Parked(wr)
+            };
+            core.ctx.with_conn(id, |conn| conn.writer_stopped(state));
+            return;
         }
-        let (result, returned) = write_all(&mut wr, batch).await;
+        // Boxed while in flight: the task stays small.
+        let (result, returned) = Box::pin(write_all(&mut wr, batch)).await;
         batch = returned;
         if result.is_err() {
-            break;
+            shutdown_socket(fd);
+            core.ctx
+                .with_conn(id, |conn| conn.writer_stopped(Writer::Finished));
+            return;
         }
-    }
-    if let Some(fd) = fd {
-        shutdown_socket(fd);
     }
 }
 

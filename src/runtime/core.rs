@@ -105,15 +105,17 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
         monoio::time::sleep(period).await;
         let now = Instant::now();
         let close_deadline = now + Duration::from_millis(config.close_timeout_ms);
-        for (_, conn) in core.ctx.conns.borrow_mut().iter_mut() {
+        for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
             match conn.tick(now, ping_interval, idle_timeout) {
                 Tick::Nothing => {}
                 Tick::SendPing => {
                     conn.push_control(ping.clone());
                     conn.last_ping = now;
+                    core.ctx.kick(slot, conn);
                 }
                 Tick::IdleTimeout => {
                     conn.begin_close(1001, "idle timeout", close_deadline);
+                    core.ctx.kick(slot, conn);
                 }
                 Tick::Abort => shutdown_socket(conn.fd),
             }
@@ -127,9 +129,10 @@ async fn close_all<A: App>(core: &Core<A>) {
     let config = &core.ctx.config;
     let now = Instant::now();
     let deadline = now + Duration::from_millis(config.shutdown_timeout_ms);
-    for (_, conn) in core.ctx.conns.borrow_mut().iter_mut() {
+    for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
         if conn.is_open() {
             conn.begin_close(1001, "server shutting down", deadline);
+            core.ctx.kick(slot, conn);
         } else if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
             shutdown_socket(conn.fd);
         }

@@ -2,16 +2,18 @@
 //! connection of the core, post to another core, close. Owns the core's slab of
 //! connections and its outbox. Single-threaded: it lives and dies on one core.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use monoio::io::OwnedWriteHalf;
+use monoio::net::TcpStream;
 use slab::Slab;
 
 use super::stats::CoreStats;
 use crate::config::Config;
-use crate::conn::{Conn, Phase, Pushed};
+use crate::conn::{Conn, Phase, Pushed, Writer};
 use crate::hub::Outbox;
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
@@ -24,6 +26,8 @@ pub struct CoreCtx<E> {
     pub(crate) outbox: Outbox<E>,
     pub(crate) stats: Arc<CoreStats>,
     next_generation: Cell<u32>,
+    /// Starts a connection's writer task (set once the core is built).
+    spawn_writer: OnceCell<Box<dyn Fn(ConnId, OwnedWriteHalf<TcpStream>)>>,
 }
 
 impl<E: Send> CoreCtx<E> {
@@ -35,6 +39,28 @@ impl<E: Send> CoreCtx<E> {
             outbox,
             stats,
             next_generation: Cell::new(0),
+            spawn_writer: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn set_writer_spawner(&self, spawn: Box<dyn Fn(ConnId, OwnedWriteHalf<TcpStream>)>) {
+        let _ = self.spawn_writer.set(spawn);
+    }
+
+    /// Starts the writer of a connection that has frames queued and no writer running.
+    /// Every path that queues a frame calls this.
+    pub(crate) fn kick(&self, slot: usize, conn: &mut Conn) {
+        if let Some(wr) = conn.take_idle_writer() {
+            let id = ConnId {
+                core: self.id,
+                slot: slot as u32,
+                generation: conn.generation,
+            };
+            let spawn = self
+                .spawn_writer
+                .get()
+                .expect("writer spawner is set at core start");
+            spawn(id, wr);
         }
     }
 
@@ -58,9 +84,12 @@ impl<E: Send> CoreCtx<E> {
     pub fn send(&self, conn: ConnId, frame: OutFrame) -> bool {
         debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
         let deadline = self.close_deadline();
-        let pushed = match self.conns.borrow_mut().get_mut(conn.slot as usize) {
+        let mut conns = self.conns.borrow_mut();
+        let pushed = match conns.get_mut(conn.slot as usize) {
             Some(entry) if entry.generation == conn.generation => {
-                entry.push(frame, self.config.max_outbound_bytes, deadline)
+                let pushed = entry.push(frame, self.config.max_outbound_bytes, deadline);
+                self.kick(conn.slot as usize, entry);
+                pushed
             }
             _ => return false,
         };
@@ -71,9 +100,10 @@ impl<E: Send> CoreCtx<E> {
     pub fn send_to_all(&self, frame: &OutFrame) {
         let deadline = self.close_deadline();
         let max = self.config.max_outbound_bytes;
-        for (_, entry) in self.conns.borrow_mut().iter_mut() {
+        for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() {
                 self.count(entry.push(frame.clone(), max, deadline));
+                self.kick(slot, entry);
             }
         }
     }
@@ -86,7 +116,18 @@ impl<E: Send> CoreCtx<E> {
     /// Starts the closing handshake with `code`; the peer has `close_timeout_ms` to answer.
     pub fn close(&self, conn: ConnId, code: u16, reason: &str) {
         let deadline = self.close_deadline();
-        self.with_conn(conn, |entry| entry.begin_close(code, reason, deadline));
+        self.with_conn(conn, |entry| {
+            entry.begin_close(code, reason, deadline);
+            self.kick(conn.slot as usize, entry);
+        });
+    }
+
+    /// Queues a control frame (pong) outside the outbound limit.
+    pub(crate) fn send_control(&self, conn: ConnId, frame: OutFrame) {
+        self.with_conn(conn, |entry| {
+            entry.push_control(frame);
+            self.kick(conn.slot as usize, entry);
+        });
     }
 
     /// Open connections on this core.
@@ -122,9 +163,10 @@ impl<E: Send> CoreCtx<E> {
         }
     }
 
-    pub(crate) fn mark_open(&self, conn: ConnId, now: Instant) {
+    pub(crate) fn mark_open(&self, conn: ConnId, wr: OwnedWriteHalf<TcpStream>, now: Instant) {
         self.with_conn(conn, |entry| {
             entry.phase = Phase::Open;
+            entry.writer = Writer::Parked(wr);
             entry.heard(now);
         });
         self.stats.count_opened();

@@ -9,6 +9,7 @@ mod listener;
 mod shutdown;
 mod stats;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
@@ -158,6 +159,12 @@ where
                     let ctx = CoreCtx::new(id, config, outbox, core_stats);
                     let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });
+                    let weak = Rc::downgrade(&core);
+                    core.ctx.set_writer_spawner(Box::new(move |conn, wr| {
+                        if let Some(core) = weak.upgrade() {
+                            monoio::spawn(crate::conn::run_writer(core, conn, wr));
+                        }
+                    }));
                     let _ = ready.send((id, Ok(driver)));
                     self::core::run_core(core, listener, hub, shutdown).await
                 })
@@ -193,5 +200,3 @@ where
         threads,
     })
 }
-
-use std::cell::RefCell;
