@@ -84,14 +84,17 @@ impl Histogram {
         self.max = self.max.max(nanos);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.total
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
 
+    #[cfg(test)]
     pub fn max(&self) -> Option<u64> {
         (self.total > 0).then_some(self.max)
     }
@@ -151,7 +154,11 @@ mod tests {
         for v in probes {
             let i = index_of(v);
             assert!(i < BUCKETS, "{v} -> {i}");
-            assert!(highest_in(i) >= v, "{v} above its bucket's top {}", highest_in(i));
+            assert!(
+                highest_in(i) >= v,
+                "{v} above its bucket's top {}",
+                highest_in(i)
+            );
             if i > 0 {
                 assert!(highest_in(i - 1) < v, "{v} belongs in an earlier bucket");
             }
@@ -164,7 +171,10 @@ mod tests {
         let mut v = 1u64;
         while v < u64::MAX / 3 {
             let top = highest_in(index_of(v));
-            assert!((top - v) as f64 <= v as f64 / 128.0, "{v} reported as {top}");
+            assert!(
+                (top - v) as f64 <= v as f64 / 128.0,
+                "{v} reported as {top}"
+            );
             v = v * 3 / 2 + 1;
         }
     }

@@ -1,6 +1,6 @@
-//! What the load tool reads about processes: its own CPU time (getrusage), a server's
-//! CPU time and resident memory (/proc/PID/stat and /proc/PID/status), and the
-//! open-file limit. Parsers are separate from the reads so they can be tested on text.
+//! What the load tool reads about a server process from /proc: CPU time (stat) and
+//! resident memory (status). Parsers are separate from the reads so they can be
+//! tested on text. Its own CPU time and other system calls are in `sys.rs`.
 
 use std::io;
 use std::time::Duration;
@@ -20,18 +20,6 @@ pub enum ProcError {
     Format { pid: u32, file: &'static str },
 }
 
-/// CPU time (user + system) this process has used so far, all threads.
-pub fn own_cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 fn read_proc(pid: u32, file: &'static str) -> Result<String, ProcError> {
     std::fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
@@ -46,9 +34,7 @@ fn read_proc(pid: u32, file: &'static str) -> Result<String, ProcError> {
 pub fn process_cpu_time(pid: u32) -> Result<Duration, ProcError> {
     let stat = read_proc(pid, "stat")?;
     let ticks = parse_stat_ticks(&stat).ok_or(ProcError::Format { pid, file: "stat" })?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let hz = super::sys::clock_ticks_per_second();
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
@@ -66,7 +52,10 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
 /// Resident memory of process `pid`, in bytes.
 pub fn process_rss(pid: u32) -> Result<u64, ProcError> {
     let status = read_proc(pid, "status")?;
-    parse_vm_rss(&status).ok_or(ProcError::Format { pid, file: "status" })
+    parse_vm_rss(&status).ok_or(ProcError::Format {
+        pid,
+        file: "status",
+    })
 }
 
 /// The `VmRSS:` line of /proc/PID/status, in bytes.
@@ -77,27 +66,6 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
     match parts.next() {
         Some("kB") => Some(value * 1024),
         _ => None,
-    }
-}
-
-/// Raises the soft open-file limit to the hard one and returns it.
-pub fn raise_fd_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit read and write a struct we own.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-        limit.rlim_cur
     }
 }
 
@@ -130,7 +98,6 @@ mod tests {
         let pid = std::process::id();
         assert!(process_rss(pid).unwrap() > 0);
         process_cpu_time(pid).unwrap();
-        let _ = own_cpu_time();
         assert!(matches!(
             process_cpu_time(u32::MAX),
             Err(ProcError::NoSuchProcess(_))

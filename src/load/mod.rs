@@ -1,9 +1,75 @@
-//! `ringcast load`: the load generator (placeholder module, being written).
+//! `ringcast load`: the load generator. It drives a WebSocket server on loopback with
+//! the project's own codec in the client role, from pinned monoio runtimes, for a
+//! bounded time, and reports rates, latency percentiles, CPU used on both sides and
+//! correctness (loss, duplicates, drops). It never talks to anything off the machine.
+//!
+//! Layout:
+//! - `args`: the command line and its validation into a `Plan`.
+//! - `driver`: load threads, the shared phase, counters, bounded waits.
+//! - `client`: one connection: connect, upgrade, frame reader, outbox and writer.
+//! - `echo`, `broadcast`, `connect`: the scenarios.
+//! - `payload`: what the tool writes inside messages to account for them.
+//! - `accounting`, `histogram`: exactly-once bookkeeping and latency percentiles.
+//! - `measure`, `sys`: /proc figures of the server, and the tool's own syscalls.
+//! - `report`: the summary and the JSON line.
 
-/// Arguments of `ringcast load`.
-#[derive(clap::Args, Debug)]
-pub struct LoadArgs {}
+mod accounting;
+mod args;
+mod broadcast;
+mod client;
+mod connect;
+mod driver;
+mod echo;
+mod histogram;
+mod measure;
+mod open;
+mod payload;
+mod progress;
+mod report;
+mod sys;
 
-pub fn run(_args: LoadArgs) -> anyhow::Result<()> {
-    anyhow::bail!("ringcast load is not built yet")
+pub use args::{LoadArgs, Scenario};
+
+/// How a load run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Run(String),
+    #[error("the run found problems: {}", .0.join("; "))]
+    Problems(Vec<String>),
+}
+
+/// Runs `ringcast load`: prints the summary (or the JSON line with `--json`) and fails
+/// if the run could not be made or found loss, duplicates, mismatches or drops.
+pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+    run_plan(args).map_err(anyhow::Error::from)
+}
+
+fn run_plan(args: LoadArgs) -> Result<(), LoadError> {
+    let fd_limit = sys::raise_fd_limit();
+    let plan = args::Plan::new(args, fd_limit).map_err(LoadError::Usage)?;
+    if let Some(pid) = plan.server_pid {
+        measure::process_cpu_time(pid).map_err(|e| LoadError::Usage(e.to_string()))?;
+    }
+    let json = plan.json;
+    let scenario = plan.scenario;
+    let shared = driver::Shared::new(plan);
+    let report = match scenario {
+        Scenario::Echo => echo::run(shared),
+        Scenario::Broadcast => broadcast::run(shared),
+        Scenario::Connect => connect::run(shared),
+    }
+    .map_err(LoadError::Run)?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Problems(report.problems))
+    }
 }

@@ -1,0 +1,466 @@
+//! The command line of `ringcast load` and its validation into a [`Plan`]: every flag,
+//! its default, and the checks that turn a bad invocation into a clear error before
+//! any socket is opened. It does not run anything.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Size of the accounting header in every broadcast message: kind, publisher id,
+/// sequence number, send timestamp (see `broadcast.rs`).
+pub const BROADCAST_HEADER_LEN: usize = 41;
+
+/// Longest run the tool agrees to: it must stop by itself.
+const MAX_DURATION_S: f64 = 3600.0;
+
+/// Most source addresses: 127.0.0.2 onwards, within 127.0.0.0/16.
+const MAX_SOURCES: usize = 65_000;
+
+/// File descriptors kept back for the runtime, stdio and /proc reads.
+const FD_MARGIN: u64 = 64;
+
+/// The workload to drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// C connections, each keeping P messages of S bytes in flight; counts round trips.
+    Echo,
+    /// Against a server that relays every message to every connection (sender
+    /// included): K publishers, exactly-once delivery to all C connections is checked.
+    Broadcast,
+    /// Opens N idle WebSocket connections as fast as it can and holds them.
+    Connect,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Echo => "echo",
+            Scenario::Broadcast => "broadcast",
+            Scenario::Connect => "connect",
+        }
+    }
+}
+
+/// Arguments of `ringcast load`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// The server, e.g. ws://127.0.0.1:8080/ (loopback addresses only).
+    pub url: String,
+    /// Connections to open.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub connections: usize,
+    /// Seconds to measure (echo, broadcast), after all connections are up.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Print one JSON line instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// CPUs to run load threads on, one pinned thread each, e.g. `1` or `2,3` or `4-7`.
+    /// Default: one thread, not pinned.
+    #[arg(long, value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+    /// Message payload size in bytes (echo, broadcast). Broadcast needs at least 41.
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// Send binary messages instead of text.
+    #[arg(long)]
+    pub binary: bool,
+    /// Messages in flight per connection (echo).
+    #[arg(long, short = 'p', default_value_t = 1)]
+    pub in_flight: usize,
+    /// Connections that publish (broadcast); every connection receives.
+    #[arg(long, short = 'k', default_value_t = 1)]
+    pub publishers: usize,
+    /// Messages a publisher may have sent but not yet received back itself (broadcast).
+    #[arg(long, short = 'w', default_value_t = 16)]
+    pub window: usize,
+    /// Spread connections over this many source addresses (127.0.0.2, .3, ...), binding
+    /// each socket before connecting, to get past one address's ephemeral ports.
+    /// Default: 32 for connect, the kernel's choice of 127.0.0.1 otherwise.
+    #[arg(long)]
+    pub sources: Option<usize>,
+    /// Seconds to hold the connections open before measuring the server's memory (connect).
+    #[arg(long, default_value_t = 3.0)]
+    pub hold: f64,
+    /// The server's process id: report its CPU time and (connect) memory per connection.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Connections opened at once per load thread while connecting.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds a connection (TCP + upgrade) may take before the run fails.
+    #[arg(long, default_value_t = 5.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait after the measured interval for messages still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Largest message accepted from the server, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_message: usize,
+    /// No live progress line on stderr, even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A list of CPU numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses `1`, `0,2`, `4-7` and mixes of them.
+pub fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{s}` in `{text}` is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((from, to)) => {
+                let (from, to) = (number(from)?, number(to)?);
+                if from > to {
+                    return Err(format!("CPU range `{part}` runs backwards"));
+                }
+                cpus.extend(from..=to);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    let mut sorted = cpus.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != cpus.len() {
+        return Err(format!("CPU list `{text}` names a CPU twice"));
+    }
+    Ok(CpuList(cpus))
+}
+
+/// Where to connect: the address, and what goes in the request line and Host header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+}
+
+/// Parses `ws://HOST[:PORT][/PATH]`, where HOST is a loopback address or `localhost`.
+pub fn parse_target(url: &str) -> Result<Target, String> {
+    let rest = match url.split_once("://") {
+        Some(("ws", rest)) => rest,
+        Some(("wss", _)) => {
+            return Err(
+                "wss:// is not supported: the load tool speaks plain ws:// on loopback".into(),
+            )
+        }
+        Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}://`: use ws://")),
+        None => return Err(format!("`{url}` is not a URL: use ws://127.0.0.1:PORT/")),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or(format!("unclosed `[` in `{url}`"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("bad port `{p}` in `{url}`"))?,
+        None => 80,
+    };
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse::<IpAddr>()
+            .map_err(|_| format!("`{host}` is not an IP address or localhost"))?
+    };
+    if !ip.is_loopback() {
+        return Err(format!(
+            "{ip} is not a loopback address: the load tool only runs on loopback"
+        ));
+    }
+    Ok(Target {
+        addr: SocketAddr::new(ip, port),
+        host: authority.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// A validated run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub scenario: Scenario,
+    pub url: String,
+    pub target: Target,
+    pub connections: usize,
+    pub duration: Duration,
+    pub json: bool,
+    /// One entry per load thread: the CPU it is pinned to, if any.
+    pub threads: Vec<Option<usize>>,
+    pub size: usize,
+    pub binary: bool,
+    pub in_flight: usize,
+    pub publishers: usize,
+    pub window: usize,
+    /// Source addresses to bind before connecting; empty: let the kernel pick.
+    pub sources: Vec<IpAddr>,
+    pub hold: Duration,
+    pub server_pid: Option<u32>,
+    pub concurrency: usize,
+    pub connect_timeout: Duration,
+    pub drain: Duration,
+    pub max_message: usize,
+    pub progress: bool,
+}
+
+fn seconds(name: &str, value: f64, min: f64) -> Result<Duration, String> {
+    if !(value >= min && value <= MAX_DURATION_S) {
+        return Err(format!(
+            "--{name} must be between {min} and {MAX_DURATION_S} seconds, not {value}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl Plan {
+    /// Checks `args` against each other and the machine. `fd_limit`: open files allowed.
+    pub fn new(args: LoadArgs, fd_limit: u64) -> Result<Plan, String> {
+        let target = parse_target(&args.url)?;
+        if args.connections == 0 {
+            return Err("--connections must be at least 1".into());
+        }
+        if args.connections as u64 + FD_MARGIN > fd_limit {
+            return Err(format!(
+                "{} connections need {} open files but the limit is {fd_limit}: raise `ulimit -n`",
+                args.connections,
+                args.connections as u64 + FD_MARGIN
+            ));
+        }
+        let duration = seconds("duration", args.duration, 0.1)?;
+        let hold = seconds("hold", args.hold, 0.0)?;
+        let connect_timeout = seconds("connect-timeout", args.connect_timeout, 0.01)?;
+        let drain = seconds("drain", args.drain, 0.0)?;
+        if args.in_flight == 0 || args.window == 0 || args.concurrency == 0 {
+            return Err("--in-flight, --window and --concurrency must be at least 1".into());
+        }
+        if args.scenario == Scenario::Broadcast {
+            if args.size < BROADCAST_HEADER_LEN {
+                return Err(format!(
+                    "--size must be at least {BROADCAST_HEADER_LEN} bytes for broadcast: every message \
+                     carries its publisher, sequence number and send time"
+                ));
+            }
+            if args.publishers == 0 || args.publishers > args.connections {
+                return Err(format!(
+                    "--publishers must be between 1 and --connections ({}), not {}",
+                    args.connections, args.publishers
+                ));
+            }
+        }
+        if args.size > args.max_message {
+            return Err(format!(
+                "--size {} is over --max-message {}",
+                args.size, args.max_message
+            ));
+        }
+        let threads = match &args.cpus {
+            Some(CpuList(cpus)) if cpus.is_empty() => return Err("--cpus names no CPU".into()),
+            Some(CpuList(cpus)) => cpus.iter().map(|&c| Some(c)).collect(),
+            None => vec![None],
+        };
+        let source_count = args.sources.unwrap_or(match args.scenario {
+            Scenario::Connect => 32,
+            _ => 0,
+        });
+        let sources = source_addresses(target.addr.ip(), source_count)?;
+        Ok(Plan {
+            scenario: args.scenario,
+            url: args.url,
+            target,
+            connections: args.connections,
+            duration,
+            json: args.json,
+            threads,
+            size: args.size,
+            binary: args.binary,
+            in_flight: args.in_flight,
+            publishers: args.publishers,
+            window: args.window,
+            sources,
+            hold,
+            server_pid: args.server_pid,
+            concurrency: args.concurrency,
+            connect_timeout,
+            drain,
+            max_message: args.max_message,
+            progress: !args.quiet && !args.json,
+        })
+    }
+
+    /// The source address for connection `index`, if sources are spread.
+    pub fn source_for(&self, index: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()])
+    }
+}
+
+fn source_addresses(server: IpAddr, count: usize) -> Result<Vec<IpAddr>, String> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if count > MAX_SOURCES {
+        return Err(format!("--sources must be at most {MAX_SOURCES}"));
+    }
+    match server {
+        IpAddr::V4(_) => {
+            let first = u32::from(Ipv4Addr::new(127, 0, 0, 2));
+            Ok((0..count as u32)
+                .map(|i| IpAddr::V4(Ipv4Addr::from(first + i)))
+                .collect())
+        }
+        IpAddr::V6(_) if count == 1 => Ok(vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]),
+        IpAddr::V6(_) => {
+            Err("IPv6 has one loopback address: --sources must be 1 or 0 for [::1]".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    fn plan(line: &str) -> Result<Plan, String> {
+        let words = std::iter::once("load").chain(line.split_whitespace());
+        let cli = Cli::try_parse_from(words).map_err(|e| e.to_string())?;
+        Plan::new(cli.args, 20_000)
+    }
+
+    #[test]
+    fn defaults_give_one_unpinned_thread_and_no_source_binding() {
+        let p = plan("echo ws://127.0.0.1:9001/chat").unwrap();
+        assert_eq!(p.target.addr, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(p.target.path, "/chat");
+        assert_eq!(p.target.host, "127.0.0.1:9001");
+        assert_eq!(p.threads, vec![None]);
+        assert_eq!((p.connections, p.in_flight, p.size), (100, 1, 64));
+        assert!(p.sources.is_empty());
+        assert_eq!(p.source_for(3), None);
+    }
+
+    #[test]
+    fn connect_spreads_over_source_addresses_by_default() {
+        let p = plan("connect ws://localhost:9001 -c 1000").unwrap();
+        assert_eq!(p.sources.len(), 32);
+        assert_eq!(p.source_for(0), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(p.source_for(33), Some("127.0.0.3".parse().unwrap()));
+        let p = plan("connect ws://127.0.0.1:9001 --sources 300").unwrap();
+        assert_eq!(p.sources[299], "127.0.1.45".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn cpu_lists_accept_ranges_and_commas() {
+        assert_eq!(parse_cpu_list("1").unwrap().0, vec![1]);
+        assert_eq!(parse_cpu_list("0,2-4").unwrap().0, vec![0, 2, 3, 4]);
+        let p = plan("echo ws://127.0.0.1:1 --cpus 1,3").unwrap();
+        assert_eq!(p.threads, vec![Some(1), Some(3)]);
+    }
+
+    #[test]
+    fn bad_cpu_lists_are_refused() {
+        assert!(parse_cpu_list("1-").is_err());
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
+        assert!(parse_cpu_list("1,1").unwrap_err().contains("twice"));
+        assert!(parse_cpu_list("x").is_err());
+        assert!(plan("echo ws://127.0.0.1:1 --cpus a").is_err());
+    }
+
+    #[test]
+    fn only_loopback_plain_ws_urls_are_accepted() {
+        assert!(plan("echo ws://10.0.0.1:80/")
+            .unwrap_err()
+            .contains("not a loopback"));
+        assert!(plan("echo wss://127.0.0.1:443/")
+            .unwrap_err()
+            .contains("wss"));
+        assert!(plan("echo http://127.0.0.1/")
+            .unwrap_err()
+            .contains("scheme"));
+        assert!(plan("echo 127.0.0.1:80").unwrap_err().contains("not a URL"));
+        assert!(plan("echo ws://example.com/")
+            .unwrap_err()
+            .contains("not an IP"));
+        assert!(plan("echo ws://127.0.0.1:99999/")
+            .unwrap_err()
+            .contains("bad port"));
+        let v6 = plan("echo ws://[::1]:9001/x").unwrap();
+        assert_eq!(v6.target.addr, "[::1]:9001".parse().unwrap());
+        assert_eq!(plan("echo ws://127.1.2.3").unwrap().target.addr.port(), 80);
+    }
+
+    #[test]
+    fn broadcast_needs_room_for_its_accounting_header() {
+        let err = plan("broadcast ws://127.0.0.1:1 --size 40").unwrap_err();
+        assert!(err.contains("at least 41"), "{err}");
+        assert!(plan("broadcast ws://127.0.0.1:1 --size 41").is_ok());
+        assert!(plan("echo ws://127.0.0.1:1 --size 0").is_ok());
+    }
+
+    #[test]
+    fn publishers_must_be_connections() {
+        assert!(plan("broadcast ws://127.0.0.1:1 -c 4 -k 5")
+            .unwrap_err()
+            .contains("--publishers"));
+        assert!(plan("broadcast ws://127.0.0.1:1 -c 4 -k 0").is_err());
+        assert!(plan("broadcast ws://127.0.0.1:1 -c 4 -k 4").is_ok());
+    }
+
+    #[test]
+    fn runs_are_bounded_in_time_and_count() {
+        assert!(plan("echo ws://127.0.0.1:1 -d 0")
+            .unwrap_err()
+            .contains("--duration"));
+        assert!(plan("echo ws://127.0.0.1:1 -d 100000").is_err());
+        assert!(plan("echo ws://127.0.0.1:1 -d nan").is_err());
+        assert!(plan("echo ws://127.0.0.1:1 -c 0")
+            .unwrap_err()
+            .contains("--connections"));
+        assert!(plan("echo ws://127.0.0.1:1 -p 0").is_err());
+        let err = plan("connect ws://127.0.0.1:1 -c 19990").unwrap_err();
+        assert!(err.contains("ulimit"), "{err}");
+    }
+
+    #[test]
+    fn size_over_max_message_is_refused() {
+        assert!(plan("echo ws://127.0.0.1:1 -s 2000 --max-message 1000").is_err());
+    }
+
+    #[test]
+    fn ipv6_cannot_spread_sources() {
+        assert!(plan("connect ws://[::1]:1").unwrap_err().contains("IPv6"));
+        assert!(plan("connect ws://[::1]:1 --sources 1").is_ok());
+    }
+
+    #[test]
+    fn unknown_scenarios_and_flags_are_refused_by_the_parser() {
+        assert!(plan("rooms ws://127.0.0.1:1").is_err());
+        assert!(plan("echo ws://127.0.0.1:1 --bogus").is_err());
+        assert!(plan("echo").is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! Load threads and how the main thread steers them: one pinned monoio runtime per
+//! `--cpus` entry, a shared phase (connect, sync, run, drain) the threads poll, per-thread
+//! counters the main thread samples, and waits that are always bounded. Scenario
+//! logic lives in the scenario files; this file only starts, steers and stops.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::args::Plan;
+use super::progress::Progress;
+use super::{measure, sys};
+
+/// Where the run is. Threads only ever see it move forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    /// Opening connections; nothing is sent.
+    Connecting = 0,
+    /// Broadcast only: probing until every connection hears the relay.
+    Syncing = 1,
+    /// The measured interval: send and count.
+    Running = 2,
+    /// No new sends; wait for what is in flight.
+    Draining = 3,
+    /// Something failed: every thread stops.
+    Aborted = 4,
+}
+
+/// One thread's counters. Each field has a single writer (its thread), so updates are
+/// a relaxed load and store; the main thread only reads. Padded against false sharing.
+#[derive(Default)]
+#[repr(align(128))]
+pub struct Counters {
+    /// Messages sent in the measured interval.
+    pub sent: AtomicU64,
+    /// What the scenario counts: round trips, deliveries, connections opened.
+    pub received: AtomicU64,
+    /// Connections the server closed or broke.
+    pub dropped: AtomicU64,
+    /// Connections opened (upgraded).
+    pub opened: AtomicU64,
+}
+
+/// Adds to a single-writer counter.
+pub fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed) + n, Relaxed);
+}
+
+/// State every load thread and the main thread share.
+pub struct Shared {
+    pub plan: Plan,
+    /// Zero point of the timestamps carried in messages: all threads read one clock.
+    pub epoch: Instant,
+    phase: AtomicU8,
+    ready: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    counters: Box<[Counters]>,
+    /// Broadcast: connections that have heard a sync probe.
+    pub synced: AtomicUsize,
+    /// Broadcast: publishers whose window has emptied after the run.
+    pub publishers_done: AtomicUsize,
+    /// Broadcast: messages each publisher sent, final once the threads are joined.
+    pub final_sent: Box<[AtomicU64]>,
+    /// Threads that got io_uring (the rest fell back to epoll).
+    uring_threads: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(plan: Plan) -> Arc<Shared> {
+        let threads = plan.threads.len();
+        let publishers = plan.publishers;
+        Arc::new(Shared {
+            plan,
+            epoch: Instant::now(),
+            phase: AtomicU8::new(Phase::Connecting as u8),
+            ready: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            counters: (0..threads).map(|_| Counters::default()).collect(),
+            synced: AtomicUsize::new(0),
+            publishers_done: AtomicUsize::new(0),
+            final_sent: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            uring_threads: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Relaxed) {
+            0 => Phase::Connecting,
+            1 => Phase::Syncing,
+            2 => Phase::Running,
+            3 => Phase::Draining,
+            _ => Phase::Aborted,
+        }
+    }
+
+    /// Moves to `phase` unless the run has already aborted.
+    pub fn set_phase(&self, phase: Phase) {
+        let _ = self.phase.fetch_update(Relaxed, Relaxed, |now| {
+            (now != Phase::Aborted as u8).then_some(phase as u8)
+        });
+    }
+
+    /// Records the first failure and stops every thread.
+    pub fn fail(&self, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert(message);
+        self.phase.store(Phase::Aborted as u8, Relaxed);
+    }
+
+    fn failure(&self) -> String {
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure
+            .clone()
+            .unwrap_or_else(|| "the run was aborted".into())
+    }
+
+    pub fn ready_threads(&self) -> usize {
+        self.ready.load(Relaxed)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// Which I/O driver the load threads run on.
+    pub fn driver(&self) -> &'static str {
+        match self.uring_threads.load(Relaxed) {
+            0 => "epoll",
+            n if n == self.threads() => "io_uring",
+            _ => "mixed",
+        }
+    }
+
+    /// Sums of all threads' counters.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for c in self.counters.iter() {
+            t.sent += c.sent.load(Relaxed);
+            t.received += c.received.load(Relaxed);
+            t.dropped += c.dropped.load(Relaxed);
+            t.opened += c.opened.load(Relaxed);
+        }
+        t
+    }
+
+    /// Reads the clocks and counters at one instant of the main thread.
+    pub fn snapshot(&self) -> Result<Snapshot, String> {
+        let server_cpu = match self.plan.server_pid {
+            Some(pid) => Some(measure::process_cpu_time(pid).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(Snapshot {
+            at: Instant::now(),
+            own_cpu: sys::own_cpu_time(),
+            server_cpu,
+            totals: self.totals(),
+        })
+    }
+}
+
+/// All threads' counters added up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    pub sent: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub opened: u64,
+}
+
+/// Clocks and counters at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub own_cpu: Duration,
+    pub server_cpu: Option<Duration>,
+    pub totals: Totals,
+}
+
+/// What changed between two snapshots.
+#[derive(Clone, Copy, Debug)]
+pub struct Interval {
+    pub secs: f64,
+    pub own_cpu_s: f64,
+    pub server_cpu_s: Option<f64>,
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl Interval {
+    pub fn between(start: &Snapshot, end: &Snapshot) -> Interval {
+        Interval {
+            secs: end.at.duration_since(start.at).as_secs_f64(),
+            own_cpu_s: end.own_cpu.saturating_sub(start.own_cpu).as_secs_f64(),
+            server_cpu_s: match (start.server_cpu, end.server_cpu) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
+                _ => None,
+            },
+            sent: end.totals.sent - start.totals.sent,
+            received: end.totals.received - start.totals.received,
+        }
+    }
+}
+
+/// A load thread's handle on the shared state.
+#[derive(Clone)]
+pub struct ThreadCtx {
+    pub shared: Arc<Shared>,
+    pub index: usize,
+}
+
+/// The run was aborted (the reason is in [`Shared`]).
+#[derive(Debug)]
+pub struct Aborted;
+
+impl From<Aborted> for String {
+    fn from(_: Aborted) -> String {
+        "aborted".into()
+    }
+}
+
+impl ThreadCtx {
+    pub fn plan(&self) -> &Plan {
+        &self.shared.plan
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters[self.index]
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.shared.phase()
+    }
+
+    /// Nanoseconds since the shared epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.shared.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Global indices of the connections this thread owns.
+    pub fn my_connections(&self) -> impl Iterator<Item = usize> {
+        (self.index..self.plan().connections).step_by(self.shared.threads())
+    }
+
+    pub fn report_ready(&self) {
+        self.shared.ready.fetch_add(1, Relaxed);
+    }
+
+    /// Polls until `done` holds; `Err` once the run is aborted.
+    pub async fn wait_until(&self, done: impl Fn(&Shared) -> bool) -> Result<(), Aborted> {
+        loop {
+            if self.phase() == Phase::Aborted {
+                return Err(Aborted);
+            }
+            if done(&self.shared) {
+                return Ok(());
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Polls until `done` holds or `deadline` passes; returns whether it held.
+    pub async fn wait_until_deadline(&self, deadline: Instant, done: impl Fn() -> bool) -> bool {
+        loop {
+            if done() {
+                return true;
+            }
+            if Instant::now() >= deadline || self.phase() == Phase::Aborted {
+                return false;
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// The running load threads, seen from the main thread.
+pub struct Threads<T> {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<Option<T>>>,
+}
+
+/// Starts one thread per `plan.threads` entry: pinned, with its own monoio runtime,
+/// running `thread_main`. A thread that fails records why and aborts the run.
+pub fn spawn<T, F, Fut>(shared: &Arc<Shared>, thread_main: F) -> Result<Threads<T>, String>
+where
+    T: Send + 'static,
+    F: Fn(ThreadCtx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, String>> + 'static,
+{
+    let thread_main = Arc::new(thread_main);
+    let mut handles = Vec::new();
+    for (index, cpu) in shared.plan.threads.iter().copied().enumerate() {
+        let ctx = ThreadCtx {
+            shared: shared.clone(),
+            index,
+        };
+        let thread_main = thread_main.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("load-{index}"))
+            .spawn(move || run_thread(ctx, cpu, &*thread_main))
+            .map_err(|e| format!("cannot start a load thread: {e}"))?;
+        handles.push(handle);
+    }
+    Ok(Threads {
+        shared: shared.clone(),
+        handles,
+    })
+}
+
+fn run_thread<T, F, Fut>(ctx: ThreadCtx, cpu: Option<usize>, thread_main: &F) -> Option<T>
+where
+    F: Fn(ThreadCtx) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    if let Some(cpu) = cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            ctx.shared
+                .fail(format!("cannot pin a load thread to CPU {cpu}: {e}"));
+            return None;
+        }
+    }
+    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(4096)
+        .enable_timer()
+        .build();
+    let mut runtime = match built {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            ctx.shared
+                .fail(format!("cannot start a monoio runtime: {e}"));
+            return None;
+        }
+    };
+    if matches!(runtime, monoio::FusionRuntime::Uring(_)) {
+        ctx.shared.uring_threads.fetch_add(1, Relaxed);
+    }
+    let shared = ctx.shared.clone();
+    match runtime.block_on(thread_main(ctx)) {
+        Ok(result) => Some(result),
+        Err(message) => {
+            shared.fail(message);
+            None
+        }
+    }
+}
+
+impl<T> Threads<T> {
+    /// Polls `done` for up to `limit`, ticking `progress`: `Ok(true)` when it held,
+    /// `Ok(false)` at the limit, `Err` with the run's failure if it aborted.
+    fn poll(
+        &self,
+        limit: Duration,
+        done: impl Fn(&Shared) -> bool,
+        progress: &mut Progress,
+        label: &str,
+        unit: Option<&str>,
+    ) -> Result<bool, String> {
+        let started = Instant::now();
+        loop {
+            if self.shared.phase() == Phase::Aborted {
+                return Err(self.shared.failure());
+            }
+            if done(&self.shared) {
+                return Ok(true);
+            }
+            if started.elapsed() >= limit {
+                return Ok(false);
+            }
+            progress.tick(&self.shared, label, unit, started);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits up to `limit` for `done`. Fails with the run's failure if it aborts, or
+    /// with `timeout_message` (and aborts the run) at the limit.
+    pub fn wait(
+        &self,
+        limit: Duration,
+        done: impl Fn(&Shared) -> bool,
+        timeout_message: impl FnOnce(&Shared) -> String,
+        progress: &mut Progress,
+        label: &str,
+    ) -> Result<(), String> {
+        let held = self.poll(limit, done, progress, label, None);
+        progress.finish();
+        if held? {
+            return Ok(());
+        }
+        let message = timeout_message(&self.shared);
+        self.shared.fail(message.clone());
+        Err(message)
+    }
+
+    /// Sleeps through the measured interval, ticking `progress`; returns early if
+    /// every connection has dropped, fails if the run aborts.
+    pub fn run_for(
+        &self,
+        length: Duration,
+        progress: &mut Progress,
+        label: &str,
+        unit: &str,
+    ) -> Result<(), String> {
+        let connections = self.shared.plan.connections as u64;
+        let all_dropped = |shared: &Shared| shared.totals().dropped >= connections;
+        let result = self.poll(length, all_dropped, progress, label, Some(unit));
+        progress.finish();
+        result.map(|_| ())
+    }
+
+    /// Waits up to `limit` for every thread to finish and returns their results.
+    pub fn join(self, limit: Duration) -> Result<Vec<T>, String> {
+        let deadline = Instant::now() + limit;
+        while self.handles.iter().any(|h| !h.is_finished()) {
+            if Instant::now() >= deadline {
+                self.shared.fail("load threads did not stop in time".into());
+                return Err(format!(
+                    "load threads did not finish within {limit:?} after the run"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut results = Vec::new();
+        for handle in self.handles {
+            match handle.join() {
+                Ok(Some(result)) => results.push(result),
+                Ok(None) => return Err(self.shared.failure()),
+                Err(_) => return Err("a load thread panicked".into()),
+            }
+        }
+        if self.shared.phase() == Phase::Aborted {
+            return Err(self.shared.failure());
+        }
+        Ok(results)
+    }
+
+    /// Aborts the run and gives the threads a moment to close their sockets.
+    pub fn abort(self, message: String) -> String {
+        self.shared.fail(message.clone());
+        let _ = self.join(Duration::from_secs(2));
+        message
+    }
+}
