@@ -105,6 +105,25 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+impl LoadArgs {
+    /// Parses the words after `ringcast load`, e.g. `["echo", "ws://127.0.0.1:9001/", "-c", "10"]`.
+    pub fn parse_words<I, T>(words: I) -> Result<LoadArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        #[command(name = "ringcast load")]
+        struct Words {
+            #[command(flatten)]
+            args: LoadArgs,
+        }
+        let words = std::iter::once(std::ffi::OsString::from("load"))
+            .chain(words.into_iter().map(Into::into));
+        <Words as clap::Parser>::try_parse_from(words).map(|w| w.args)
+    }
+}
+
 /// A list of CPU numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
@@ -338,18 +357,10 @@ fn source_addresses(server: IpAddr, count: usize) -> Result<Vec<IpAddr>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: LoadArgs,
-    }
 
     fn plan(line: &str) -> Result<Plan, String> {
-        let words = std::iter::once("load").chain(line.split_whitespace());
-        let cli = Cli::try_parse_from(words).map_err(|e| e.to_string())?;
-        Plan::new(cli.args, 20_000)
+        let args = LoadArgs::parse_words(line.split_whitespace()).map_err(|e| e.to_string())?;
+        Plan::new(args, 20_000)
     }
 
     #[test]

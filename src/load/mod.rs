@@ -28,7 +28,10 @@ mod progress;
 mod report;
 mod sys;
 
+pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};
+pub use histogram::Percentiles;
+pub use report::Report;
 
 /// How a load run failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,24 +47,8 @@ pub enum LoadError {
 /// Runs `ringcast load`: prints the summary (or the JSON line with `--json`) and fails
 /// if the run could not be made or found loss, duplicates, mismatches or drops.
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
-    run_plan(args).map_err(anyhow::Error::from)
-}
-
-fn run_plan(args: LoadArgs) -> Result<(), LoadError> {
-    let fd_limit = sys::raise_fd_limit();
-    let plan = args::Plan::new(args, fd_limit).map_err(LoadError::Usage)?;
-    if let Some(pid) = plan.server_pid {
-        measure::process_cpu_time(pid).map_err(|e| LoadError::Usage(e.to_string()))?;
-    }
-    let json = plan.json;
-    let scenario = plan.scenario;
-    let shared = driver::Shared::new(plan);
-    let report = match scenario {
-        Scenario::Echo => echo::run(shared),
-        Scenario::Broadcast => broadcast::run(shared),
-        Scenario::Connect => connect::run(shared),
-    }
-    .map_err(LoadError::Run)?;
+    let json = args.json;
+    let report = run_report(args)?;
     if json {
         println!("{}", report.to_json());
     } else {
@@ -70,6 +57,24 @@ fn run_plan(args: LoadArgs) -> Result<(), LoadError> {
     if report.problems.is_empty() {
         Ok(())
     } else {
-        Err(LoadError::Problems(report.problems))
+        Err(LoadError::Problems(report.problems).into())
     }
+}
+
+/// Makes a run and returns its report without printing it (for tests and tools).
+/// `Err` only when the run could not be made; what it found is in `Report::problems`.
+pub fn run_report(args: LoadArgs) -> Result<Report, LoadError> {
+    let fd_limit = sys::raise_fd_limit();
+    let plan = args::Plan::new(args, fd_limit).map_err(LoadError::Usage)?;
+    if let Some(pid) = plan.server_pid {
+        measure::process_cpu_time(pid).map_err(|e| LoadError::Usage(e.to_string()))?;
+    }
+    let scenario = plan.scenario;
+    let shared = driver::Shared::new(plan);
+    match scenario {
+        Scenario::Echo => echo::run(shared),
+        Scenario::Broadcast => broadcast::run(shared),
+        Scenario::Connect => connect::run(shared),
+    }
+    .map_err(LoadError::Run)
 }

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Compares ringcast with the baseline servers in examples/ (tokio-tungstenite,
+# fastwebsockets), driving each with `ringcast load`.
+#
+#   benches/compare.sh                 # everything, 3 interleaved rounds
+#   SCENARIOS="echo broadcast" RUNS=5 DURATION=10 benches/compare.sh
+#
+# Builds in release once, pins the server to SERVER_CPU and the load to LOAD_CPU
+# (taskset, and each program's own --cpus), runs every scenario against every server
+# RUNS times, interleaved (round 1 of all, then round 2, ...), each run bounded by
+# `timeout`, and prints medians and the ratio of ringcast's rate per server
+# CPU-second to each baseline's. Every server it starts is stopped by its PID.
+#
+# Knobs (environment): SERVER_CPU (0), LOAD_CPU (1), RUNS (3), DURATION (5 s),
+# SCENARIOS ("echo echo-p16 broadcast connect"), CONNECT_N (10000), PORT (19400),
+# CARGO_TARGET_DIR (target), KEEP (keep the raw JSON directory).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5}
+SCENARIOS=${SCENARIOS:-"echo echo-p16 broadcast connect"}
+CONNECT_N=${CONNECT_N:-10000}
+PORT=${PORT:-19400}
+BIN=${CARGO_TARGET_DIR:-target}/release
+RAW=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-compare.XXXXXX")
+
+for tool in taskset timeout; do
+    command -v "$tool" >/dev/null || { echo "compare.sh: needs $tool" >&2; exit 1; }
+done
+
+SERVER_PID=""
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+cleanup() {
+    stop_server
+    if [[ -z "${KEEP:-}" ]]; then rm -rf "$RAW"; else echo "raw results in $RAW" >&2; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "building (release) ..." >&2
+cargo build --release --examples --bin ringcast >&2
+
+# The servers each scenario runs against: name, then the command (without address).
+servers_for() {
+    case "$1" in
+        echo | echo-p16 | connect)
+            echo "ringcast|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"
+            echo "tokio-tungstenite|$BIN/examples/tokio_tungstenite_echo --listen"
+            echo "fastwebsockets|$BIN/examples/fastwebsockets_echo --listen"
+            ;;
+        broadcast)
+            echo "ringcast|$BIN/ringcast serve --app broadcast --cpus $SERVER_CPU --listen"
+            echo "tokio-tungstenite|$BIN/examples/tokio_tungstenite_broadcast --listen"
+            ;;
+        *) echo "compare.sh: unknown scenario $1" >&2; exit 1 ;;
+    esac
+}
+
+# The load for each scenario.
+load_args() {
+    case "$1" in
+        echo) echo "echo -c 100 -p 1 -s 64 -d $DURATION" ;;
+        echo-p16) echo "echo -c 100 -p 16 -s 64 -d $DURATION" ;;
+        broadcast) echo "broadcast -c 100 -k 4 -w 16 -s 64 -d $DURATION" ;;
+        connect) echo "connect -c $CONNECT_N --hold 2" ;;
+    esac
+}
+
+wait_listening() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# One run: starts the server, drives it, stops it; appends the JSON line to $RAW.
+run_one() {
+    local scenario=$1 name=$2 cmd=$3 round=$4
+    PORT=$((PORT + 1))
+    local out="$RAW/$scenario.$name.$round.json"
+    : >"$out"
+    # shellcheck disable=SC2086 # $cmd is a command line
+    taskset -c "$SERVER_CPU" $cmd "127.0.0.1:$PORT" >"$RAW/$scenario.$name.$round.server.log" 2>&1 &
+    SERVER_PID=$!
+    if ! wait_listening "$PORT"; then
+        echo "  $scenario $name: server did not start (see log below)" >&2
+        cat "$RAW/$scenario.$name.$round.server.log" >&2
+        stop_server
+        return 0
+    fi
+    # shellcheck disable=SC2046 # load_args gives words
+    if ! timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$BIN/ringcast" load $(load_args "$scenario") \
+        "ws://127.0.0.1:$PORT/" --cpus "$LOAD_CPU" --server-pid "$SERVER_PID" --json --quiet \
+        >"$out" 2>"$RAW/$scenario.$name.$round.load.log"; then
+        echo "  $scenario $name round $round: $(tail -n 1 "$RAW/$scenario.$name.$round.load.log")" >&2
+    fi
+    stop_server
+    printf '  %-10s %-18s round %s: %s/s, %s per server CPU-second\n' "$scenario" "$name" "$round" \
+        "$(field rate_per_s <"$out")" "$(field per_server_cpu_s <"$out")" >&2
+}
+
+# A number from a JSON line (empty if absent or null).
+field() { sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p"; }
+
+# Median of the numbers on stdin; "-" if none.
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# Median of one field over a server's runs of a scenario.
+med() {
+    local scenario=$1 name=$2 key=$3 f
+    for f in "$RAW/$scenario.$name".*[0-9].json; do
+        [[ -s "$f" ]] && field "$key" <"$f"
+    done | median
+}
+
+fmt() { [[ "$1" == "-" ]] && echo "-" || printf "%.${2}f" "$1"; }
+
+echo "machine: $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2
+echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU, $RUNS rounds, ${DURATION}s per run" >&2
+for round in $(seq "$RUNS"); do
+    echo "round $round" >&2
+    for scenario in $SCENARIOS; do
+        while IFS='|' read -r name cmd; do
+            run_one "$scenario" "$name" "$cmd" "$round"
+        done < <(servers_for "$scenario")
+    done
+done
+
+echo
+echo "# ringcast vs baselines, $(date -u +%Y-%m-%d), $(uname -r), medians of $RUNS runs"
+echo "# server pinned to CPU $SERVER_CPU, load to CPU $LOAD_CPU; x = ringcast's rate per server CPU-second / this server's"
+printf '%-10s %-18s %12s %14s %8s %9s %9s %10s %7s %6s\n' \
+    scenario server rate/s per-srv-CPU-s srv-CPU% p50-us p99-us RSS/conn x failed
+for scenario in $SCENARIOS; do
+    ref=$(med "$scenario" ringcast per_server_cpu_s)
+    while IFS='|' read -r name _; do
+        rate=$(med "$scenario" "$name" rate_per_s)
+        per_cpu=$(med "$scenario" "$name" per_server_cpu_s)
+        ratio="-"
+        if [[ "$ref" != "-" && "$per_cpu" != "-" ]]; then
+            ratio=$(awk -v a="$ref" -v b="$per_cpu" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+        fi
+        failed=0
+        for f in "$RAW/$scenario.$name".*[0-9].json; do
+            if [[ ! -s "$f" ]] || ! grep -q '"problems":\[\]' "$f"; then failed=$((failed + 1)); fi
+        done
+        printf '%-10s %-18s %12s %14s %8s %9s %9s %10s %7s %6s\n' "$scenario" "$name" \
+            "$(fmt "$rate" 0)" "$(fmt "$per_cpu" 0)" "$(fmt "$(med "$scenario" "$name" server_cpu_percent)" 0)" \
+            "$(fmt "$(med "$scenario" "$name" p50_us)" 1)" "$(fmt "$(med "$scenario" "$name" p99_us)" 1)" \
+            "$(fmt "$(med "$scenario" "$name" server_rss_per_connection)" 0)" "$ratio" "$failed/$RUNS"
+    done < <(servers_for "$scenario")
+done
