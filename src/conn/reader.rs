@@ -23,6 +23,8 @@ use crate::ConnId;
 
 /// First buffer for the upgrade request (browsers send ~500 bytes); transient.
 const HANDSHAKE_BUFFER: usize = 1024;
+/// Largest read a busy connection grows to.
+const MAX_READ_SIZE: usize = 64 * 1024;
 /// A read buffer this many times its first size is replaced once drained.
 const SHRINK_FACTOR: usize = 4;
 
@@ -59,6 +61,7 @@ pub(crate) async fn run_connection<A: App>(core: Rc<Core<A>>, stream: TcpStream)
     }
     core.app.borrow_mut().on_open(ctx, id);
     let mut decoder = Decoder::new(Role::Server, ctx.config.max_message_bytes);
+    let mut read_size = initial;
     let end = loop {
         if let Some(end) = decode_buffered(&core, id, &mut decoder, &mut buf) {
             break end;
@@ -66,13 +69,14 @@ pub(crate) async fn run_connection<A: App>(core: Rc<Core<A>>, stream: TcpStream)
         if ctx.outbox.is_congested() {
             ctx.outbox.drained().await;
         }
-        make_room(&mut buf, decoder.bytes_wanted(), initial);
+        make_room(&mut buf, decoder.bytes_wanted(), read_size);
         let (len, cap) = (buf.len(), buf.capacity());
         let (result, slice) = rd.read(std::mem::take(&mut buf).slice_mut(len..cap)).await;
         buf = slice.into_inner();
-        if !matches!(result, Ok(n) if n > 0) {
+        let Ok(n @ 1..) = result else {
             break ReadEnd::PeerGone;
-        }
+        };
+        read_size = next_read_size(read_size, n, cap - len, initial);
         ctx.with_conn(id, |conn| conn.heard(Instant::now()));
     };
     drop((decoder, buf));
@@ -166,13 +170,26 @@ async fn read_more(rd: &mut OwnedReadHalf<TcpStream>, buf: &mut BytesMut) -> boo
     matches!(result, Ok(n) if n > 0)
 }
 
+/// Adapts the read size to the sender: a read that filled its space doubles it (a
+/// publisher's burst then arrives in a few reads and fans out in few writes); a read
+/// that used under a quarter of it falls back to `initial` (idle connections stay small).
+fn next_read_size(current: usize, read: usize, space: usize, initial: usize) -> usize {
+    if read == space {
+        (current * 2).min(MAX_READ_SIZE.max(initial))
+    } else if read < space / 4 {
+        initial
+    } else {
+        current
+    }
+}
+
 /// Ensures `buf` can take the rest of the frame being read (bounded by the message
 /// limit, which the decoder checked) and gives a grown buffer back once drained.
-fn make_room(buf: &mut BytesMut, wanted: usize, initial: usize) {
-    if buf.is_empty() && buf.capacity() > initial * SHRINK_FACTOR {
-        *buf = BytesMut::with_capacity(initial);
+fn make_room(buf: &mut BytesMut, wanted: usize, read_size: usize) {
+    if buf.is_empty() && buf.capacity() > read_size * SHRINK_FACTOR {
+        *buf = BytesMut::with_capacity(read_size);
     }
-    let target = wanted.max(buf.len() + initial / 2);
+    let target = wanted.max(buf.len() + read_size / 2);
     if buf.capacity() < target {
         buf.reserve(target - buf.len());
     }
