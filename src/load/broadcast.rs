@@ -179,8 +179,8 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
         monoio::spawn(receive(ctx.clone(), reader, conn.clone(), latency.clone()));
         conns.push((index, conn));
     }
-    // Global connection 0 is always on thread 0: it sends the probes.
-    if let Some((0, conn)) = conns.first() {
+    // Global connection 0 (on thread 0, wherever it landed in the list) sends the probes.
+    if let Some((_, conn)) = conns.iter().find(|(index, _)| *index == 0) {
         let outbox = conn.borrow().outbox.clone();
         let mut probe = 0;
         while ctx.phase() == Phase::Syncing {
