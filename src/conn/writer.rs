@@ -109,22 +109,6 @@ async fn write_all(wr: &mut OwnedWriteHalf<TcpStream>, mut batch: WriteBatch) ->
     (Ok(()), batch)
 }
 
-/// Returns `Pending` once, after scheduling itself to run again: the task goes to the
-/// back of the core's run queue.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
 /// Writes until the queue is empty, then parks the write half in the slab and ends;
 /// `CoreCtx::kick` starts it again when frames are queued. After the reader is done,
 /// or when a write fails, it shuts the socket (ending a read still in flight) instead.
@@ -134,9 +118,6 @@ pub(crate) async fn run_writer<A: App>(
     mut wr: OwnedWriteHalf<TcpStream>,
 ) {
     let mut batch = WriteBatch::new();
-    // Cork: let every task already runnable on this core (readers holding more input,
-    // the inbox) queue its frames first, so they leave in this one write.
-    yield_once().await;
     loop {
         let (fd, reader_done) = core.ctx.with_conn(id, |conn| {
             conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
