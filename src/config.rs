@@ -110,15 +110,24 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid CPU list {0:?}: expected e.g. \"0,2-3\" or \"all\"")]
     CpuList(String),
     #[error("CPU {0} is not available to this process (see `taskset -p $$`)")]
     CpuUnavailable(usize),
     #[error("{field} must be {rule}")]
-    Invalid { field: &'static str, rule: &'static str },
+    Invalid {
+        field: &'static str,
+        rule: &'static str,
+    },
 }
 
 impl Config {
@@ -129,21 +138,40 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: shown,
+            source,
+        })
     }
 
     /// Checks every field once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let rules: [(bool, &'static str, &'static str); 9] = [
-            (self.max_message_bytes >= 125, "max_message_bytes", "at least 125"),
-            (self.max_outbound_bytes >= 1024, "max_outbound_bytes", "at least 1024"),
+            (
+                self.max_message_bytes >= 125,
+                "max_message_bytes",
+                "at least 125",
+            ),
+            (
+                self.max_outbound_bytes >= 1024,
+                "max_outbound_bytes",
+                "at least 1024",
+            ),
             (
                 (64..=1 << 20).contains(&self.read_buffer_bytes),
                 "read_buffer_bytes",
                 "between 64 and 1048576",
             ),
-            (self.max_handshake_bytes >= 256, "max_handshake_bytes", "at least 256"),
-            (self.handshake_timeout_ms > 0, "handshake_timeout_ms", "above 0"),
+            (
+                self.max_handshake_bytes >= 256,
+                "max_handshake_bytes",
+                "at least 256",
+            ),
+            (
+                self.handshake_timeout_ms > 0,
+                "handshake_timeout_ms",
+                "above 0",
+            ),
             (self.ping_interval_ms > 0, "ping_interval_ms", "above 0"),
             (
                 self.idle_timeout_ms > self.ping_interval_ms,
@@ -237,8 +265,14 @@ mod tests {
 
     #[test]
     fn cpu_lists_parse_ranges_and_reject_garbage() {
-        assert_eq!(parse_cpu_list("0,2-3").unwrap(), CpuSelection::List(vec![0, 2, 3]));
-        assert_eq!(parse_cpu_list("all").unwrap(), CpuSelection::All(AllCpus::All));
+        assert_eq!(
+            parse_cpu_list("0,2-3").unwrap(),
+            CpuSelection::List(vec![0, 2, 3])
+        );
+        assert_eq!(
+            parse_cpu_list("all").unwrap(),
+            CpuSelection::All(AllCpus::All)
+        );
         for bad in ["", "a", "3-1", "1,1", "0-"] {
             assert!(parse_cpu_list(bad).is_err(), "{bad}");
         }
@@ -246,7 +280,8 @@ mod tests {
 
     #[test]
     fn toml_file_overrides_only_the_fields_it_names() {
-        let config: Config = toml::from_str("app = \"echo\"\ncpus = [0]\nmax_message_bytes = 2048").unwrap();
+        let config: Config =
+            toml::from_str("app = \"echo\"\ncpus = [0]\nmax_message_bytes = 2048").unwrap();
         assert_eq!(config.app, AppKind::Echo);
         assert_eq!(config.cpus, CpuSelection::List(vec![0]));
         assert_eq!(config.max_message_bytes, 2048);
@@ -265,13 +300,19 @@ mod tests {
         };
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid { field: "idle_timeout_ms", .. })
+            Err(ConfigError::Invalid {
+                field: "idle_timeout_ms",
+                ..
+            })
         ));
         let config = Config {
             cpus: CpuSelection::List(vec![100_000]),
             ..Config::default()
         };
-        assert!(matches!(config.validate(), Err(ConfigError::CpuUnavailable(100_000))));
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::CpuUnavailable(100_000))
+        ));
     }
 
     #[test]

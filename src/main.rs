@@ -14,7 +14,11 @@ use ringcast::runtime::{self, ServerHandle};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "ringcast", version, about = "Thread-per-core io_uring WebSocket server for real-time rooms")]
+#[command(
+    name = "ringcast",
+    version,
+    about = "Thread-per-core io_uring WebSocket server for real-time rooms"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,8 +105,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cpus.len()
     );
     let trigger = server.shutdown_trigger();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {

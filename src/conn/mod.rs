@@ -1,8 +1,8 @@
 //! One connection's life on its core: the state kept in the core's slab ([`Conn`]),
 //! the task that reads (handshake, frames, app calls: `reader.rs`) and the task that
-//! writes its outbound queue in batches (`writer.rs`). The writer task exists only
-//! while there is something to write: an idle connection is its slab entry, its
-//! reader task and its read buffer (see BENCHMARKS.md for the bytes).
+//! writes its outbound queue in batches (`writer.rs`: a direct write from the core's
+//! flush task, and a writer task only while a socket would block). An idle connection
+//! is its slab entry, its reader task and its read buffer (BENCHMARKS.md has the bytes).
 //! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
 //! state and tested without sockets; the tasks only carry them out.
 
@@ -20,7 +20,7 @@ use monoio::net::TcpStream;
 use crate::ws::OutFrame;
 
 pub(crate) use reader::run_connection;
-pub(crate) use writer::run_writer;
+pub(crate) use writer::run_flusher;
 
 /// The write half of a connection's socket, and who has it.
 #[derive(Debug)]
@@ -85,6 +85,8 @@ pub struct Conn {
     pub writer_exit: Option<Waker>,
     /// Set once the read side is finished: the writer flushes what is queued and exits.
     pub reader_done: bool,
+    /// In the core's list of connections to flush.
+    pub flush_pending: bool,
 }
 
 impl Conn {
@@ -102,6 +104,7 @@ impl Conn {
             writer: Writer::Running,
             writer_exit: None,
             reader_done: false,
+            flush_pending: false,
         }
     }
 
@@ -157,6 +160,20 @@ impl Conn {
         }
         self.queued_bytes += frame.wire_len();
         self.outbound.push_back(frame);
+    }
+
+    /// Frames wait, no writer task runs, and no flush is scheduled yet.
+    pub fn needs_flush(&self) -> bool {
+        !self.flush_pending && !self.outbound.is_empty() && matches!(self.writer, Writer::Parked(_))
+    }
+
+    /// Whether the write side is at rest: nothing queued and no task writing.
+    pub fn writer_idle(&self) -> bool {
+        match self.writer {
+            Writer::Parked(_) => self.outbound.is_empty(),
+            Writer::Finished => true,
+            Writer::Running => false,
+        }
     }
 
     /// The parked write half, if frames wait and no writer task runs.
@@ -239,6 +256,19 @@ impl Conn {
             Phase::Open => Tick::Nothing,
         }
     }
+}
+
+/// Makes a socket non-blocking, so the flush task's direct `writev` never stalls the
+/// core. io_uring reads are unaffected (they wait for data whatever the flag).
+pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Shuts both directions of a socket so its pending reads and writes complete at once.

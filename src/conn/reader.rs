@@ -14,7 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::{shutdown_socket, Writer};
+use super::shutdown_socket;
 use crate::app::{App, Message};
 use crate::runtime::Core;
 use crate::ws::handshake::{self, Request};
@@ -85,14 +85,15 @@ pub(crate) async fn run_connection<A: App>(core: Rc<Core<A>>, stream: TcpStream)
         ctx.kick(id.slot as usize, conn);
     });
     core.app.borrow_mut().on_close(ctx, id);
-    // Wait for a running writer to flush (the close frame) and stop.
+    // Wait until what is queued (the close frame) is written or given up.
     poll_fn(|cx| {
-        ctx.with_conn(id, |conn| match conn.writer {
-            Writer::Running => {
+        ctx.with_conn(id, |conn| {
+            if conn.writer_idle() {
+                Poll::Ready(())
+            } else {
                 conn.writer_exit = Some(cx.waker().clone());
                 Poll::Pending
             }
-            Writer::Parked(_) | Writer::Finished => Poll::Ready(()),
         })
     })
     .await;

@@ -1,10 +1,18 @@
-//! The writing task of a connection: takes every frame queued since its last write
-//! and sends them in one `writev` (headers inline, payloads shared, nothing copied),
-//! advancing by hand after short writes (monoio 0.2.4's `write_vectored_all` corrupts
-//! data after a short write; see ARCHITECTURE.md). One write per batch, not per frame,
-//! is what makes fan-out fast: a loopback write costs ~3 µs whatever its size.
+//! The write path. Frames queued on a connection are corked: the core's flush task runs
+//! after every task already runnable has queued its frames, then sends each dirty
+//! connection's frames in one non-blocking `writev(2)` (headers inline, payloads
+//! shared, nothing copied). One write per batch, not per frame, is what makes fan-out
+//! fast: a loopback write costs ~3 µs whatever its size. Only a socket that would block
+//! gets a writer task, which finishes through io_uring (or epoll) and ends when the
+//! queue drains. Short writes advance by hand (monoio 0.2.4's `write_vectored_all`
+//! corrupts data after a short write; see ARCHITECTURE.md).
+//!
+//! Why a direct syscall and not an io_uring op for the first attempt: on loopback the
+//! kernel's TCP work is the same either way, and the direct write saves the task, the
+//! op and its completion round trip (BENCHMARKS.md, echo).
 
 use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use monoio::buf::IoVecBuf;
@@ -17,8 +25,9 @@ use crate::runtime::Core;
 use crate::ws::OutFrame;
 use crate::ConnId;
 
-/// Frames per write: each takes up to two iovecs, well under IOV_MAX (1024).
+/// Frames per write: each takes up to two iovecs, well under IOV_MAX.
 const MAX_BATCH_FRAMES: usize = 256;
+const IOV_MAX: usize = 1024;
 
 /// Frames being written and the iovecs pointing into them. The iovecs point into
 /// `frames`' heap buffer and the payloads, which stay put while the batch is owned
@@ -79,11 +88,35 @@ impl WriteBatch {
                 self.start += 1;
             } else {
                 // SAFETY: `written < iov_len`, so the new base stays inside the part.
-                iov.iov_base = unsafe { (iov.iov_base as *mut u8).add(written) } as *mut libc::c_void;
+                iov.iov_base =
+                    unsafe { (iov.iov_base as *mut u8).add(written) } as *mut libc::c_void;
                 iov.iov_len -= written;
                 written = 0;
             }
         }
+    }
+
+    /// Writes with non-blocking `writev(2)` until done (`Ok(true)`) or the socket's
+    /// buffer is full (`Ok(false)`).
+    fn write_now(&mut self, fd: RawFd) -> io::Result<bool> {
+        while !self.is_written() {
+            let count = (self.iovecs.len() - self.start).min(IOV_MAX) as libc::c_int;
+            // SAFETY: `iovecs[start..]` are valid iovecs into `frames` (see IoVecBuf).
+            let written = unsafe { libc::writev(fd, self.iovecs[self.start..].as_ptr(), count) };
+            if written < 0 {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(false),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(error),
+                }
+            }
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.advance(written as usize);
+        }
+        Ok(true)
     }
 
     fn clear(&mut self) {
@@ -94,8 +127,11 @@ impl WriteBatch {
 }
 
 /// Writes the whole batch, however many short writes it takes.
-async fn write_all(wr: &mut OwnedWriteHalf<TcpStream>, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
-    batch.build_iovecs();
+/// The iovecs must be built.
+async fn write_all(
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    mut batch: WriteBatch,
+) -> (io::Result<()>, WriteBatch) {
     while !batch.is_written() {
         let (result, returned) = wr.writev(batch).await;
         batch = returned;
@@ -109,19 +145,82 @@ async fn write_all(wr: &mut OwnedWriteHalf<TcpStream>, mut batch: WriteBatch) ->
     (Ok(()), batch)
 }
 
-/// Writes until the queue is empty, then parks the write half in the slab and ends;
-/// `CoreCtx::kick` starts it again when frames are queued. After the reader is done,
-/// or when a write fails, it shuts the socket (ending a read still in flight) instead.
+/// The core's flush task: writes every dirty connection's queued frames directly.
+pub(crate) async fn run_flusher<A: App>(core: Rc<Core<A>>) {
+    let mut dirty = Vec::new();
+    let mut batch = WriteBatch::new();
+    loop {
+        core.ctx.next_dirty(&mut dirty).await;
+        for id in dirty.drain(..) {
+            flush_now(&core, id, &mut batch);
+        }
+    }
+}
+
+/// Writes a connection's queue now; what would block goes to a writer task.
+fn flush_now<A: App>(core: &Rc<Core<A>>, id: ConnId, batch: &mut WriteBatch) {
+    let mut conns = core.ctx.conns.borrow_mut();
+    let Some(conn) = conns
+        .get_mut(id.slot as usize)
+        .filter(|c| c.generation == id.generation)
+    else {
+        return; // closed since it was queued for flushing
+    };
+    conn.flush_pending = false;
+    let Some(wr) = conn.take_idle_writer() else {
+        return;
+    };
+    loop {
+        conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
+        if batch.frames.is_empty() {
+            conn.writer_stopped(Writer::Parked(wr));
+            return;
+        }
+        batch.build_iovecs();
+        match batch.write_now(conn.fd) {
+            Ok(true) => batch.clear(),
+            Ok(false) => {
+                let rest = std::mem::replace(batch, WriteBatch::new());
+                drop(conns);
+                monoio::spawn(run_writer(core.clone(), id, wr, rest));
+                return;
+            }
+            Err(_) => {
+                batch.clear();
+                shutdown_socket(conn.fd);
+                conn.writer_stopped(Writer::Finished);
+                return;
+            }
+        }
+    }
+}
+
+/// Finishes `batch` (iovecs built, partly written) through the runtime, then writes
+/// until the queue is empty, parks the write half in the slab and ends. After the
+/// reader is done, or when a write fails, it shuts the socket (ending a read still in
+/// flight) instead of parking.
 pub(crate) async fn run_writer<A: App>(
     core: Rc<Core<A>>,
     id: ConnId,
     mut wr: OwnedWriteHalf<TcpStream>,
+    mut batch: WriteBatch,
 ) {
-    let mut batch = WriteBatch::new();
+    let fd = core.ctx.with_conn(id, |conn| conn.fd);
     loop {
-        let (fd, reader_done) = core.ctx.with_conn(id, |conn| {
+        if !batch.is_written() {
+            // Boxed while in flight: the task stays small.
+            let (result, returned) = Box::pin(write_all(&mut wr, batch)).await;
+            batch = returned;
+            if result.is_err() {
+                shutdown_socket(fd);
+                core.ctx
+                    .with_conn(id, |conn| conn.writer_stopped(Writer::Finished));
+                return;
+            }
+        }
+        let reader_done = core.ctx.with_conn(id, |conn| {
             conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
-            (conn.fd, conn.reader_done)
+            conn.reader_done
         });
         if batch.frames.is_empty() {
             let state = if reader_done {
@@ -133,15 +232,7 @@ pub(crate) async fn run_writer<A: App>(
             core.ctx.with_conn(id, |conn| conn.writer_stopped(state));
             return;
         }
-        // Boxed while in flight: the task stays small.
-        let (result, returned) = Box::pin(write_all(&mut wr, batch)).await;
-        batch = returned;
-        if result.is_err() {
-            shutdown_socket(fd);
-            core.ctx
-                .with_conn(id, |conn| conn.writer_stopped(Writer::Finished));
-            return;
-        }
+        batch.build_iovecs();
     }
 }
 
@@ -157,7 +248,8 @@ mod tests {
             .iter()
             .flat_map(|iov| {
                 // SAFETY: the iovecs point into `batch.frames`, alive for this call.
-                unsafe { std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len) }.to_vec()
+                unsafe { std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len) }
+                    .to_vec()
             })
             .collect()
     }
@@ -165,9 +257,15 @@ mod tests {
     #[test]
     fn advancing_through_short_writes_yields_the_remaining_bytes() {
         let mut batch = WriteBatch::new();
-        batch.frames.push(OutFrame::new(Opcode::Text, Bytes::from_static(b"hello")));
-        batch.frames.push(OutFrame::preencoded(Bytes::from_static(b"\x82\x03abc")));
-        batch.frames.push(OutFrame::new(Opcode::Binary, Bytes::new()));
+        batch
+            .frames
+            .push(OutFrame::new(Opcode::Text, Bytes::from_static(b"hello")));
+        batch
+            .frames
+            .push(OutFrame::preencoded(Bytes::from_static(b"\x82\x03abc")));
+        batch
+            .frames
+            .push(OutFrame::new(Opcode::Binary, Bytes::new()));
         batch.build_iovecs();
         let whole = gather(&batch);
         assert_eq!(whole, b"\x81\x05hello\x82\x03abc\x82\x00");

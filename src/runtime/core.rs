@@ -3,6 +3,7 @@
 //! Everything here runs on one pinned thread; nothing is shared but the hub.
 
 use std::cell::RefCell;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +12,10 @@ use bytes::Bytes;
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use super::shutdown::Shutdown;
 use super::ctx::CoreCtx;
+use super::shutdown::Shutdown;
 use crate::app::App;
-use crate::conn::{run_connection, shutdown_socket, Tick};
+use crate::conn::{run_connection, run_flusher, set_nonblocking, shutdown_socket, Tick};
 use crate::hub::Hub;
 use crate::ws::{Opcode, OutFrame};
 
@@ -43,8 +44,14 @@ pub(crate) async fn run_core<A: App>(
     let flusher = core.clone();
     monoio::spawn(async move { flusher.ctx.outbox.run_flusher().await });
     monoio::spawn(sweep(core.clone()));
+    monoio::spawn(run_flusher(core.clone()));
     let canceller = Canceller::new();
-    let accepting = monoio::spawn(accept(core.clone(), listener, canceller.handle(), shutdown.clone()));
+    let accepting = monoio::spawn(accept(
+        core.clone(),
+        listener,
+        canceller.handle(),
+        shutdown.clone(),
+    ));
     shutdown.wait(core.ctx.core()).await;
     canceller.cancel();
     accepting.await;
@@ -63,13 +70,23 @@ async fn accept<A: App>(
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Err(error) = set_nonblocking(stream.as_raw_fd()) {
+                    eprintln!(
+                        "ringcast: core {}: dropping a connection: {error}",
+                        core.ctx.core().0
+                    );
+                    continue;
+                }
                 monoio::spawn(run_connection(core.clone(), stream));
             }
             Err(_) if shutdown.is_requested() => return,
             Err(error) => {
                 // EMFILE and friends: log at most once a second and back off briefly.
                 if last_error_log.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
-                    eprintln!("ringcast: core {}: accept failed: {error}", core.ctx.core().0);
+                    eprintln!(
+                        "ringcast: core {}: accept failed: {error}",
+                        core.ctx.core().0
+                    );
                     last_error_log = Some(Instant::now());
                 }
                 monoio::time::sleep(Duration::from_millis(10)).await;
@@ -81,7 +98,8 @@ async fn accept<A: App>(
 async fn drain_inbox<A: App>(core: Rc<Core<A>>, hub: Arc<Hub<A::Envelope>>) {
     let mut batch = Vec::with_capacity(INBOX_BATCH);
     loop {
-        hub.recv_batch(core.ctx.core(), &mut batch, INBOX_BATCH).await;
+        hub.recv_batch(core.ctx.core(), &mut batch, INBOX_BATCH)
+            .await;
         let mut app = core.app.borrow_mut();
         for envelope in batch.drain(..) {
             app.on_envelope(&core.ctx, envelope);
@@ -95,11 +113,16 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
     let config = core.ctx.config.clone();
     let ping_interval = Duration::from_millis(config.ping_interval_ms);
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
-    let shortest = [config.handshake_timeout_ms, config.ping_interval_ms, config.close_timeout_ms]
-        .into_iter()
-        .min()
-        .unwrap_or(1000);
-    let period = Duration::from_millis(shortest / 4).clamp(Duration::from_millis(5), MAX_SWEEP_INTERVAL);
+    let shortest = [
+        config.handshake_timeout_ms,
+        config.ping_interval_ms,
+        config.close_timeout_ms,
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(1000);
+    let period =
+        Duration::from_millis(shortest / 4).clamp(Duration::from_millis(5), MAX_SWEEP_INTERVAL);
     let ping = OutFrame::new(Opcode::Ping, Bytes::new());
     loop {
         monoio::time::sleep(period).await;

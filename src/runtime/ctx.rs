@@ -2,9 +2,11 @@
 //! connection of the core, post to another core, close. Owns the core's slab of
 //! connections and its outbox. Single-threaded: it lives and dies on one core.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::io::OwnedWriteHalf;
@@ -26,12 +28,19 @@ pub struct CoreCtx<E> {
     pub(crate) outbox: Outbox<E>,
     pub(crate) stats: Arc<CoreStats>,
     next_generation: Cell<u32>,
-    /// Starts a connection's writer task (set once the core is built).
-    spawn_writer: OnceCell<Box<dyn Fn(ConnId, OwnedWriteHalf<TcpStream>)>>,
+    /// Connections with frames queued and no writer task, flushed by the core's flush
+    /// task once the tasks already runnable have queued theirs (corking).
+    dirty: RefCell<Vec<ConnId>>,
+    flusher: RefCell<Option<Waker>>,
 }
 
 impl<E: Send> CoreCtx<E> {
-    pub(crate) fn new(id: CoreId, config: Arc<Config>, outbox: Outbox<E>, stats: Arc<CoreStats>) -> Self {
+    pub(crate) fn new(
+        id: CoreId,
+        config: Arc<Config>,
+        outbox: Outbox<E>,
+        stats: Arc<CoreStats>,
+    ) -> Self {
         CoreCtx {
             id,
             config,
@@ -39,29 +48,40 @@ impl<E: Send> CoreCtx<E> {
             outbox,
             stats,
             next_generation: Cell::new(0),
-            spawn_writer: OnceCell::new(),
+            dirty: RefCell::new(Vec::new()),
+            flusher: RefCell::new(None),
         }
     }
 
-    pub(crate) fn set_writer_spawner(&self, spawn: Box<dyn Fn(ConnId, OwnedWriteHalf<TcpStream>)>) {
-        let _ = self.spawn_writer.set(spawn);
-    }
-
-    /// Starts the writer of a connection that has frames queued and no writer running.
+    /// Schedules a flush of a connection that has frames queued and no writer task.
     /// Every path that queues a frame calls this.
     pub(crate) fn kick(&self, slot: usize, conn: &mut Conn) {
-        if let Some(wr) = conn.take_idle_writer() {
-            let id = ConnId {
+        if conn.needs_flush() {
+            conn.flush_pending = true;
+            self.dirty.borrow_mut().push(ConnId {
                 core: self.id,
                 slot: slot as u32,
                 generation: conn.generation,
-            };
-            let spawn = self
-                .spawn_writer
-                .get()
-                .expect("writer spawner is set at core start");
-            spawn(id, wr);
+            });
+            if let Some(waker) = self.flusher.borrow_mut().take() {
+                waker.wake();
+            }
         }
+    }
+
+    /// Waits for connections to flush and moves them into `out` (the flush task's side).
+    pub(crate) async fn next_dirty(&self, out: &mut Vec<ConnId>) {
+        poll_fn(|cx| {
+            let mut dirty = self.dirty.borrow_mut();
+            if dirty.is_empty() {
+                *self.flusher.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            } else {
+                std::mem::swap(&mut *dirty, out);
+                Poll::Ready(())
+            }
+        })
+        .await
     }
 
     /// This core.
@@ -76,7 +96,9 @@ impl<E: Send> CoreCtx<E> {
 
     /// Every other core, for fan-out.
     pub fn other_cores(&self) -> impl Iterator<Item = CoreId> + '_ {
-        (0..self.cores() as u16).map(CoreId).filter(move |core| *core != self.id)
+        (0..self.cores() as u16)
+            .map(CoreId)
+            .filter(move |core| *core != self.id)
     }
 
     /// Queues a frame for one connection of this core. False if the connection is gone
@@ -132,7 +154,11 @@ impl<E: Send> CoreCtx<E> {
 
     /// Open connections on this core.
     pub fn open_connections(&self) -> usize {
-        self.conns.borrow().iter().filter(|(_, c)| c.is_open()).count()
+        self.conns
+            .borrow()
+            .iter()
+            .filter(|(_, c)| c.is_open())
+            .count()
     }
 
     fn count(&self, pushed: Pushed) -> bool {
@@ -154,7 +180,10 @@ impl<E: Send> CoreCtx<E> {
         let generation = self.next_generation.get().wrapping_add(1);
         self.next_generation.set(generation);
         let deadline = now + Duration::from_millis(self.config.handshake_timeout_ms);
-        let slot = self.conns.borrow_mut().insert(Conn::new(generation, fd, now, deadline));
+        let slot = self
+            .conns
+            .borrow_mut()
+            .insert(Conn::new(generation, fd, now, deadline));
         self.stats.count_accepted();
         ConnId {
             core: self.id,

@@ -10,14 +10,20 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Why the server could not listen.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("{0} is already in use: another process listens there (stop it or choose another --listen)")]
+    #[error(
+        "{0} is already in use: another process listens there (stop it or choose another --listen)"
+    )]
     InUse(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
     Io { addr: SocketAddr, source: io::Error },
 }
 
 /// Binds `count` SO_REUSEPORT listeners on `addr` (port 0 picks one free port for all).
-pub fn bind_listeners(addr: SocketAddr, count: usize, backlog: u32) -> Result<Vec<TcpListener>, ListenError> {
+pub fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+    backlog: u32,
+) -> Result<Vec<TcpListener>, ListenError> {
     let io_err = |source| ListenError::Io { addr, source };
     // A probe bound without SO_REUSEPORT fails if anyone listens on the port, whatever
     // options they used; it also resolves port 0 to the port every core will share.
@@ -47,7 +53,10 @@ pub fn bind_listeners(addr: SocketAddr, count: usize, backlog: u32) -> Result<Ve
         .collect::<io::Result<Vec<_>>>()
         .map_err(|source| match source.kind() {
             io::ErrorKind::AddrInUse => ListenError::InUse(bound),
-            _ => ListenError::Io { addr: bound, source },
+            _ => ListenError::Io {
+                addr: bound,
+                source,
+            },
         })
 }
 
@@ -62,7 +71,10 @@ mod tests {
     #[test]
     fn port_zero_gives_every_core_the_same_port() {
         let listeners = bind_listeners("127.0.0.1:0".parse().unwrap(), 3, 128).unwrap();
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
     }
 
@@ -74,6 +86,9 @@ mod tests {
         // Even when the other listener also uses SO_REUSEPORT.
         let ours = bind_listeners("127.0.0.1:0".parse().unwrap(), 1, 128).unwrap();
         let addr = ours[0].local_addr().unwrap();
-        assert!(matches!(bind_listeners(addr, 1, 128), Err(ListenError::InUse(_))));
+        assert!(matches!(
+            bind_listeners(addr, 1, 128),
+            Err(ListenError::InUse(_))
+        ));
     }
 }

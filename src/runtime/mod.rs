@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use monoio::time::TimeDriver;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 pub(crate) use self::core::Core;
@@ -105,6 +106,39 @@ impl ServerHandle {
     }
 }
 
+/// A core's runtime: io_uring or epoll, with timers.
+type CoreRuntime =
+    FusionRuntime<TimeDriver<monoio::IoUringDriver>, TimeDriver<monoio::LegacyDriver>>;
+
+/// Builds a core's runtime: io_uring with deferred task-run (completions are processed
+/// when the core asks for them, not by interrupting it: fewer interrupts under load),
+/// else plain io_uring on kernels before 6.1, else epoll.
+fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
+    let mut ring = io_uring::IoUring::builder();
+    match std::env::var("RINGCAST_URING_MODE").as_deref() {
+        Ok("plain") => {}
+        Ok("coop") => {
+            ring.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        _ => {
+            ring.setup_defer_taskrun().setup_single_issuer();
+        }
+    }
+    let tuned = RuntimeBuilder::<FusionDriver>::new()
+        .enable_timer()
+        .with_entries(entries)
+        .uring_builder(ring)
+        .build();
+    tuned
+        .or_else(|_| {
+            RuntimeBuilder::<FusionDriver>::new()
+                .enable_timer()
+                .with_entries(entries)
+                .build()
+        })
+        .map_err(|e| format!("building the runtime: {e}"))
+}
+
 /// Starts the server: validates the config, binds every core's listener, starts and
 /// pins every core, and returns once all of them are accepting.
 pub fn start<A, F>(config: Config, make_app: F) -> Result<ServerHandle, StartError>
@@ -130,19 +164,19 @@ where
         let id = CoreId(index as u16);
         let core_stats = Arc::new(CoreStats::default());
         stats.push(core_stats.clone());
-        let (config, hub, shutdown, make_app, ready) =
-            (config.clone(), hub.clone(), shutdown.clone(), make_app.clone(), ready_tx.clone());
+        let (config, hub, shutdown, make_app, ready) = (
+            config.clone(),
+            hub.clone(),
+            shutdown.clone(),
+            make_app.clone(),
+            ready_tx.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-core-{index}"))
             .spawn(move || {
-                let pinned = monoio::utils::bind_to_cpu_set([cpu]).map_err(|e| format!("pinning to CPU {cpu}: {e}"));
-                let runtime = pinned.and_then(|()| {
-                    RuntimeBuilder::<FusionDriver>::new()
-                        .enable_timer()
-                        .with_entries(config.uring_entries)
-                        .build()
-                        .map_err(|e| format!("building the runtime: {e}"))
-                });
+                let pinned = monoio::utils::bind_to_cpu_set([cpu])
+                    .map_err(|e| format!("pinning to CPU {cpu}: {e}"));
+                let runtime = pinned.and_then(|()| build_runtime(config.uring_entries));
                 let mut runtime = match runtime {
                     Ok(runtime) => runtime,
                     Err(reason) => {
@@ -159,12 +193,6 @@ where
                     let ctx = CoreCtx::new(id, config, outbox, core_stats);
                     let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });
-                    let weak = Rc::downgrade(&core);
-                    core.ctx.set_writer_spawner(Box::new(move |conn, wr| {
-                        if let Some(core) = weak.upgrade() {
-                            monoio::spawn(crate::conn::run_writer(core, conn, wr));
-                        }
-                    }));
                     let _ = ready.send((id, Ok(driver)));
                     self::core::run_core(core, listener, hub, shutdown).await
                 })

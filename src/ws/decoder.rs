@@ -135,8 +135,9 @@ impl Decoder {
     /// How many bytes `buf` must hold for the next call to make progress: the whole
     /// current frame once its header is known, else the longest possible header.
     pub fn bytes_wanted(&self) -> usize {
-        self.frame
-            .map_or(super::frame::MAX_HEADER_LEN, |f| f.header_len + f.payload_len)
+        self.frame.map_or(super::frame::MAX_HEADER_LEN, |f| {
+            f.header_len + f.payload_len
+        })
     }
 
     /// Decodes the next item from the front of `buf`. `Ok(None)`: need more bytes.
@@ -168,7 +169,9 @@ impl Decoder {
                 if let Some(mask) = frame.mask {
                     apply_mask(part, mask, frame.checked);
                 }
-                self.utf8.feed(part).map_err(|_| ProtocolError::InvalidUtf8)?;
+                self.utf8
+                    .feed(part)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
                 frame.checked = available;
             }
             self.frame = Some(frame);
@@ -236,7 +239,9 @@ impl Decoder {
             }
         } else {
             match (kind, &self.message) {
-                (FrameKind::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (FrameKind::Continuation, None) => {
+                    return Err(ProtocolError::UnexpectedContinuation)
+                }
                 (FrameKind::Text | FrameKind::Binary, Some(_)) => {
                     return Err(ProtocolError::ExpectedContinuation)
                 }

@@ -191,7 +191,10 @@ mod tests {
 
     #[test]
     fn header_uses_the_shortest_length_form() {
-        assert_eq!(HeaderBytes::new(Opcode::Text, true, 125, None).as_slice(), [0x81, 125]);
+        assert_eq!(
+            HeaderBytes::new(Opcode::Text, true, 125, None).as_slice(),
+            [0x81, 125]
+        );
         assert_eq!(
             HeaderBytes::new(Opcode::Binary, true, 126, None).as_slice(),
             [0x82, 126, 0, 126]

@@ -22,7 +22,9 @@ pub enum Request {
 pub enum HandshakeError {
     #[error("malformed HTTP request: answer 400 and close")]
     Malformed,
-    #[error("request header block is over {0} bytes or {MAX_HEADERS} headers: answer 431 and close")]
+    #[error(
+        "request header block is over {0} bytes or {MAX_HEADERS} headers: answer 431 and close"
+    )]
     HeadersTooLarge(usize),
     #[error("method {0} is not GET (RFC 6455 §4.1): answer 405 and close")]
     MethodNotAllowed(String),
@@ -34,7 +36,9 @@ pub enum HandshakeError {
     MissingConnectionUpgrade,
     #[error("missing or malformed Sec-WebSocket-Key (RFC 6455 §4.2.1): answer 400 and close")]
     BadKey,
-    #[error("Sec-WebSocket-Version is not 13 (RFC 6455 §4.4): answer 426 with the supported version")]
+    #[error(
+        "Sec-WebSocket-Version is not 13 (RFC 6455 §4.4): answer 426 with the supported version"
+    )]
     UnsupportedVersion,
 }
 
@@ -81,17 +85,24 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Parses a request from the front of `buf`. `Ok(None)`: the header block is not complete
 /// yet (and is still under `max_bytes`). On success returns the request and its length.
-pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<(Request, usize)>, HandshakeError> {
+pub fn parse_request(
+    buf: &[u8],
+    max_bytes: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= max_bytes => len,
-        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::HeadersTooLarge(max_bytes)),
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(HandshakeError::HeadersTooLarge(max_bytes))
+        }
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
             return Err(HandshakeError::HeadersTooLarge(max_bytes))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadersTooLarge(max_bytes)),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HandshakeError::HeadersTooLarge(max_bytes))
+        }
         Err(_) => return Err(HandshakeError::Malformed),
     };
     let method = req.method.unwrap_or_default();
@@ -128,7 +139,9 @@ pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<(Request, us
     if !header("sec-websocket-version").any(|v| v.trim_ascii() == b"13") {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = header("sec-websocket-key").next().ok_or(HandshakeError::BadKey)?;
+    let key = header("sec-websocket-key")
+        .next()
+        .ok_or(HandshakeError::BadKey)?;
     let key = key.trim_ascii();
     if !is_valid_key(key) {
         return Err(HandshakeError::BadKey);
@@ -196,10 +209,9 @@ pub fn parse_response(buf: &[u8], key: &str) -> Result<Option<usize>, UpgradeRej
         return Err(UpgradeRejected::Status(status));
     }
     let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let accepted = resp
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes());
+    let accepted = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes()
+    });
     if !accepted {
         return Err(UpgradeRejected::BadAccept);
     }
@@ -210,7 +222,11 @@ fn base64_16(bytes: [u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(24);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);

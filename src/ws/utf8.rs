@@ -73,7 +73,10 @@ mod tests {
             assert_eq!(split, whole, "cut at {cut} of {bytes:?}");
         }
         let mut v = Utf8Validator::default();
-        let bytewise = bytes.iter().try_for_each(|b| v.feed(&[*b])).and_then(|_| v.finish());
+        let bytewise = bytes
+            .iter()
+            .try_for_each(|b| v.feed(&[*b]))
+            .and_then(|_| v.finish());
         assert_eq!(bytewise.is_ok(), whole);
         whole
     }
@@ -86,7 +89,9 @@ mod tests {
 
     #[test]
     fn invalid_sequences_fail_when_split_at_every_byte() {
-        assert!(!validate_split_everywhere(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"));
+        assert!(!validate_split_everywhere(
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"
+        ));
         assert!(!validate_split_everywhere(b"\xf4\x90\x80\x80"));
         assert!(!validate_split_everywhere(b"ab\xc0\xaf"));
         assert!(!validate_split_everywhere(b"truncated \xf0\x9f\x98"));
@@ -96,6 +101,10 @@ mod tests {
     fn fails_fast_on_first_impossible_byte() {
         let mut v = Utf8Validator::default();
         assert_eq!(v.feed(b"ok \xed"), Ok(()));
-        assert_eq!(v.feed(b"\xa0"), Err(InvalidUtf8), "surrogate rejected before message end");
+        assert_eq!(
+            v.feed(b"\xa0"),
+            Err(InvalidUtf8),
+            "surrogate rejected before message end"
+        );
     }
 }

@@ -27,7 +27,10 @@ fn decode_chunks(role: Role, max: usize, chunks: &[&[u8]]) -> Result<Vec<Incomin
             out.push(item);
         }
     }
-    assert!(buf.is_empty() || decoder.bytes_wanted() > buf.len(), "stalled with a full frame");
+    assert!(
+        buf.is_empty() || decoder.bytes_wanted() > buf.len(),
+        "stalled with a full frame"
+    );
     Ok(out)
 }
 
@@ -42,14 +45,22 @@ fn text(s: &str) -> Incoming {
 #[test]
 fn rfc_example_masked_hello_decodes() {
     // RFC 6455 §5.7: a single-frame masked text message containing "Hello".
-    let wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Ok(vec![text("Hello")]));
+    let wire = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Ok(vec![text("Hello")])
+    );
 }
 
 #[test]
 fn rfc_example_unmasked_hello_decodes_in_client_role() {
     let wire = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-    assert_eq!(decode_all(Role::Client, 1024, &wire), Ok(vec![text("Hello")]));
+    assert_eq!(
+        decode_all(Role::Client, 1024, &wire),
+        Ok(vec![text("Hello")])
+    );
 }
 
 #[test]
@@ -75,20 +86,29 @@ fn lengths_of_126_and_65536_bytes_use_extended_forms() {
 #[test]
 fn unmasked_client_frame_is_a_protocol_error() {
     let wire = encode_unmasked(Opcode::Text, b"hi");
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Err(ProtocolError::UnmaskedClientFrame));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::UnmaskedClientFrame)
+    );
 }
 
 #[test]
 fn masked_server_frame_is_a_protocol_error() {
     let wire = client_frame(Opcode::Text, true, b"hi");
-    assert_eq!(decode_all(Role::Client, 1024, &wire), Err(ProtocolError::MaskedServerFrame));
+    assert_eq!(
+        decode_all(Role::Client, 1024, &wire),
+        Err(ProtocolError::MaskedServerFrame)
+    );
 }
 
 #[test]
 fn reserved_bits_and_opcodes_are_protocol_errors() {
     let mut wire = client_frame(Opcode::Text, true, b"hi");
     wire[0] |= 0x40;
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Err(ProtocolError::ReservedBits));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::ReservedBits)
+    );
     for opcode in [3u8, 7, 0xB, 0xF] {
         let mut wire = client_frame(Opcode::Text, true, b"");
         wire[0] = 0x80 | opcode;
@@ -102,18 +122,30 @@ fn reserved_bits_and_opcodes_are_protocol_errors() {
 #[test]
 fn control_frame_rules_are_enforced() {
     let wire = client_frame(Opcode::Ping, false, b"");
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Err(ProtocolError::FragmentedControlFrame));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::FragmentedControlFrame)
+    );
     let wire = client_frame(Opcode::Ping, true, &[0; 126]);
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Err(ProtocolError::ControlFrameTooLong(126)));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::ControlFrameTooLong(126))
+    );
 }
 
 #[test]
 fn continuation_without_start_and_new_message_inside_fragments_are_errors() {
     let wire = client_frame(Opcode::Continuation, true, b"x");
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Err(ProtocolError::UnexpectedContinuation));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::UnexpectedContinuation)
+    );
     let mut wire = client_frame(Opcode::Text, false, b"a");
     wire.extend(client_frame(Opcode::Text, true, b"b"));
-    assert_eq!(decode_all(Role::Server, 1024, &wire), Err(ProtocolError::ExpectedContinuation));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::ExpectedContinuation)
+    );
 }
 
 #[test]
@@ -121,12 +153,21 @@ fn close_payloads_are_validated() {
     let ok = client_frame(Opcode::Close, true, b"\x03\xe8bye");
     assert_eq!(
         decode_all(Role::Server, 1024, &ok),
-        Ok(vec![Incoming::Close(Some((1000, Bytes::from_static(b"bye"))))])
+        Ok(vec![Incoming::Close(Some((
+            1000,
+            Bytes::from_static(b"bye")
+        )))])
     );
     let empty = client_frame(Opcode::Close, true, b"");
-    assert_eq!(decode_all(Role::Server, 1024, &empty), Ok(vec![Incoming::Close(None)]));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &empty),
+        Ok(vec![Incoming::Close(None)])
+    );
     let short = client_frame(Opcode::Close, true, b"\x03");
-    assert_eq!(decode_all(Role::Server, 1024, &short), Err(ProtocolError::CloseFrameTooShort));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &short),
+        Err(ProtocolError::CloseFrameTooShort)
+    );
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
         let wire = client_frame(Opcode::Close, true, &code.to_be_bytes());
         assert_eq!(
@@ -135,12 +176,17 @@ fn close_payloads_are_validated() {
             "code {code}"
         );
     }
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
         let wire = client_frame(Opcode::Close, true, &code.to_be_bytes());
         assert!(decode_all(Role::Server, 1024, &wire).is_ok(), "code {code}");
     }
     let bad_reason = client_frame(Opcode::Close, true, b"\x03\xe8\xff");
-    assert_eq!(decode_all(Role::Server, 1024, &bad_reason), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(
+        decode_all(Role::Server, 1024, &bad_reason),
+        Err(ProtocolError::InvalidUtf8)
+    );
 }
 
 #[test]
@@ -183,7 +229,10 @@ fn message_over_the_limit_is_1009_before_its_payload_arrives() {
     wire.extend(client_frame(Opcode::Continuation, true, &[0; 600]));
     assert!(matches!(
         decode_all(Role::Server, 1000, &wire),
-        Err(ProtocolError::MessageTooBig { len: 1200, max: 1000 })
+        Err(ProtocolError::MessageTooBig {
+            len: 1200,
+            max: 1000
+        })
     ));
 }
 

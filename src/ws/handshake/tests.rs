@@ -55,16 +55,53 @@ fn refusals_map_to_their_http_status() {
         (request(&["POST / HTTP/1.1", "Upgrade: websocket"]), 405),
         (request(&["GET / HTTP/1.0", "Upgrade: websocket"]), 400),
         (request(&["GET / HTTP/1.1", "Host: x"]), 426),
-        (request(&["GET / HTTP/1.1", "Upgrade: websocket", "Sec-WebSocket-Version: 13", &key]), 400),
-        (request(&["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 8", &key]), 426),
-        (request(&["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"]), 400),
-        (request(&["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: short"]), 400),
+        (
+            request(&[
+                "GET / HTTP/1.1",
+                "Upgrade: websocket",
+                "Sec-WebSocket-Version: 13",
+                &key,
+            ]),
+            400,
+        ),
+        (
+            request(&[
+                "GET / HTTP/1.1",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Version: 8",
+                &key,
+            ]),
+            426,
+        ),
+        (
+            request(&[
+                "GET / HTTP/1.1",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Version: 13",
+            ]),
+            400,
+        ),
+        (
+            request(&[
+                "GET / HTTP/1.1",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Key: short",
+            ]),
+            400,
+        ),
     ];
     for (wire, status) in cases {
         let err = parse_request(&wire, 8192).unwrap_err();
         assert_eq!(err.status(), status, "{}", String::from_utf8_lossy(&wire));
         let response = String::from_utf8(err.response()).unwrap();
-        assert!(response.starts_with(&format!("HTTP/1.1 {status} ")), "{response}");
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{response}"
+        );
         assert!(response.contains("Connection: close\r\n"));
     }
 }
@@ -72,24 +109,35 @@ fn refusals_map_to_their_http_status() {
 #[test]
 fn wrong_version_answer_names_version_13() {
     let err = HandshakeError::UnsupportedVersion;
-    assert!(String::from_utf8(err.response()).unwrap().contains("Sec-WebSocket-Version: 13\r\n"));
+    assert!(String::from_utf8(err.response())
+        .unwrap()
+        .contains("Sec-WebSocket-Version: 13\r\n"));
 }
 
 #[test]
 fn oversized_header_block_is_431_without_waiting_for_its_end() {
     let mut wire = b"GET / HTTP/1.1\r\nX-Filler: ".to_vec();
     wire.extend(std::iter::repeat_n(b'a', 9000));
-    assert_eq!(parse_request(&wire, 8192), Err(HandshakeError::HeadersTooLarge(8192)));
+    assert_eq!(
+        parse_request(&wire, 8192),
+        Err(HandshakeError::HeadersTooLarge(8192))
+    );
     let many: Vec<String> = (0..40).map(|i| format!("X-{i}: v")).collect();
     let mut lines = vec!["GET / HTTP/1.1"];
     lines.extend(many.iter().map(String::as_str));
-    assert_eq!(parse_request(&request(&lines), 8192).unwrap_err().status(), 431);
+    assert_eq!(
+        parse_request(&request(&lines), 8192).unwrap_err().status(),
+        431
+    );
 }
 
 #[test]
 fn healthz_without_upgrade_is_a_health_check() {
     let wire = request(&["GET /healthz HTTP/1.1", "Host: x"]);
-    assert_eq!(parse_request(&wire, 8192), Ok(Some((Request::Health, wire.len()))));
+    assert_eq!(
+        parse_request(&wire, 8192),
+        Ok(Some((Request::Health, wire.len())))
+    );
     assert!(health_response().starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
 
@@ -97,13 +145,25 @@ fn healthz_without_upgrade_is_a_health_check() {
 fn client_request_round_trips_through_the_server_parser() {
     let (wire, key) = client_request("127.0.0.1:9", "/room", [7; 16]);
     let (req, _) = parse_request(&wire, 8192).unwrap().unwrap();
-    assert_eq!(req, Request::Upgrade { key: key.clone(), path: "/room".into() });
+    assert_eq!(
+        req,
+        Request::Upgrade {
+            key: key.clone(),
+            path: "/room".into()
+        }
+    );
     let response = accept_response(&key);
     assert_eq!(parse_response(&response, &key), Ok(Some(response.len())));
     assert_eq!(parse_response(&response[..10], &key), Ok(None));
-    assert_eq!(parse_response(&response, RFC_KEY), Err(UpgradeRejected::BadAccept));
+    assert_eq!(
+        parse_response(&response, RFC_KEY),
+        Err(UpgradeRejected::BadAccept)
+    );
     let refused = HandshakeError::UnsupportedVersion.response();
-    assert_eq!(parse_response(&refused, &key), Err(UpgradeRejected::Status(426)));
+    assert_eq!(
+        parse_response(&refused, &key),
+        Err(UpgradeRejected::Status(426))
+    );
 }
 
 #[test]
