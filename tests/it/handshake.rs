@@ -1,0 +1,160 @@
+//! The HTTP upgrade over real sockets: accepted, refused with the right status, the
+//! health check, and the handshake timeout. Not the codec's parsing details (unit tests).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use ringcast::app::EchoApp;
+use ringcast::ws::Opcode;
+
+use crate::client::{http_exchange, TestClient};
+use crate::{start_server, WAIT};
+
+fn upgrade_request(extra_headers: &str) -> Vec<u8> {
+    format!("GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra_headers}\r\n")
+        .into_bytes()
+}
+
+#[test]
+fn upgrade_is_accepted_with_101_and_the_rfc_accept_key() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    // The example of RFC 6455 §1.3.
+    let request = upgrade_request(
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+    );
+    stream.write_all(&request).unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = stream
+            .read(&mut chunk)
+            .expect("the server answers the upgrade");
+        assert!(
+            n > 0,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{text}"
+    );
+    server.wait_for_stats("the connection to count as opened", |s| s.opened == 1);
+    assert_eq!(server.stats().rejected_handshakes, 0);
+}
+
+#[test]
+fn frames_pipelined_behind_the_upgrade_request_are_served() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let frame = ringcast::ws::encode_masked(Opcode::Text, true, b"early", [1, 2, 3, 4]);
+    let stream = TcpStream::connect(server.addr()).unwrap();
+    let mut client = TestClient::upgrade(stream, &frame);
+    assert_eq!(&client.recv_message()[..], b"early");
+}
+
+#[test]
+fn garbage_instead_of_a_request_gets_400() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let response = http_exchange(
+        server.addr(),
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n",
+    );
+    assert_eq!(response.status, 400);
+    assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn upgrade_without_a_key_gets_400() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let response = http_exchange(
+        server.addr(),
+        &upgrade_request("Sec-WebSocket-Version: 13\r\n"),
+    );
+    assert_eq!(response.status, 400);
+    assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn post_gets_405() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let request = b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n";
+    let response = http_exchange(server.addr(), request);
+    assert_eq!(response.status, 405);
+    assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn version_8_gets_426_naming_version_13() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let request = upgrade_request(
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+    );
+    let response = http_exchange(server.addr(), &request);
+    assert_eq!(response.status, 426);
+    assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
+    assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn plain_get_without_upgrade_gets_426() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let response = http_exchange(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 426);
+    assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn header_block_reaching_max_handshake_bytes_gets_431() {
+    const MAX: usize = 4096;
+    let server = start_server(|_| EchoApp, 1, |c| c.max_handshake_bytes = MAX);
+    // Exactly MAX bytes and no end of headers: the server reads all of it before
+    // refusing, so its close is a clean FIN and the answer cannot be lost to a reset.
+    let mut request = upgrade_request("");
+    request.truncate(request.len() - 2);
+    request.extend_from_slice(b"X-Padding: ");
+    request.resize(MAX, b'a');
+    let response = http_exchange(server.addr(), &request);
+    assert_eq!(response.status, 431);
+    assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn healthz_answers_200() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let response = http_exchange(server.addr(), b"GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"ok\n");
+    assert_eq!(server.stats().rejected_handshakes, 0);
+    assert_eq!(server.stats().opened, 0);
+}
+
+#[test]
+fn handshake_timeout_closes_a_connection_that_sends_nothing() {
+    const TIMEOUT: Duration = Duration::from_millis(150);
+    let server = start_server(
+        |_| EchoApp,
+        1,
+        |c| c.handshake_timeout_ms = TIMEOUT.as_millis() as u64,
+    );
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "no answer expected, got {rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(
+        started.elapsed() >= TIMEOUT,
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.stats().opened, 0);
+}
