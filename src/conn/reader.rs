@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
 
 use super::shutdown_socket;
@@ -23,6 +25,8 @@ use crate::ConnId;
 
 /// First buffer for the upgrade request (browsers send ~500 bytes); transient.
 const HANDSHAKE_BUFFER: usize = 1024;
+/// Most bytes read and dropped after an HTTP error answer before closing anyway.
+const LINGER_BYTES: usize = 64 * 1024;
 /// Largest read a busy connection grows to.
 const MAX_READ_SIZE: usize = 64 * 1024;
 /// A read buffer this many times its first size is replaced once drained.
@@ -158,8 +162,31 @@ async fn upgrade<A: App>(
                 error.response()
             }
         };
-        let _ = wr.write_all(response).await;
+        let (written, _) = wr.write_all(response).await;
+        if written.is_ok() {
+            linger(rd, wr, buf).await;
+        }
         return false;
+    }
+}
+
+/// After an HTTP answer: sends FIN and reads (discarding) until the client closes, so
+/// unread request bytes do not make the kernel reset the connection and destroy the
+/// answer before the client reads it. Bounded by `LINGER_BYTES` and by the handshake
+/// deadline (the sweep shuts the socket).
+async fn linger(
+    rd: &mut OwnedReadHalf<TcpStream>,
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    buf: &mut BytesMut,
+) {
+    let _ = wr.shutdown().await;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        buf.clear();
+        if !read_more(rd, buf).await {
+            return;
+        }
+        discarded += buf.len();
     }
 }
 

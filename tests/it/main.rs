@@ -14,12 +14,14 @@
 //! - `heartbeat`: server pings, the idle timeout.
 //! - `shutdown`: graceful shutdown sends 1001 and waits for the closing handshakes.
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
+//! - `load`: one short `ringcast load` run per scenario against the server.
 
 mod backpressure;
 mod client;
 mod cores;
 mod handshake;
 mod heartbeat;
+mod load;
 mod messages;
 mod protocol_errors;
 mod shutdown;

@@ -1,0 +1,96 @@
+//! `ringcast load` end to end against the real server, one short run per scenario.
+//! Small counts: these assert correctness of the tool and the server, not speed.
+
+use ringcast::app::{BroadcastApp, EchoApp};
+use ringcast::load::{run_report, LoadArgs, Report};
+
+use crate::start_server;
+
+fn load(words: &[&str]) -> Report {
+    let short = [
+        "--quiet",
+        "--duration",
+        "0.3",
+        "--drain",
+        "2",
+        "--hold",
+        "0.2",
+    ];
+    let args =
+        LoadArgs::parse_words(words.iter().chain(short.iter()).copied()).expect("arguments parse");
+    run_report(args).expect("the load run completes")
+}
+
+#[test]
+fn echo_scenario_gets_every_message_back_from_two_cores() {
+    let server = start_server(|_| EchoApp, 2, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let report = load(&["echo", &url, "-c", "8", "-p", "4", "--binary"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.count > 0, "no round trips counted");
+    assert_eq!(report.mismatched, Some(0));
+    assert_eq!(report.unanswered, Some(0));
+}
+
+#[test]
+fn broadcast_scenario_counts_every_delivery_exactly_once() {
+    let server = start_server(|_| BroadcastApp, 2, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let report = load(&["broadcast", &url, "-c", "20", "-k", "3", "-w", "4"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let delivery = report.delivery.expect("broadcast reports its tally");
+    assert!(delivery.expected > 0);
+    assert_eq!(delivery.delivered, delivery.expected);
+    assert_eq!((delivery.lost, delivery.duplicates), (0, 0));
+}
+
+#[test]
+fn connect_scenario_opens_every_connection_from_several_sources() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let report = load(&["connect", &url, "-c", "300", "--sources", "4"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.count, 300);
+    server.wait_for_stats("300 upgrades", |s| s.opened >= 300);
+}
+
+#[test]
+fn broadcast_scenario_against_an_echo_server_fails_with_a_clear_error() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let words = [
+        "broadcast",
+        &url,
+        "-c",
+        "3",
+        "--connect-timeout",
+        "0.5",
+        "--quiet",
+        "--duration",
+        "0.3",
+    ];
+    let args = LoadArgs::parse_words(words).expect("arguments parse");
+    let error = run_report(args).expect_err("an echo server does not relay to others");
+    assert!(error.to_string().contains("sync message"), "{error}");
+}
+
+#[test]
+fn a_server_that_is_not_there_is_an_error_not_a_hang() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{free}/");
+    let args = LoadArgs::parse_words([
+        "echo",
+        url.as_str(),
+        "-c",
+        "2",
+        "--quiet",
+        "--duration",
+        "0.3",
+    ])
+    .unwrap();
+    let error = run_report(args).expect_err("nothing listens there");
+    assert!(error.to_string().contains("refused"), "{error}");
+}
