@@ -74,9 +74,9 @@ servers_for() {
 # The load for each scenario.
 load_args() {
     case "$1" in
-        echo) echo "echo -c 100 -p 1 -s 64 -d $DURATION" ;;
+        echo) echo "echo -c 100 -p 1 -s 32 -d $DURATION" ;;
         echo-p16) echo "echo -c 100 -p 16 -s 64 -d $DURATION" ;;
-        broadcast) echo "broadcast -c 100 -k 4 -w 16 -s 64 -d $DURATION" ;;
+        broadcast) echo "broadcast -c 1000 -k 1 -w 64 -s 64 -d $DURATION" ;;
         connect) echo "connect -c $CONNECT_N --hold 2" ;;
     esac
 }

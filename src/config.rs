@@ -15,9 +15,11 @@ pub enum AppKind {
     /// Echo every message back to its sender (the conformance and benchmark target).
     Echo,
     /// Relay every message to every open connection on every core, sender included
-    /// (the seed's Swoole server). The default until the room protocol lands.
-    #[default]
+    /// (the seed's Swoole server).
     Broadcast,
+    /// The room protocol of PROTOCOL.md (the seed's Ratchet server).
+    #[default]
+    Rooms,
 }
 
 /// Which CPUs get a core thread.
@@ -47,7 +49,7 @@ pub struct Config {
     pub cpus: CpuSelection,
     /// Use only the first N CPUs of `cpus`. Default: all of them.
     pub cores: Option<usize>,
-    /// The application. Default `broadcast`.
+    /// The application. Default `rooms`.
     pub app: AppKind,
     /// Largest message (after reassembly) a client may send; larger closes with 1009.
     /// Default 1 MiB. Costs up to this much per connection receiving such a message.
@@ -89,7 +91,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             cpus: CpuSelection::All(AllCpus::All),
             cores: None,
-            app: AppKind::Broadcast,
+            app: AppKind::Rooms,
             max_message_bytes: 1 << 20,
             max_outbound_bytes: 4 << 20,
             read_buffer_bytes: 256,
@@ -146,7 +148,7 @@ impl Config {
 
     /// Checks every field once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [(bool, &'static str, &'static str); 9] = [
+        let rules: [(bool, &'static str, &'static str); 10] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -180,6 +182,14 @@ impl Config {
             ),
             (self.inbox_capacity >= 16, "inbox_capacity", "at least 16"),
             (self.cores != Some(0), "cores", "at least 1"),
+            (
+                self.app != AppKind::Rooms
+                    || self
+                        .core_cpus()
+                        .map_or(true, |c| c.len() <= crate::rooms::MAX_CORES),
+                "cores",
+                "at most 128 for the rooms app",
+            ),
         ];
         for (ok, field, rule) in rules {
             if !ok {

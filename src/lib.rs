@@ -6,6 +6,7 @@
 //! - [`hub`]: cross-core inboxes (bounded lock-free queues) and the ordered outbox.
 //! - [`runtime`]: pinned core threads, listeners, heartbeat sweep, graceful shutdown.
 //! - [`app`]: the seam apps plug into, and the echo and broadcast apps.
+//! - [`rooms`]: the room protocol (PROTOCOL.md): wire format and per-core room logic.
 //! - [`config`]: every knob, its default, the TOML file.
 //! - [`load`]: the load generator (`ringcast load`).
 //!
@@ -25,6 +26,7 @@ pub mod conn;
 pub mod hub;
 mod ids;
 pub mod load;
+pub mod rooms;
 pub mod runtime;
 pub mod ws;
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ringcast::app::{BroadcastApp, EchoApp};
 use ringcast::config::{parse_cpu_list, AppKind, Config};
+use ringcast::rooms::RoomsApp;
 use ringcast::runtime::{self, ServerHandle};
 
 #[global_allocator]
@@ -47,7 +48,7 @@ struct ServeArgs {
     /// CPUs to run and pin core threads on, e.g. "0,2-3" or "all".
     #[arg(long)]
     cpus: Option<String>,
-    /// Application [default: broadcast].
+    /// Application [default: rooms].
     #[arg(long, value_enum)]
     app: Option<AppKind>,
     /// Largest message a client may send, in bytes; larger closes with 1009 [default: 1048576].
@@ -95,6 +96,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server: ServerHandle = match app {
         AppKind::Echo => runtime::start(config, |_| EchoApp),
         AppKind::Broadcast => runtime::start(config, |_| BroadcastApp),
+        AppKind::Rooms => {
+            let cores = cpus.len();
+            runtime::start(config, move |core| RoomsApp::new(core, cores))
+        }
     }?;
     for (core, (driver, cpu)) in server.drivers().iter().zip(&cpus).enumerate() {
         eprintln!("ringcast: core {core} on CPU {cpu}: {driver:?} driver");

@@ -120,10 +120,18 @@ impl<E: Send> CoreCtx<E> {
 
     /// Queues the same frame (a clone of its `Bytes`) for every open connection here.
     pub fn send_to_all(&self, frame: &OutFrame) {
+        self.send_to_all_except(None, frame);
+    }
+
+    /// Like [`CoreCtx::send_to_all`], skipping `except`.
+    pub fn send_to_all_except(&self, except: Option<ConnId>, frame: &OutFrame) {
+        let skip = except
+            .filter(|c| c.core == self.id)
+            .map(|c| c.slot as usize);
         let deadline = self.close_deadline();
         let max = self.config.max_outbound_bytes;
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
-            if entry.is_open() {
+            if entry.is_open() && Some(slot) != skip {
                 self.count(entry.push(frame.clone(), max, deadline));
                 self.kick(slot, entry);
             }

@@ -1,0 +1,108 @@
+//! `--app rooms`: the room protocol of PROTOCOL.md (the seed's Ratchet server), exact,
+//! on every core. `wire.rs` parses and encodes; `state.rs` is the per-core logic as a
+//! pure state machine; [`RoomsApp`] drives it from the engine. No I/O here.
+//!
+//! # How rooms span cores
+//! - **Home core.** Every room has a home core (a fixed hash of its name) that keeps
+//!   its authoritative member count and how many members each core has. Joins and
+//!   leaves are sent there; `members` and `total_members` come from there, so they are
+//!   exact across cores.
+//! - **Replicated core sets.** Every core keeps, for every room, the set of cores that
+//!   have members. The home sends the new set to every core when a core's count goes
+//!   0↔1 (and the empty set when the room ceases to exist). Only this replica is read
+//!   on the hot path; "Room does not exist" is decided from it.
+//! - **Order of a join.** The home sends, in this order: `Joined` to the joiner's core
+//!   (which adds the joiner to its local index and sends `room_joined`), the new core
+//!   set to every core, and `member_joined` to the cores with members. Each core has
+//!   one multi-producer FIFO inbox (`hub`), and a push is linearizable, so a core has
+//!   the new set, and the joiner's core has the joiner, before any member anywhere can
+//!   see `member_joined` and answer with a message to the room.
+//! - **Fan-out from the sender's core.** A room message is encoded once, on the
+//!   sender's core, and posted as one envelope (one `Bytes`) to every core in the set;
+//!   each core queues a clone on its local members. All of a sender's messages to a
+//!   core travel through that core's one inbox, so per-sender order holds for every
+//!   recipient across rooms, broadcasts and private messages.
+//! - **Routable ids.** `client_id` is `client_<core>_<slot>_<generation>`: a private
+//!   message goes straight to the owning core, which checks the slot's generation; a
+//!   departed id gives `Recipient not found`, answered back through the sender's core.
+//! - **Disconnect.** The client leaves its rooms in join order, like `leave_room`.
+//! - **Full inboxes and slow clients** are the engine's: a full inbox never blocks a
+//!   core (the sending core's backlog keeps order and pauses its readers, see `hub`),
+//!   and a client that does not read is closed with 1008 without slowing the room.
+//! - Envelopes a core sends itself are handled at once, in order.
+
+mod state;
+mod wire;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use state::{
+    client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
+};
+pub use wire::{parse_request, BadRequest, Encoder, Request};
+
+use crate::app::{App, CoreCtx, Message};
+use crate::ws::OutFrame;
+use crate::{ConnId, CoreId};
+
+/// The engine's side of the room logic on one core.
+pub struct RoomsApp {
+    state: RoomsCore,
+    effects: Vec<Effect>,
+}
+
+impl RoomsApp {
+    pub fn new(core: CoreId, cores: usize) -> Self {
+        RoomsApp {
+            state: RoomsCore::new(core, cores),
+            effects: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, ctx: &CoreCtx<Envelope>) {
+        for effect in self.effects.drain(..) {
+            match effect {
+                Effect::Send { to, frame } => {
+                    ctx.send(to, OutFrame::preencoded(frame));
+                }
+                Effect::SendToAll { except, frame } => {
+                    ctx.send_to_all_except(except, &OutFrame::preencoded(frame))
+                }
+                Effect::Post { core, envelope } => ctx.post(core, envelope),
+            }
+        }
+    }
+}
+
+/// Unix time in whole seconds (PHP `time()`).
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl App for RoomsApp {
+    type Envelope = Envelope;
+
+    fn on_open(&mut self, ctx: &CoreCtx<Envelope>, conn: ConnId) {
+        self.state.handle_open(conn, now(), &mut self.effects);
+        self.apply(ctx);
+    }
+
+    fn on_message(&mut self, ctx: &CoreCtx<Envelope>, conn: ConnId, message: Message) {
+        self.state
+            .handle_message(conn, &message.payload, now(), &mut self.effects);
+        self.apply(ctx);
+    }
+
+    fn on_close(&mut self, ctx: &CoreCtx<Envelope>, conn: ConnId) {
+        self.state.handle_close(conn, now(), &mut self.effects);
+        self.apply(ctx);
+    }
+
+    fn on_envelope(&mut self, ctx: &CoreCtx<Envelope>, envelope: Envelope) {
+        self.state
+            .handle_envelope(envelope, now(), &mut self.effects);
+        self.apply(ctx);
+    }
+}

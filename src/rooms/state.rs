@@ -1,0 +1,601 @@
+//! The room logic of one core, as a pure state machine: `handle_*` take a client's
+//! message, a connection event or an envelope from another core, plus `now`; they
+//! push [`Effect`]s (frames to send, envelopes to post) and never do I/O.
+//! See the module docs of `rooms` for how cores share rooms.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::wire::{error_frame, parse_request, Encoder, Request};
+use crate::{ConnId, CoreId};
+
+/// The most cores the room app supports (core sets are a 128-bit mask).
+pub const MAX_CORES: usize = 128;
+
+/// Cores that have members of a room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreSet(u128);
+
+impl CoreSet {
+    pub fn contains(self, core: CoreId) -> bool {
+        self.0 & (1 << core.0) != 0
+    }
+
+    fn with(self, core: CoreId) -> Self {
+        CoreSet(self.0 | (1 << core.0))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = CoreId> {
+        (0..MAX_CORES as u16)
+            .map(CoreId)
+            .filter(move |core| self.contains(*core))
+    }
+}
+
+/// What one core tells another. One envelope per (message, destination core).
+#[derive(Debug)]
+pub enum Envelope {
+    /// To the room's home: add a member.
+    Join {
+        room: Arc<str>,
+        member: ConnId,
+        id: Option<Box<RawValue>>,
+    },
+    /// To the room's home: remove a member.
+    Leave { room: Arc<str>, member: ConnId },
+    /// From the home to the joiner's core: the join is counted; tell the joiner.
+    Joined {
+        room: Arc<str>,
+        member: ConnId,
+        members: usize,
+        id: Option<Box<RawValue>>,
+    },
+    /// From the home to every core: the cores with members changed (empty: room gone).
+    Cores { room: Arc<str>, cores: CoreSet },
+    /// A frame for the local members of a room, but `except`.
+    ToMembers {
+        room: Arc<str>,
+        except: Option<ConnId>,
+        frame: Bytes,
+    },
+    /// A frame for every client of the core.
+    ToAll { frame: Bytes },
+    /// A private message; if `to` is gone, answer `from` with an error.
+    Private {
+        to: ConnId,
+        from: ConnId,
+        frame: Bytes,
+        id: Option<Box<RawValue>>,
+    },
+    /// A frame for one client (an error answered across cores).
+    ToClient { to: ConnId, frame: Bytes },
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Effect {
+    Send {
+        to: ConnId,
+        frame: Bytes,
+    },
+    SendToAll {
+        except: Option<ConnId>,
+        frame: Bytes,
+    },
+    Post {
+        core: CoreId,
+        envelope: Envelope,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    /// Rooms joined (counted or on the way), in join order.
+    rooms: Vec<Arc<str>>,
+    metadata: Map<String, Value>,
+}
+
+/// The authoritative count of a room, kept on its home core.
+#[derive(Debug)]
+struct HomeRoom {
+    members: usize,
+    per_core: Box<[u32]>,
+}
+
+impl HomeRoom {
+    fn cores(&self) -> CoreSet {
+        let mut set = CoreSet::default();
+        for (core, count) in self.per_core.iter().enumerate() {
+            if *count > 0 {
+                set = set.with(CoreId(core as u16));
+            }
+        }
+        set
+    }
+}
+
+/// One core's share of the rooms.
+#[derive(Debug)]
+pub struct RoomsCore {
+    core: CoreId,
+    cores: usize,
+    clients: HashMap<ConnId, Client>,
+    /// Local members whose join was counted, per room, in join order.
+    local_members: HashMap<Arc<str>, Vec<ConnId>>,
+    /// Replica of every room's core set (the room exists while it is here).
+    room_cores: HashMap<Arc<str>, CoreSet>,
+    /// Rooms whose home is this core.
+    homed: HashMap<Arc<str>, HomeRoom>,
+}
+
+/// The `client_id` of a connection: it names the owning core, so messages to it are
+/// routed without a global table, and carries the never-reused generation.
+pub fn client_id(conn: ConnId) -> String {
+    format!("client_{}_{}_{}", conn.core.0, conn.slot, conn.generation)
+}
+
+/// The connection a `client_id` names, if it is one of ours in shape.
+pub fn parse_client_id(text: &str) -> Option<ConnId> {
+    let mut parts = text.strip_prefix("client_")?.split('_');
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| (!p.starts_with('+')).then_some(p))
+    };
+    let conn = ConnId {
+        core: CoreId(next()?.parse().ok()?),
+        slot: next()?.parse().ok()?,
+        generation: next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(conn)
+}
+
+/// The core that keeps a room's count: a fixed hash of its name.
+pub fn home_of(room: &str, cores: usize) -> CoreId {
+    // SipHash with fixed keys: the same on every core and every run.
+    #[allow(
+        deprecated,
+        reason = "SipHasher with zero keys is the stable hash we want"
+    )]
+    let mut hasher = std::hash::SipHasher::new();
+    room.hash(&mut hasher);
+    CoreId((hasher.finish() % cores as u64) as u16)
+}
+
+impl RoomsCore {
+    pub fn new(core: CoreId, cores: usize) -> Self {
+        assert!(
+            cores <= MAX_CORES,
+            "the room app supports at most {MAX_CORES} cores"
+        );
+        RoomsCore {
+            core,
+            cores,
+            clients: HashMap::new(),
+            local_members: HashMap::new(),
+            room_cores: HashMap::new(),
+            homed: HashMap::new(),
+        }
+    }
+
+    /// A client connected: remember it and welcome it.
+    pub fn handle_open(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
+        self.clients.insert(conn, Client::default());
+        let frame = Encoder::new("welcome")
+            .string("client_id", &client_id(conn))
+            .number("timestamp", now)
+            .frame();
+        out.push(Effect::Send { to: conn, frame });
+    }
+
+    /// A client disconnected (clean, reset or timeout): it leaves its rooms in join order.
+    pub fn handle_close(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        for room in client.rooms {
+            self.leave_locally(conn, &room);
+            self.post(
+                self.home(&room),
+                Envelope::Leave { room, member: conn },
+                now,
+                out,
+            );
+        }
+    }
+
+    /// A message from a client.
+    pub fn handle_message(
+        &mut self,
+        conn: ConnId,
+        payload: &[u8],
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.clients.contains_key(&conn) {
+            return;
+        }
+        let (request, id) = parse_request(payload);
+        let result = match request {
+            Ok(request) => self.handle_request(conn, request, id, now, out),
+            Err(bad) => Err(bad.0),
+        };
+        if let Err(text) = result {
+            out.push(Effect::Send {
+                to: conn,
+                frame: error_frame(&text, now, id),
+            });
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        conn: ConnId,
+        request: Request<'_>,
+        id: Option<&RawValue>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let from = client_id(conn);
+        match request {
+            Request::Broadcast { message } => {
+                let frame = Encoder::new("broadcast")
+                    .string("from", &from)
+                    .raw("message", message)
+                    .number("timestamp", now)
+                    .frame();
+                for core in self.other_cores() {
+                    out.push(Effect::Post {
+                        core,
+                        envelope: Envelope::ToAll {
+                            frame: frame.clone(),
+                        },
+                    });
+                }
+                out.push(Effect::SendToAll {
+                    except: Some(conn),
+                    frame,
+                });
+            }
+            Request::JoinRoom { room } => {
+                if room.is_empty() {
+                    return Err("Room name required".into());
+                }
+                let client = self.clients.get_mut(&conn).expect("checked by the caller");
+                if client.rooms.iter().any(|r| **r == *room) {
+                    return Ok(()); // a second join does nothing
+                }
+                let room = self.intern(&room);
+                self.clients
+                    .get_mut(&conn)
+                    .expect("checked")
+                    .rooms
+                    .push(room.clone());
+                let id = id.map(RawValue::to_owned);
+                self.post(
+                    self.home(&room),
+                    Envelope::Join {
+                        room,
+                        member: conn,
+                        id,
+                    },
+                    now,
+                    out,
+                );
+            }
+            Request::LeaveRoom { room } => {
+                let client = self.clients.get_mut(&conn).expect("checked by the caller");
+                if let Some(index) = client.rooms.iter().position(|r| **r == *room) {
+                    let room = client.rooms.remove(index);
+                    self.leave_locally(conn, &room);
+                    self.post(
+                        self.home(&room),
+                        Envelope::Leave { room, member: conn },
+                        now,
+                        out,
+                    );
+                }
+            }
+            Request::RoomMessage { room, message } => {
+                let client = &self.clients[&conn];
+                let Some(room) = client.rooms.iter().find(|r| ***r == *room).cloned() else {
+                    return Err(if self.room_cores.contains_key(&*room) {
+                        "You are not in this room".into()
+                    } else {
+                        "Room does not exist".into()
+                    });
+                };
+                let frame = Encoder::new("room_message")
+                    .string("room", &room)
+                    .string("from", &from)
+                    .raw("message", message)
+                    .number("timestamp", now)
+                    .frame();
+                let cores = self.room_cores.get(&room).copied().unwrap_or_default();
+                for core in cores.iter() {
+                    let envelope = Envelope::ToMembers {
+                        room: room.clone(),
+                        except: Some(conn),
+                        frame: frame.clone(),
+                    };
+                    self.post(core, envelope, now, out);
+                }
+            }
+            Request::PrivateMessage { to, message } => {
+                let not_found = || "Recipient not found".to_string();
+                let to = parse_client_id(&to)
+                    .filter(|to| to.core.index() < self.cores)
+                    .ok_or_else(not_found)?;
+                if to.core == self.core && !self.clients.contains_key(&to) {
+                    return Err(not_found());
+                }
+                let frame = Encoder::new("private_message")
+                    .string("from", &from)
+                    .raw("message", message)
+                    .number("timestamp", now)
+                    .frame();
+                let id = id.map(RawValue::to_owned);
+                self.post(
+                    to.core,
+                    Envelope::Private {
+                        to,
+                        from: conn,
+                        frame,
+                        id,
+                    },
+                    now,
+                    out,
+                );
+            }
+            Request::SetMetadata { metadata } => {
+                let client = self.clients.get_mut(&conn).expect("checked by the caller");
+                client.metadata.extend(metadata);
+                let frame = Encoder::new("metadata_updated")
+                    .object("metadata", &client.metadata)
+                    .id(id)
+                    .frame();
+                out.push(Effect::Send { to: conn, frame });
+            }
+        }
+        Ok(())
+    }
+
+    /// An envelope from another core (or this one).
+    pub fn handle_envelope(&mut self, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
+        match envelope {
+            Envelope::Join { room, member, id } => self.home_join(room, member, id, now, out),
+            Envelope::Leave { room, member } => self.home_leave(room, member, now, out),
+            Envelope::Joined {
+                room,
+                member,
+                members,
+                id,
+            } => {
+                let Some(client) = self.clients.get(&member) else {
+                    return; // gone before its join was counted; its leave follows
+                };
+                if client.rooms.contains(&room) {
+                    let local = self.local_members.entry(room.clone()).or_default();
+                    if !local.contains(&member) {
+                        local.push(member);
+                    }
+                }
+                let frame = Encoder::new("room_joined")
+                    .string("room", &room)
+                    .number("members", members as u64)
+                    .id(id.as_deref())
+                    .frame();
+                out.push(Effect::Send { to: member, frame });
+            }
+            Envelope::Cores { room, cores } => {
+                if cores.is_empty() {
+                    self.room_cores.remove(&room);
+                } else {
+                    self.room_cores.insert(room, cores);
+                }
+            }
+            Envelope::ToMembers {
+                room,
+                except,
+                frame,
+            } => {
+                if let Some(members) = self.local_members.get(&room) {
+                    for member in members.iter().filter(|m| Some(**m) != except) {
+                        out.push(Effect::Send {
+                            to: *member,
+                            frame: frame.clone(),
+                        });
+                    }
+                }
+            }
+            Envelope::ToAll { frame } => out.push(Effect::SendToAll {
+                except: None,
+                frame,
+            }),
+            Envelope::Private {
+                to,
+                from,
+                frame,
+                id,
+            } => {
+                if self.clients.contains_key(&to) {
+                    out.push(Effect::Send { to, frame });
+                } else {
+                    let frame = error_frame("Recipient not found", now, id.as_deref());
+                    self.post(from.core, Envelope::ToClient { to: from, frame }, now, out);
+                }
+            }
+            Envelope::ToClient { to, frame } => {
+                if self.clients.contains_key(&to) {
+                    out.push(Effect::Send { to, frame });
+                }
+            }
+        }
+    }
+
+    /// On the home core: count a join, then tell (in this order) the joiner's core,
+    /// every core if the core set grew, and the cores with members.
+    fn home_join(
+        &mut self,
+        room: Arc<str>,
+        member: ConnId,
+        id: Option<Box<RawValue>>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let cores = self.cores;
+        let home = self.homed.entry(room.clone()).or_insert_with(|| HomeRoom {
+            members: 0,
+            per_core: vec![0; cores].into_boxed_slice(),
+        });
+        home.members += 1;
+        home.per_core[member.core.index()] += 1;
+        let (members, grew, set) = (
+            home.members,
+            home.per_core[member.core.index()] == 1,
+            home.cores(),
+        );
+        self.post(
+            member.core,
+            Envelope::Joined {
+                room: room.clone(),
+                member,
+                members,
+                id,
+            },
+            now,
+            out,
+        );
+        if grew {
+            self.post_to_every_core(&room, set, now, out);
+        }
+        let frame = Encoder::new("member_joined")
+            .string("room", &room)
+            .string("client_id", &client_id(member))
+            .number("total_members", members as u64)
+            .frame();
+        for core in set.iter() {
+            let envelope = Envelope::ToMembers {
+                room: room.clone(),
+                except: Some(member),
+                frame: frame.clone(),
+            };
+            self.post(core, envelope, now, out);
+        }
+    }
+
+    /// On the home core: count a leave; an emptied room ceases to exist silently.
+    fn home_leave(&mut self, room: Arc<str>, member: ConnId, now: u64, out: &mut Vec<Effect>) {
+        let Some(home) = self.homed.get_mut(&room) else {
+            return;
+        };
+        home.members -= 1;
+        home.per_core[member.core.index()] -= 1;
+        let (members, shrank, set) = (
+            home.members,
+            home.per_core[member.core.index()] == 0,
+            home.cores(),
+        );
+        if members == 0 {
+            self.homed.remove(&room);
+        }
+        if shrank {
+            self.post_to_every_core(&room, set, now, out);
+        }
+        if members == 0 {
+            return;
+        }
+        let frame = Encoder::new("member_left")
+            .string("room", &room)
+            .string("client_id", &client_id(member))
+            .number("total_members", members as u64)
+            .frame();
+        for core in set.iter() {
+            let envelope = Envelope::ToMembers {
+                room: room.clone(),
+                except: None,
+                frame: frame.clone(),
+            };
+            self.post(core, envelope, now, out);
+        }
+    }
+
+    fn post_to_every_core(
+        &mut self,
+        room: &Arc<str>,
+        cores: CoreSet,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        for core in 0..self.cores as u16 {
+            self.post(
+                CoreId(core),
+                Envelope::Cores {
+                    room: room.clone(),
+                    cores,
+                },
+                now,
+                out,
+            );
+        }
+    }
+
+    /// Sends to another core, or handles at once when it is this core: envelopes a
+    /// core sends itself keep their order relative to everything else it sends.
+    fn post(&mut self, core: CoreId, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
+        if core == self.core {
+            self.handle_envelope(envelope, now, out);
+        } else {
+            out.push(Effect::Post { core, envelope });
+        }
+    }
+
+    fn leave_locally(&mut self, conn: ConnId, room: &Arc<str>) {
+        if let Some(members) = self.local_members.get_mut(room) {
+            members.retain(|m| *m != conn);
+            if members.is_empty() {
+                self.local_members.remove(room);
+            }
+        }
+    }
+
+    fn home(&self, room: &str) -> CoreId {
+        home_of(room, self.cores)
+    }
+
+    fn other_cores(&self) -> impl Iterator<Item = CoreId> + '_ {
+        (0..self.cores as u16)
+            .map(CoreId)
+            .filter(move |core| *core != self.core)
+    }
+
+    /// The shared name of a room this core already knows, or a new one.
+    fn intern(&self, room: &str) -> Arc<str> {
+        self.room_cores
+            .get_key_value(room)
+            .map(|(name, _)| name.clone())
+            .or_else(|| {
+                self.local_members
+                    .get_key_value(room)
+                    .map(|(name, _)| name.clone())
+            })
+            .unwrap_or_else(|| Arc::from(room))
+    }
+
+    /// Local members of a room that have been counted (for tests and stats).
+    pub fn local_member_count(&self, room: &str) -> usize {
+        self.local_members.get(room).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests;

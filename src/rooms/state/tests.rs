@@ -1,0 +1,491 @@
+//! The room logic without sockets: several `RoomsCore`s joined by FIFO inboxes, with
+//! envelopes delivered in seeded random interleavings, and every frame a client would
+//! receive recorded and decoded.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::BytesMut;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::ws::{Decoder, Incoming, Role};
+
+const NOW: u64 = 1_700_000_000;
+
+struct Sim {
+    cores: Vec<RoomsCore>,
+    inboxes: Vec<VecDeque<Envelope>>,
+    clients: Vec<Vec<ConnId>>,
+    received: HashMap<ConnId, Vec<Value>>,
+    next_generation: u32,
+    rng: u64,
+}
+
+impl Sim {
+    fn new(cores: usize, seed: u64) -> Sim {
+        Sim {
+            cores: (0..cores)
+                .map(|c| RoomsCore::new(CoreId(c as u16), cores))
+                .collect(),
+            inboxes: (0..cores).map(|_| VecDeque::new()).collect(),
+            clients: vec![Vec::new(); cores],
+            received: HashMap::new(),
+            next_generation: 0,
+            rng: seed | 1,
+        }
+    }
+
+    fn connect(&mut self, core: u16) -> ConnId {
+        self.next_generation += 1;
+        let conn = ConnId {
+            core: CoreId(core),
+            slot: self.clients[core as usize].len() as u32,
+            generation: self.next_generation,
+        };
+        self.clients[core as usize].push(conn);
+        self.received.insert(conn, Vec::new());
+        let mut out = Vec::new();
+        self.cores[core as usize].handle_open(conn, NOW, &mut out);
+        self.apply(core as usize, out);
+        conn
+    }
+
+    fn send(&mut self, conn: ConnId, message: Value) {
+        self.send_raw(conn, &message.to_string());
+    }
+
+    fn send_raw(&mut self, conn: ConnId, text: &str) {
+        let mut out = Vec::new();
+        self.cores[conn.core.index()].handle_message(conn, text.as_bytes(), NOW, &mut out);
+        self.apply(conn.core.index(), out);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.clients[conn.core.index()].retain(|c| *c != conn);
+        let mut out = Vec::new();
+        self.cores[conn.core.index()].handle_close(conn, NOW, &mut out);
+        self.apply(conn.core.index(), out);
+    }
+
+    fn apply(&mut self, core: usize, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, frame } => self.deliver(to, &frame),
+                Effect::SendToAll { except, frame } => {
+                    for to in self.clients[core].clone() {
+                        if Some(to) != except {
+                            self.deliver(to, &frame);
+                        }
+                    }
+                }
+                Effect::Post {
+                    core: target,
+                    envelope,
+                } => {
+                    assert_ne!(
+                        target.index(),
+                        core,
+                        "a core handles its own envelopes at once"
+                    );
+                    self.inboxes[target.index()].push_back(envelope);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: ConnId, frame: &[u8]) {
+        let mut decoder = Decoder::new(Role::Client, 1 << 20);
+        let mut buf = BytesMut::from(frame);
+        let Ok(Some(Incoming::Text(text))) = decoder.decode(&mut buf) else {
+            panic!("not one text frame: {frame:?}");
+        };
+        let value: Value = serde_json::from_slice(&text).expect("server sends JSON");
+        if let Some(inbox) = self.received.get_mut(&to) {
+            inbox.push(value);
+        }
+    }
+
+    /// Delivers one envelope from a pseudo-randomly chosen non-empty inbox.
+    fn step(&mut self) -> bool {
+        let busy: Vec<usize> = (0..self.inboxes.len())
+            .filter(|c| !self.inboxes[*c].is_empty())
+            .collect();
+        if busy.is_empty() {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let core = busy[(self.rng % busy.len() as u64) as usize];
+        let envelope = self.inboxes[core].pop_front().expect("non-empty");
+        let mut out = Vec::new();
+        self.cores[core].handle_envelope(envelope, NOW, &mut out);
+        self.apply(core, out);
+        true
+    }
+
+    fn settle(&mut self) {
+        while self.step() {}
+    }
+
+    fn take(&mut self, conn: ConnId) -> Vec<Value> {
+        std::mem::take(self.received.get_mut(&conn).expect("known client"))
+    }
+}
+
+fn welcome_id(sim: &mut Sim, conn: ConnId) -> String {
+    let messages = sim.take(conn);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["type"], "welcome");
+    assert_eq!(messages[0]["timestamp"], NOW);
+    messages[0]["client_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn welcome_carries_a_routable_client_id() {
+    let mut sim = Sim::new(2, 1);
+    let conn = sim.connect(1);
+    let id = welcome_id(&mut sim, conn);
+    assert!(id.starts_with("client_"));
+    assert_eq!(parse_client_id(&id), Some(conn));
+    for bad in [
+        "client_",
+        "client_1_2",
+        "client_1_2_3_4",
+        "user_1_2_3",
+        "client_a_2_3",
+        "client_+1_2_3",
+    ] {
+        assert_eq!(parse_client_id(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn joins_count_exactly_and_notify_the_other_members_on_every_core() {
+    for seed in 1..20 {
+        let mut sim = Sim::new(3, seed);
+        let conns: Vec<ConnId> = (0..3).map(|c| sim.connect(c)).collect();
+        let ids: Vec<String> = conns.iter().map(|c| welcome_id(&mut sim, *c)).collect();
+        for (n, conn) in conns.iter().enumerate() {
+            sim.send(*conn, json!({"type": "join_room", "room": "lobby"}));
+            sim.settle();
+            let joined = sim.take(*conn);
+            assert_eq!(
+                joined,
+                vec![json!({"type": "room_joined", "room": "lobby", "members": n + 1})]
+            );
+            for earlier in &conns[..n] {
+                assert_eq!(
+                    sim.take(*earlier),
+                    vec![
+                        json!({"type": "member_joined", "room": "lobby", "client_id": ids[n], "total_members": n + 1})
+                    ]
+                );
+            }
+        }
+        // A second join of the same room does nothing.
+        sim.send(conns[0], json!({"type": "join_room", "room": "lobby"}));
+        sim.settle();
+        assert!(conns.iter().all(|c| sim.take(*c).is_empty()));
+    }
+}
+
+#[test]
+fn room_message_reaches_the_other_members_only() {
+    let mut sim = Sim::new(2, 7);
+    let (a, b, outsider) = (sim.connect(0), sim.connect(1), sim.connect(1));
+    let a_id = welcome_id(&mut sim, a);
+    sim.take(b);
+    sim.take(outsider);
+    for conn in [a, b] {
+        sim.send(conn, json!({"type": "join_room", "room": "r"}));
+    }
+    sim.settle();
+    sim.take(a);
+    sim.take(b);
+    sim.send_raw(
+        a,
+        r#"{"type":"room_message","room":"r","message":{"deep":["x",1.50]}}"#,
+    );
+    sim.settle();
+    assert!(
+        sim.take(a).is_empty(),
+        "the sender does not get its own room message"
+    );
+    assert!(sim.take(outsider).is_empty());
+    let got = sim.take(b);
+    assert_eq!(
+        got,
+        vec![
+            json!({"type": "room_message", "room": "r", "from": a_id, "message": {"deep": ["x", 1.50]}, "timestamp": NOW})
+        ]
+    );
+}
+
+#[test]
+fn errors_name_their_cause_and_carry_the_request_id() {
+    let mut sim = Sim::new(2, 3);
+    let (a, b) = (sim.connect(0), sim.connect(1));
+    sim.take(a);
+    sim.take(b);
+    sim.send(b, json!({"type": "join_room", "room": "taken"}));
+    sim.settle();
+    sim.take(b);
+    let cases = [
+        (
+            json!({"type": "join_room", "room": "", "id": 1}),
+            "Room name required",
+        ),
+        (
+            json!({"type": "room_message", "room": "nowhere", "message": "x", "id": 2}),
+            "Room does not exist",
+        ),
+        (
+            json!({"type": "room_message", "room": "taken", "message": "x", "id": 3}),
+            "You are not in this room",
+        ),
+        (
+            json!({"type": "private_message", "to": "client_0_99_99", "message": "x", "id": 4}),
+            "Recipient not found",
+        ),
+        (
+            json!({"type": "private_message", "to": "client_9_0_1", "message": "x", "id": 5}),
+            "Recipient not found",
+        ),
+        (
+            json!({"type": "private_message", "to": "bob", "message": "x", "id": 6}),
+            "Recipient not found",
+        ),
+        (json!({"type": "fly", "id": 7}), "Unknown message type: fly"),
+        (
+            json!({"type": "join_room", "room": 12, "id": 8}),
+            "Invalid message format",
+        ),
+    ];
+    for (request, text) in cases {
+        let id = request["id"].clone();
+        sim.send(a, request);
+        sim.settle();
+        assert_eq!(
+            sim.take(a),
+            vec![json!({"type": "error", "message": text, "timestamp": NOW, "id": id})]
+        );
+    }
+    sim.send_raw(a, "garbage");
+    assert_eq!(
+        sim.take(a),
+        vec![json!({"type": "error", "message": "Invalid message format", "timestamp": NOW})]
+    );
+    assert!(sim.take(b).is_empty(), "errors go to the requester only");
+}
+
+#[test]
+fn private_message_to_a_departed_client_on_another_core_is_not_found() {
+    let mut sim = Sim::new(2, 5);
+    let (a, b) = (sim.connect(0), sim.connect(1));
+    let a_id = welcome_id(&mut sim, a);
+    let b_id = welcome_id(&mut sim, b);
+    sim.send(
+        a,
+        json!({"type": "private_message", "to": b_id, "message": "psst"}),
+    );
+    sim.settle();
+    assert_eq!(
+        sim.take(b),
+        vec![json!({"type": "private_message", "from": a_id, "message": "psst", "timestamp": NOW})]
+    );
+    sim.close(b);
+    // A new client on the same core may reuse the slot, never the id.
+    let c = sim.connect(1);
+    assert_eq!(c.slot, b.slot);
+    sim.take(c);
+    sim.send(
+        a,
+        json!({"type": "private_message", "to": b_id, "message": "late", "id": "q"}),
+    );
+    sim.settle();
+    assert_eq!(
+        sim.take(a),
+        vec![
+            json!({"type": "error", "message": "Recipient not found", "timestamp": NOW, "id": "q"})
+        ]
+    );
+    assert!(sim.take(c).is_empty());
+}
+
+#[test]
+fn broadcast_reaches_every_other_client_on_every_core() {
+    let mut sim = Sim::new(3, 9);
+    let conns: Vec<ConnId> = (0..6).map(|n| sim.connect(n % 3)).collect();
+    let sender_id = welcome_id(&mut sim, conns[0]);
+    for conn in &conns[1..] {
+        sim.take(*conn);
+    }
+    sim.send(conns[0], json!({"type": "broadcast", "message": "all"}));
+    sim.settle();
+    assert!(sim.take(conns[0]).is_empty());
+    for conn in &conns[1..] {
+        assert_eq!(
+            sim.take(*conn),
+            vec![
+                json!({"type": "broadcast", "from": sender_id, "message": "all", "timestamp": NOW})
+            ]
+        );
+    }
+}
+
+#[test]
+fn leaving_and_disconnecting_notify_the_rest_in_join_order_and_empty_rooms_vanish() {
+    let mut sim = Sim::new(2, 11);
+    let (a, b) = (sim.connect(0), sim.connect(1));
+    let a_id = welcome_id(&mut sim, a);
+    sim.take(b);
+    for room in ["first", "second", "third"] {
+        sim.send(a, json!({"type": "join_room", "room": room}));
+        sim.send(b, json!({"type": "join_room", "room": room}));
+        sim.settle();
+    }
+    sim.take(a);
+    sim.take(b);
+    sim.send(a, json!({"type": "leave_room", "room": "second"}));
+    sim.send(a, json!({"type": "leave_room", "room": "second"}));
+    sim.settle();
+    assert_eq!(
+        sim.take(b),
+        vec![
+            json!({"type": "member_left", "room": "second", "client_id": a_id, "total_members": 1})
+        ]
+    );
+    sim.close(a);
+    sim.settle();
+    let left: Vec<Value> = sim.take(b);
+    assert_eq!(
+        left,
+        vec![
+            json!({"type": "member_left", "room": "first", "client_id": a_id, "total_members": 1}),
+            json!({"type": "member_left", "room": "third", "client_id": a_id, "total_members": 1}),
+        ]
+    );
+    sim.send(b, json!({"type": "leave_room", "room": "first"}));
+    sim.settle();
+    assert!(
+        sim.take(b).is_empty(),
+        "nothing is sent when a room becomes empty"
+    );
+    sim.send(
+        b,
+        json!({"type": "room_message", "room": "first", "message": "?"}),
+    );
+    sim.settle();
+    assert_eq!(sim.take(b)[0]["message"], "Room does not exist");
+    assert_eq!(
+        sim.cores
+            .iter()
+            .map(|c| c.local_member_count("third"))
+            .sum::<usize>(),
+        1
+    );
+}
+
+#[test]
+fn metadata_merges_shallowly_and_answers_with_the_whole_object() {
+    let mut sim = Sim::new(1, 1);
+    let a = sim.connect(0);
+    sim.take(a);
+    sim.send(
+        a,
+        json!({"type": "set_metadata", "metadata": {"name": "ann", "tags": [1]}}),
+    );
+    sim.send(
+        a,
+        json!({"type": "set_metadata", "metadata": {"tags": {"x": 1}, "age": 3}, "id": "m"}),
+    );
+    let got = sim.take(a);
+    assert_eq!(
+        got[0],
+        json!({"type": "metadata_updated", "metadata": {"name": "ann", "tags": [1]}})
+    );
+    assert_eq!(
+        got[1],
+        json!({"type": "metadata_updated", "metadata": {"name": "ann", "tags": {"x": 1}, "age": 3}, "id": "m"})
+    );
+}
+
+/// The race the design exists for: a member that has seen `member_joined(J)` and then
+/// speaks must reach J, with sender, joiner, home and members on different cores, in
+/// every interleaving the seeds produce; and per-sender order holds across rooms.
+#[test]
+fn a_member_that_saw_the_join_reaches_the_joiner_and_order_holds_across_rooms() {
+    for seed in 1..200 {
+        let mut sim = Sim::new(4, seed);
+        let member = sim.connect(1);
+        let joiner = sim.connect(2);
+        let member_id = welcome_id(&mut sim, member);
+        sim.take(joiner);
+        sim.send(member, json!({"type": "join_room", "room": "r1"}));
+        sim.send(member, json!({"type": "join_room", "room": "r2"}));
+        sim.settle();
+        sim.take(member);
+        sim.send(joiner, json!({"type": "join_room", "room": "r1"}));
+        sim.send(joiner, json!({"type": "join_room", "room": "r2"}));
+        // Step until the member has seen both joins, then speak at once.
+        let mut seen = 0;
+        while seen < 2 {
+            assert!(
+                sim.step(),
+                "seed {seed}: the joins never reached the member"
+            );
+            seen += sim
+                .take(member)
+                .iter()
+                .filter(|m| m["type"] == "member_joined")
+                .count();
+        }
+        for n in 0..10 {
+            let room = if n % 2 == 0 { "r1" } else { "r2" };
+            sim.send(
+                member,
+                json!({"type": "room_message", "room": room, "message": n}),
+            );
+        }
+        sim.settle();
+        let got: Vec<Value> = sim
+            .take(joiner)
+            .into_iter()
+            .filter(|m| m["type"] == "room_message")
+            .collect();
+        let order: Vec<i64> = got.iter().map(|m| m["message"].as_i64().unwrap()).collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>(), "seed {seed}");
+        assert!(got.iter().all(|m| m["from"] == member_id));
+    }
+}
+
+#[test]
+fn counts_stay_exact_under_interleaved_joins_and_leaves_on_many_cores() {
+    for seed in 1..50 {
+        let mut sim = Sim::new(3, seed);
+        let conns: Vec<ConnId> = (0..12).map(|n| sim.connect(n % 3)).collect();
+        for conn in &conns {
+            sim.take(*conn);
+            sim.send(*conn, json!({"type": "join_room", "room": "busy"}));
+        }
+        for conn in &conns[..5] {
+            sim.send(*conn, json!({"type": "leave_room", "room": "busy"}));
+        }
+        sim.settle();
+        let home = home_of("busy", 3);
+        let room = &sim.cores[home.index()].homed["busy"];
+        assert_eq!(room.members, 7, "seed {seed}");
+        let local: usize = sim.cores.iter().map(|c| c.local_member_count("busy")).sum();
+        assert_eq!(local, 7, "seed {seed}");
+        // The last member_joined or member_left anyone saw carries the final count.
+        let last = conns[5..]
+            .iter()
+            .filter_map(|c| sim.take(*c).into_iter().last())
+            .collect::<Vec<_>>();
+        assert!(last
+            .iter()
+            .any(|m| m.get("total_members") == Some(&json!(7))
+                || m.get("members") == Some(&json!(7))));
+    }
+}
