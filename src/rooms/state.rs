@@ -104,6 +104,14 @@ struct Client {
     metadata: Map<String, Value>,
 }
 
+/// A membership change to announce to a room.
+struct Notice {
+    kind: &'static str,
+    member: ConnId,
+    members: usize,
+    set: CoreSet,
+}
+
 /// The authoritative count of a room, kept on its home core.
 #[derive(Debug)]
 struct HomeRoom {
@@ -478,19 +486,13 @@ impl RoomsCore {
         if grew {
             self.post_to_every_core(&room, set, now, out);
         }
-        let frame = Encoder::new("member_joined")
-            .string("room", &room)
-            .string("client_id", &client_id(member))
-            .number("total_members", members as u64)
-            .frame();
-        for core in set.iter() {
-            let envelope = Envelope::ToMembers {
-                room: room.clone(),
-                except: Some(member),
-                frame: frame.clone(),
-            };
-            self.post(core, envelope, now, out);
-        }
+        let notice = Notice {
+            kind: "member_joined",
+            member,
+            members,
+            set,
+        };
+        self.notify_members(&room, notice, Some(member), now, out);
     }
 
     /// On the home core: count a leave; an emptied room ceases to exist silently.
@@ -514,15 +516,33 @@ impl RoomsCore {
         if members == 0 {
             return;
         }
-        let frame = Encoder::new("member_left")
-            .string("room", &room)
-            .string("client_id", &client_id(member))
-            .number("total_members", members as u64)
+        let notice = Notice {
+            kind: "member_left",
+            member,
+            members,
+            set,
+        };
+        self.notify_members(&room, notice, None, now, out);
+    }
+
+    /// Sends `member_joined` / `member_left` to the members on every core in the set.
+    fn notify_members(
+        &mut self,
+        room: &Arc<str>,
+        notice: Notice,
+        except: Option<ConnId>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let frame = Encoder::new(notice.kind)
+            .string("room", room)
+            .string("client_id", &client_id(notice.member))
+            .number("total_members", notice.members as u64)
             .frame();
-        for core in set.iter() {
+        for core in notice.set.iter() {
             let envelope = Envelope::ToMembers {
                 room: room.clone(),
-                except: None,
+                except,
                 frame: frame.clone(),
             };
             self.post(core, envelope, now, out);
