@@ -9,6 +9,7 @@
 //! - [`rooms`]: the room protocol (PROTOCOL.md): wire format and per-core room logic.
 //! - [`config`]: every knob, its default, the TOML file.
 //! - [`load`]: the load generator (`ringcast load`).
+//! - [`client`]: the room protocol's client (blocking, reconnecting) and `ringcast client`.
 //!
 //! # Life of a message (broadcast app)
 //! 1. The kernel hands a connection to one core's SO_REUSEPORT listener; the core puts
@@ -21,6 +22,7 @@
 //!    one `writev`.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod hub;

@@ -31,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run the load generator against a server.
     Load(ringcast::load::LoadArgs),
+    /// Chat with a room server from the terminal (or a script, with --json).
+    Client(ringcast::client::cli::ClientArgs),
 }
 
 /// Flags override the config file, which overrides the defaults.
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => ringcast::load::run(args),
+        Command::Client(args) => return ringcast::client::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

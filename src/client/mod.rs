@@ -1,0 +1,33 @@
+//! The room protocol's client, as a library and as `ringcast client`: blocking
+//! `std::net` sockets and threads, so any Rust program can use it (no async runtime).
+//! It speaks `ws://` only (TLS has not landed); it runs no server.
+//!
+//! - [`Connection`]: one connection: connect, upgrade, `welcome`, typed send and
+//!   receive of every PROTOCOL.md message, pings answered, keepalive, clean close.
+//! - [`Client`]: a connection in a background thread that reconnects on the
+//!   [`Backoff`] schedule (exponential, full jitter), rejoins its rooms, re-applies its
+//!   metadata, and reports [`Event`]s on a channel; send through a [`ClientHandle`].
+//! - [`cli`]: the `ringcast client` command.
+//!
+//! Files: `url.rs` (ws:// URLs), `message.rs` (typed messages), `error.rs`,
+//! `config.rs` (every knob and its default), `backoff.rs` (the pure schedule),
+//! `frames.rs` (socket halves over the `ws` codec in the client role, masking with
+//! keys from the OS CSPRNG), `conn.rs`, `reconnect.rs`, `cli/`.
+
+mod backoff;
+pub mod cli;
+mod config;
+mod conn;
+mod error;
+mod frames;
+mod message;
+mod reconnect;
+mod url;
+
+pub use backoff::Backoff;
+pub use config::{ClientConfig, ConnectOptions, ReconnectPolicy};
+pub use conn::{ConnReader, ConnSender, Connection};
+pub use error::{ClientError, Phase};
+pub use message::{ClientMessage, Received, RequestId, ServerMessage};
+pub use reconnect::{Client, ClientHandle, Event, StopReason, EVENT_CAPACITY};
+pub use url::WsUrl;
