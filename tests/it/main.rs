@@ -5,6 +5,9 @@
 //!
 //! Layout:
 //! - `client`: the blocking test client ([`client::TestClient`]) and raw HTTP exchanges.
+//! - `client_lib`: `ringcast::client` against the room server: every message type, a
+//!   server restart (reconnect on schedule, rejoin, metadata), and each error it names.
+//! - `client_cli`: `ringcast client` as a process: scripted stdin, stdout, exit codes.
 //! - `handshake`: the upgrade accepted and refused (400, 405, 426, 431), `/healthz`,
 //!   the handshake timeout.
 //! - `messages`: echo, fragmentation with interleaved control frames, ping/pong, the
@@ -18,6 +21,8 @@
 
 mod backpressure;
 mod client;
+mod client_cli;
+mod client_lib;
 mod cores;
 mod handshake;
 mod heartbeat;

@@ -1,0 +1,266 @@
+//! `ringcast client` as a process: scripted stdin, stdout checked line by line, and
+//! the documented exit codes (0 at end of input or /quit, 2 for a bad URL, 3 when the
+//! server cannot be reached and 4 when it goes away, both with --no-reconnect).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
+
+use ringcast::client::{ClientMessage, ConnectOptions, Connection, ServerMessage};
+use ringcast::rooms::RoomsApp;
+use serde_json::{json, Value};
+
+use crate::{start_server, Server, WAIT};
+
+fn rooms_server() -> Server {
+    start_server(|core| RoomsApp::new(core, 1), 1, |_| {})
+}
+
+/// The CLI, with stdout read line by line on a thread so every wait has a deadline.
+struct Cli {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Cli {
+    fn start(args: &[&str]) -> Cli {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .arg("client")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ringcast client");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Cli {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to the client's stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line whose readable columns are `kind` and `room`: returns its
+    /// sender and text. Lines of other kinds are skipped.
+    fn expect(&self, kind: &str, room: &str) -> (String, String) {
+        let line = self.next_line_where(|line| {
+            let mut columns = line.splitn(5, ' ').skip(1);
+            columns.next() == Some(kind) && columns.next() == Some(room)
+        });
+        let columns: Vec<&str> = line.splitn(5, ' ').collect();
+        assert_eq!(columns.len(), 5, "{line}");
+        assert_eq!(columns[0].len(), 8, "HH:MM:SS first: {line}");
+        (columns[3].to_string(), columns[4].to_string())
+    }
+
+    fn next_line_where(&self, mut want: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no wanted line on stdout within {WAIT:?}"));
+            if want(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Closes stdin (end of input) and waits for the exit.
+    fn end_input(mut self) -> (ExitStatus, String) {
+        drop(self.stdin.take());
+        self.wait()
+    }
+
+    /// Waits for the process to exit; returns its status and stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ringcast client did not exit within {WAIT:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut stderr = String::new();
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr);
+        (status, stderr)
+    }
+}
+
+fn recv(conn: &mut Connection) -> ServerMessage {
+    conn.recv_timeout(WAIT)
+        .expect("connection up")
+        .expect("a message within the wait")
+        .message
+}
+
+fn peer_in(server: &Server, room: &str) -> Connection {
+    let mut peer = Connection::connect(
+        &format!("ws://{}/", server.addr()),
+        &ConnectOptions::default(),
+    )
+    .expect("peer connects");
+    peer.send(&ClientMessage::join_room(room)).unwrap();
+    assert!(matches!(recv(&mut peer), ServerMessage::RoomJoined { .. }));
+    peer
+}
+
+#[test]
+fn interactive_lines_chat_in_a_room_and_end_of_input_exits_0() {
+    let server = rooms_server();
+    let mut peer = peer_in(&server, "lobby");
+    let peer_id = peer.client_id().to_string();
+    let url = format!("ws://{}/", server.addr());
+    let mut cli = Cli::start(&[&url, "--room", "lobby", "--meta", "name=Ann"]);
+
+    let (_, me) = cli.expect("welcome", "-");
+    assert!(me.starts_with("client_"), "{me}");
+    assert_eq!(cli.expect("room_joined", "lobby").1, "2 members");
+    assert_eq!(cli.expect("metadata_updated", "-").1, r#"{"name":"Ann"}"#);
+    assert!(
+        matches!(recv(&mut peer), ServerMessage::MemberJoined { client_id, .. } if client_id == me)
+    );
+
+    // A plain line goes to the first joined room.
+    cli.say("hello from the terminal");
+    assert!(matches!(recv(&mut peer),
+        ServerMessage::RoomMessage { room, from, message, .. }
+            if room == "lobby" && from == me && message == json!("hello from the terminal")));
+    peer.send(&ClientMessage::room_message("lobby", "hi Ann"))
+        .unwrap();
+    assert_eq!(
+        cli.expect("room_message", "lobby"),
+        (peer_id.clone(), "hi Ann".to_string())
+    );
+
+    cli.say(&format!("/msg {peer_id} psst"));
+    assert!(matches!(recv(&mut peer),
+        ServerMessage::PrivateMessage { from, message, .. } if from == me && message == json!("psst")));
+    cli.say("/rooms");
+    assert_eq!(cli.expect("rooms", "-").1, "lobby");
+    cli.say("/meta mood=fine");
+    assert_eq!(
+        cli.expect("metadata_updated", "-").1,
+        r#"{"mood":"fine","name":"Ann"}"#
+    );
+
+    // Out of every room, a plain line is a broadcast.
+    cli.say("/leave lobby");
+    assert!(
+        matches!(recv(&mut peer), ServerMessage::MemberLeft { client_id, .. } if client_id == me)
+    );
+    cli.say("to everyone");
+    assert!(matches!(recv(&mut peer),
+        ServerMessage::Broadcast { from, message, .. } if from == me && message == json!("to everyone")));
+    cli.say("/join side");
+    assert_eq!(cli.expect("room_joined", "side").1, "1 member");
+    cli.say("/nonsense");
+    peer.send(&ClientMessage::private_message(me.as_str(), "still there?"))
+        .unwrap();
+    assert_eq!(
+        cli.expect("private_message", "-"),
+        (peer_id, "still there?".to_string())
+    );
+
+    let (status, stderr) = cli.end_input();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("connected to {url} as {me}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown command /nonsense"), "{stderr}");
+}
+
+#[test]
+fn quit_exits_0_with_stdin_still_open() {
+    let server = rooms_server();
+    let mut cli = Cli::start(&[&format!("ws://{}/", server.addr())]);
+    cli.expect("welcome", "-");
+    cli.say("/quit");
+    let (status, stderr) = cli.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    server.wait_for_stats("the CLI's connection closed", |s| s.open() == 0);
+}
+
+#[test]
+fn json_mode_sends_raw_lines_and_prints_every_message_as_one_json_line() {
+    let server = rooms_server();
+    let mut cli = Cli::start(&[&format!("ws://{}/", server.addr()), "--json"]);
+    let parse = |line: String| serde_json::from_str::<Value>(&line).expect("a JSON line");
+    let welcome = parse(cli.next_line_where(|_| true));
+    assert_eq!(welcome["type"], "welcome");
+    cli.say(r#"{"type":"join_room","room":"r","id":7}"#);
+    let joined = parse(cli.next_line_where(|_| true));
+    assert_eq!(
+        joined,
+        json!({"type": "room_joined", "room": "r", "members": 1, "id": 7})
+    );
+    cli.say("not json");
+    let error = parse(cli.next_line_where(|_| true));
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["message"], "Invalid message format");
+    cli.say(r#"{"type":"room_message","room":"nowhere","message":"x"}"#);
+    let error = parse(cli.next_line_where(|_| true));
+    assert_eq!(error["message"], "Room does not exist");
+    let (status, stderr) = cli.end_input();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn an_unreachable_server_with_no_reconnect_exits_3() {
+    let addr: SocketAddr = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let cli = Cli::start(&[&format!("ws://{addr}/"), "--no-reconnect"]);
+    let (status, stderr) = cli.wait();
+    assert_eq!(status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+}
+
+#[test]
+fn a_lost_connection_with_no_reconnect_exits_4() {
+    let mut server = rooms_server();
+    let cli = Cli::start(&[&format!("ws://{}/", server.addr()), "--no-reconnect"]);
+    cli.expect("welcome", "-");
+    server.take_handle().shutdown().expect("server stops");
+    let (status, stderr) = cli.wait();
+    assert_eq!(status.code(), Some(4), "stderr: {stderr}");
+    assert!(stderr.contains("code 1001"), "{stderr}");
+}
+
+#[test]
+fn a_wss_url_exits_2_saying_tls_is_not_supported() {
+    let cli = Cli::start(&["wss://127.0.0.1:1/"]);
+    let (status, stderr) = cli.wait();
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("TLS"), "{stderr}");
+}
