@@ -23,6 +23,35 @@ struct Cli {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    errors: Receiver<String>,
+}
+
+/// Sends each line of `pipe` to the returned channel, from a thread.
+fn line_channel(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// The next line from `lines` that `want` takes, within [`WAIT`].
+fn next_where(lines: &Receiver<String>, mut want: impl FnMut(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no wanted line within {WAIT:?}"));
+        if want(&line) {
+            return line;
+        }
+    }
 }
 
 impl Cli {
@@ -35,20 +64,11 @@ impl Cli {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run ringcast client");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Cli {
             stdin: child.stdin.take(),
+            lines: line_channel(child.stdout.take().unwrap()),
+            errors: line_channel(child.stderr.take().unwrap()),
             child,
-            lines,
         }
     }
 
@@ -71,18 +91,13 @@ impl Cli {
         (columns[3].to_string(), columns[4].to_string())
     }
 
-    fn next_line_where(&self, mut want: impl FnMut(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no wanted line on stdout within {WAIT:?}"));
-            if want(&line) {
-                return line;
-            }
-        }
+    fn next_line_where(&self, want: impl FnMut(&str) -> bool) -> String {
+        next_where(&self.lines, want)
+    }
+
+    /// The next stderr line containing `text`.
+    fn expect_status(&self, text: &str) -> String {
+        next_where(&self.errors, |line| line.contains(text))
     }
 
     /// Closes stdin (end of input) and waits for the exit.
@@ -104,14 +119,12 @@ impl Cli {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
-        let mut stderr = String::new();
-        let _ = self
-            .child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr);
-        (status, stderr)
+        // The process is gone, so its stderr ends and the channel disconnects.
+        let mut stderr = Vec::new();
+        while let Ok(line) = self.errors.recv_timeout(WAIT) {
+            stderr.push(line);
+        }
+        (status, stderr.join("\n"))
     }
 }
 
@@ -263,4 +276,38 @@ fn a_wss_url_exits_2_saying_tls_is_not_supported() {
     let (status, stderr) = cli.wait();
     assert_eq!(status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains("TLS"), "{stderr}");
+}
+
+#[test]
+fn the_cli_survives_a_server_restart_and_rejoins_its_room() {
+    let addr: SocketAddr = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut server = start_server(|core| RoomsApp::new(core, 1), 1, |c| c.listen = addr);
+    let url = format!("ws://{addr}/");
+    let cli = Cli::start(&[&url, "--room", "lobby"]);
+    let (_, first) = cli.expect("welcome", "-");
+    cli.expect("room_joined", "lobby");
+
+    server.take_handle().shutdown().expect("server stops");
+    let status = cli.expect_status("disconnected:");
+    assert!(status.contains("1001"), "{status}");
+    let server = start_server(|core| RoomsApp::new(core, 1), 1, |c| c.listen = addr);
+    cli.expect_status("reconnecting in");
+    let status = cli.expect_status("reconnected to");
+    let (_, second) = cli.expect("welcome", "-");
+    assert!(status.ends_with(&second), "{status}");
+    assert_eq!(cli.expect("room_joined", "lobby").1, "1 member");
+
+    let peer = peer_in(&server, "lobby");
+    peer.send(&ClientMessage::room_message("lobby", "you are back"))
+        .unwrap();
+    assert_eq!(
+        cli.expect("room_message", "lobby"),
+        (peer.client_id().to_string(), "you are back".to_string())
+    );
+    let _ = first;
+    let (status, stderr) = cli.end_input();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }
