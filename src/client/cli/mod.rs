@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 pub use line::{parse_line, parse_meta, Line, LineError, HELP};
 pub use output::{format_line, json_line, readable_line};
 
-use super::{Client, ClientConfig, ClientHandle, Event, ReconnectPolicy, StopReason};
+use super::{Client, ClientConfig, ClientError, ClientHandle, Event, ReconnectPolicy, StopReason};
 
 /// Exit code: `/quit`, or the end of stdin; the connection was closed cleanly.
 pub const EXIT_OK: u8 = 0;
@@ -69,7 +69,13 @@ pub fn run(args: ClientArgs) -> ExitCode {
         Ok(client) => client,
         Err(error) => {
             eprintln!("ringcast: {error}");
-            return ExitCode::from(EXIT_USAGE);
+            let usage = matches!(
+                error,
+                ClientError::InvalidUrl { .. }
+                    | ClientError::TlsNotSupported
+                    | ClientError::InvalidConfig(_)
+            );
+            return ExitCode::from(if usage { EXIT_USAGE } else { EXIT_ERROR });
         }
     };
     let (handle, events) = client.into_parts();
