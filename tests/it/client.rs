@@ -97,6 +97,15 @@ impl TestClient {
         self.send(Opcode::Close, &payload);
     }
 
+    /// Ends the connection with a TCP reset (SO_LINGER 0), no close frame, no FIN:
+    /// a peer that crashed or lost its network.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+        drop(self);
+    }
+
     /// Sends bytes as they are: no framing, no masking.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send to server");

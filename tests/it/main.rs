@@ -18,6 +18,7 @@
 //! - `shutdown`: graceful shutdown sends 1001 and waits for the closing handshakes.
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
 //! - `load`: one short `ringcast load` run per scenario against the server.
+//! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, message by message.
 
 mod backpressure;
 mod client;
@@ -29,6 +30,7 @@ mod heartbeat;
 mod load;
 mod messages;
 mod protocol_errors;
+mod rooms;
 mod shutdown;
 
 use std::net::SocketAddr;

@@ -1,0 +1,477 @@
+//! The room protocol of PROTOCOL.md over real sockets, with the rooms app on one core
+//! and on two (clients confirmed on each core by their `client_id`). Every message is
+//! compared whole as a `serde_json::Value`, `timestamp` checked to be a recent Unix
+//! time in whole seconds. "Nothing else arrives" is proved with markers: a private
+//! message from a probe client on every core must be the very next thing a client
+//! receives ([`Rooms::assert_quiet`]).
+//!
+//! Layout:
+//! - `protocol`: every row of the two message tables, the `id` extension, the default
+//!   and verbatim `message`.
+//! - `errors`: every error string, and the connection staying open after each.
+//! - `fanout`: many clients in many rooms, exactly once in sender order; counts exact
+//!   under concurrent joins and leaves from both cores.
+//! - `disconnect`: clean close, FIN, reset and idle timeout: `member_left` in join
+//!   order, and the id stops resolving.
+//! - `robustness`: Unicode, 64 KiB, binary and fragmented frames, garbage bytes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ringcast::config::Config;
+use ringcast::rooms::{home_of, RoomsApp};
+use ringcast::ws::{encode_masked, Incoming, Opcode};
+use serde_json::{json, Value};
+
+use crate::client::{RecvError, TestClient};
+use crate::{start_server, Server, WAIT};
+
+/// Runs `fn $name(cores: usize)` as two tests, `$name::one_core` and `$name::two_cores`.
+/// `#[both(...)]` adds an attribute to both, `#[two_cores(...)]` to the second only
+/// (e.g. `ignore = "server bug: ..."` on a test that pins a bug not yet fixed).
+macro_rules! on_one_and_two_cores {
+    ($( $(#[both($both:meta)])? $(#[two_cores($two:meta)])? $name:ident ),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            $(#[$both])?
+            fn one_core() {
+                super::$name(1);
+            }
+
+            #[test]
+            $(#[$both])?
+            $(#[$two])?
+            fn two_cores() {
+                super::$name(2);
+            }
+        }
+    )*};
+}
+
+mod disconnect;
+mod errors;
+mod fanout;
+mod protocol;
+mod robustness;
+
+/// In an expected message, the `timestamp` value that stands for "a recent Unix time in
+/// whole seconds" (checked, then replaced by this before comparing).
+pub const TS: &str = "<recent unix seconds>";
+
+/// A room-protocol client: a [`TestClient`] that speaks JSON, knows its `client_id`
+/// and the core that serves it, and answers server pings while it waits.
+pub struct RoomClient {
+    ws: TestClient,
+    pub id: String,
+    pub core: usize,
+}
+
+impl RoomClient {
+    pub fn connect(addr: SocketAddr) -> RoomClient {
+        RoomClient::welcome(TestClient::connect(addr))
+    }
+
+    /// Reads the `welcome` of a freshly upgraded connection and checks it whole.
+    pub fn welcome(ws: TestClient) -> RoomClient {
+        let mut client = RoomClient {
+            ws,
+            id: "(not welcomed yet)".into(),
+            core: usize::MAX,
+        };
+        let welcome = client.recv();
+        let id = welcome["client_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a welcome with a client_id, got {welcome}"))
+            .to_string();
+        client.core = core_of(&id);
+        client.id = id;
+        client.check(
+            welcome,
+            &json!({"type": "welcome", "client_id": client.id, "timestamp": TS}),
+        );
+        client
+    }
+
+    pub fn send(&mut self, request: &Value) {
+        self.ws.send_text(&request.to_string());
+    }
+
+    /// Sends `requests` in one write, so the server reads them all at once.
+    pub fn send_burst(&mut self, requests: &[Value]) {
+        let mut burst = Vec::new();
+        for (n, request) in requests.iter().enumerate() {
+            let mask = [n as u8 + 1, 0x5A, 0xA5, 0x3C];
+            let payload = request.to_string();
+            burst.extend_from_slice(&encode_masked(Opcode::Text, true, payload.as_bytes(), mask));
+        }
+        self.ws.send_raw(&burst);
+    }
+
+    pub fn send_text(&mut self, json: &str) {
+        self.ws.send_text(json);
+    }
+
+    pub fn send_binary(&mut self, payload: &[u8]) {
+        self.ws.send(Opcode::Binary, payload);
+    }
+
+    pub fn ws(&mut self) -> &mut TestClient {
+        &mut self.ws
+    }
+
+    pub fn into_ws(self) -> TestClient {
+        self.ws
+    }
+
+    /// The next server message as its raw bytes (server messages are text frames),
+    /// answering pings on the way; `None` at the deadline.
+    pub fn recv_raw_until(&mut self, deadline: Instant) -> Option<Bytes> {
+        loop {
+            match self.ws.recv_until(deadline) {
+                Ok(Incoming::Text(payload)) => return Some(payload),
+                Ok(Incoming::Ping(payload)) => self.ws.send(Opcode::Pong, &payload),
+                Ok(Incoming::Pong(_)) => {}
+                Err(RecvError::Timeout) => return None,
+                other => panic!("{}: expected a text message, got {other:?}", self.id),
+            }
+        }
+    }
+
+    pub fn recv_until(&mut self, deadline: Instant) -> Option<Value> {
+        let raw = self.recv_raw_until(deadline)?;
+        Some(serde_json::from_slice(&raw).unwrap_or_else(|e| {
+            panic!(
+                "{}: the server sent invalid JSON ({e}): {:?}",
+                self.id,
+                String::from_utf8_lossy(&raw)
+            )
+        }))
+    }
+
+    pub fn recv(&mut self) -> Value {
+        let id = self.id.clone();
+        self.recv_until(Instant::now() + WAIT)
+            .unwrap_or_else(|| panic!("{id}: no message within {WAIT:?}"))
+    }
+
+    /// The next message must be `expected` (see [`TS`]).
+    pub fn expect(&mut self, expected: &Value) {
+        let actual = self.recv();
+        self.check(actual, expected);
+    }
+
+    /// The next `expected.len()` messages must be `expected`, in any order.
+    pub fn expect_any_order(&mut self, mut expected: Vec<Value>) {
+        while !expected.is_empty() {
+            let actual = self.recv();
+            let found = expected
+                .iter()
+                .position(|e| normalize(actual.clone(), e) == *e);
+            match found {
+                Some(index) => {
+                    expected.swap_remove(index);
+                }
+                None => panic!(
+                    "{}: got {actual}, expected one of {}",
+                    self.id,
+                    Value::from(expected)
+                ),
+            }
+        }
+    }
+
+    /// Sends `request` and expects `reply` as the next message.
+    pub fn request(&mut self, request: &Value, reply: &Value) {
+        self.send(request);
+        self.expect(reply);
+    }
+
+    /// Joins `room` and expects `room_joined` with `members`.
+    pub fn join(&mut self, room: &str, members: usize) {
+        self.request(&join_room(room), &room_joined(room, members));
+    }
+
+    /// A private message to itself, answered in order: everything this client sent
+    /// before has been handled by its core.
+    pub fn sync(&mut self) {
+        let message = json!({ "sync": self.id });
+        self.request(
+            &send_private(&self.id.clone(), message.clone()),
+            &private_from(&self.id.clone(), message),
+        );
+    }
+
+    /// The closing handshake, then the end of the connection.
+    pub fn close(self) {
+        let mut ws = self.ws;
+        ws.send_close(1000, "bye");
+        assert_eq!(ws.expect_close(), 1000);
+        ws.expect_eof();
+    }
+
+    fn check(&self, actual: Value, expected: &Value) {
+        assert_eq!(
+            normalize(actual, expected),
+            *expected,
+            "{}: not the message expected",
+            self.id
+        );
+    }
+}
+
+/// Replaces a recent whole-seconds `timestamp` by [`TS`] when `expected` has [`TS`];
+/// any other timestamp stays and fails the comparison.
+fn normalize(mut actual: Value, expected: &Value) -> Value {
+    if expected.get("timestamp") != Some(&json!(TS)) {
+        return actual;
+    }
+    if let Some(ts) = actual.get_mut("timestamp") {
+        let now = unix_now();
+        if ts.as_u64().is_some_and(|t| t <= now && t + 60 >= now) {
+            *ts = json!(TS);
+        }
+    }
+    actual
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// The core in a `client_<core>_<slot>_<generation>` id.
+pub fn core_of(id: &str) -> usize {
+    let parts: Vec<&str> = id.split('_').collect();
+    match parts[..] {
+        ["client", core, slot, generation]
+            if slot.parse::<u64>().is_ok() && generation.parse::<u64>().is_ok() =>
+        {
+            core.parse().expect("a core number")
+        }
+        _ => panic!("{id:?} is not client_<core>_<slot>_<generation>"),
+    }
+}
+
+/// A room name whose home core (the one keeping its count) is `home`.
+pub fn room_on(home: usize, cores: usize, name: &str) -> String {
+    (0..)
+        .map(|n| format!("{name}-{n}"))
+        .find(|room| home_of(room, cores).index() == home)
+        .expect("some name hashes to every core")
+}
+
+pub fn join_room(room: &str) -> Value {
+    json!({"type": "join_room", "room": room})
+}
+
+pub fn leave_room(room: &str) -> Value {
+    json!({"type": "leave_room", "room": room})
+}
+
+pub fn send_to_room(room: &str, message: Value) -> Value {
+    json!({"type": "room_message", "room": room, "message": message})
+}
+
+pub fn send_private(to: &str, message: Value) -> Value {
+    json!({"type": "private_message", "to": to, "message": message})
+}
+
+pub fn room_joined(room: &str, members: usize) -> Value {
+    json!({"type": "room_joined", "room": room, "members": members})
+}
+
+pub fn member_joined(room: &str, id: &str, total: usize) -> Value {
+    json!({"type": "member_joined", "room": room, "client_id": id, "total_members": total})
+}
+
+pub fn member_left(room: &str, id: &str, total: usize) -> Value {
+    json!({"type": "member_left", "room": room, "client_id": id, "total_members": total})
+}
+
+pub fn broadcast_from(from: &str, message: Value) -> Value {
+    json!({"type": "broadcast", "from": from, "message": message, "timestamp": TS})
+}
+
+pub fn room_message_from(room: &str, from: &str, message: Value) -> Value {
+    json!({"type": "room_message", "room": room, "from": from, "message": message, "timestamp": TS})
+}
+
+pub fn private_from(from: &str, message: Value) -> Value {
+    json!({"type": "private_message", "from": from, "message": message, "timestamp": TS})
+}
+
+pub fn error(text: &str) -> Value {
+    json!({"type": "error", "message": text, "timestamp": TS})
+}
+
+/// `message` with the `id` extension added.
+pub fn with_id(mut message: Value, id: Value) -> Value {
+    message["id"] = id;
+    message
+}
+
+/// Each client joins `room` (empty before) in turn; those already in see each join.
+pub fn join_in_turn(room: &str, clients: &mut [&mut RoomClient]) {
+    for joined in 0..clients.len() {
+        clients[joined].join(room, joined + 1);
+        let id = clients[joined].id.clone();
+        for earlier in clients[..joined].iter_mut() {
+            earlier.expect(&member_joined(room, &id, joined + 1));
+        }
+    }
+}
+
+/// Reads from each client in turn, a few milliseconds at a time (answering pings, so
+/// that all stay alive under a short idle timeout), until each has `count` messages.
+pub fn pump(clients: &mut [RoomClient], count: usize) -> Vec<Vec<Value>> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = vec![Vec::new(); clients.len()];
+    while got.iter().any(|messages| messages.len() < count) {
+        assert!(Instant::now() < deadline, "timed out, got only {got:?}");
+        for (client, messages) in clients.iter_mut().zip(&mut got) {
+            if messages.len() < count {
+                let slice = Instant::now() + Duration::from_millis(5);
+                messages.extend(client.recv_until(slice));
+            }
+        }
+    }
+    got
+}
+
+/// [`Rooms::assert_quiet`] without probes: every client sends a marker to every client
+/// (itself included), and each must receive exactly those next. When the clients span
+/// every core, it is a fence as well.
+pub fn assert_quiet_among(clients: &mut [RoomClient]) {
+    let ids: Vec<String> = clients.iter().map(|c| c.id.clone()).collect();
+    for client in clients.iter_mut() {
+        for to in &ids {
+            client.send(&send_private(to, json!({ "among": to })));
+        }
+    }
+    for client in clients.iter_mut() {
+        let id = client.id.clone();
+        let expected = ids
+            .iter()
+            .map(|from| private_from(from, json!({ "among": id })))
+            .collect();
+        client.expect_any_order(expected);
+    }
+}
+
+/// A rooms server with one probe client per core, and the spare connections made while
+/// looking for a client on a given core.
+pub struct Rooms {
+    // Dropped before the server, so its shutdown does not wait on their closing handshakes.
+    probes: Vec<RoomClient>,
+    spares: Vec<Vec<RoomClient>>,
+    pub server: Server,
+    pub cores: usize,
+    markers: u64,
+}
+
+impl Rooms {
+    pub fn start(cores: usize) -> Rooms {
+        Rooms::start_with(cores, |_| {})
+    }
+
+    pub fn start_with(cores: usize, tweak: impl FnOnce(&mut Config)) -> Rooms {
+        let server = start_server(move |core| RoomsApp::new(core, cores), cores, tweak);
+        let mut rooms = Rooms {
+            server,
+            cores,
+            probes: Vec::new(),
+            spares: (0..cores).map(|_| Vec::new()).collect(),
+            markers: 0,
+        };
+        rooms.probes = (0..cores).map(|core| rooms.client_on(core)).collect();
+        rooms
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// A client served by `core`: the kernel spreads connections by source port, so
+    /// connect until one lands there (the others are kept as spares).
+    pub fn client_on(&mut self, core: usize) -> RoomClient {
+        for _ in 0..200 {
+            if let Some(client) = self.spares[core].pop() {
+                return client;
+            }
+            let client = RoomClient::connect(self.addr());
+            self.spares[client.core].push(client);
+        }
+        panic!("no connection landed on core {core} in 200 tries");
+    }
+
+    /// `N` clients, client `i` on core `i % cores`.
+    pub fn clients<const N: usize>(&mut self) -> [RoomClient; N] {
+        std::array::from_fn(|i| self.client_on(i % self.cores))
+    }
+
+    pub fn clients_vec(&mut self, n: usize) -> Vec<RoomClient> {
+        (0..n).map(|i| self.client_on(i % self.cores)).collect()
+    }
+
+    /// The probes and spares: every other connected client, for broadcasts.
+    pub fn bystanders(&mut self) -> impl Iterator<Item = &mut RoomClient> + '_ {
+        self.probes
+            .iter_mut()
+            .chain(self.spares.iter_mut().flatten())
+    }
+
+    /// Proves nothing is queued for each client beyond what the test has read: a
+    /// marker from a probe on every core must be the next thing each receives. It is
+    /// also a fence: each core had handled everything it was told before, so a core
+    /// that sent the client anything earlier has delivered it before the marker.
+    pub fn assert_quiet<'a>(&mut self, clients: impl IntoIterator<Item = &'a mut RoomClient>) {
+        for client in clients {
+            let expected = self.send_markers(&client.id);
+            client.expect_any_order(expected);
+        }
+    }
+
+    /// [`Rooms::assert_quiet`] for the probes and spares.
+    pub fn assert_bystanders_quiet(&mut self) {
+        let ids: Vec<String> = self.bystanders().map(|c| c.id.clone()).collect();
+        for (index, id) in ids.iter().enumerate() {
+            let expected = self.send_markers(id);
+            let client = self.bystanders().nth(index).expect("same bystanders");
+            client.expect_any_order(expected);
+        }
+    }
+
+    /// Everything queued for `client` up to a marker fence (see [`Rooms::assert_quiet`]).
+    pub fn drain(&mut self, client: &mut RoomClient) -> Vec<Value> {
+        let mut markers = self.send_markers(&client.id);
+        let mut drained = Vec::new();
+        while !markers.is_empty() {
+            let message = client.recv();
+            match markers
+                .iter()
+                .position(|m| normalize(message.clone(), m) == *m)
+            {
+                Some(index) => {
+                    markers.swap_remove(index);
+                }
+                None => drained.push(message),
+            }
+        }
+        drained
+    }
+
+    fn send_markers(&mut self, to: &str) -> Vec<Value> {
+        self.markers += 1;
+        let message = json!({ "marker": self.markers });
+        self.probes
+            .iter_mut()
+            .map(|probe| {
+                probe.send(&send_private(to, message.clone()));
+                private_from(&probe.id, message.clone())
+            })
+            .collect()
+    }
+}
