@@ -11,12 +11,19 @@
 //!   have members. The home sends the new set to every core when a core's count goes
 //!   0↔1 (and the empty set when the room ceases to exist). Only this replica is read
 //!   on the hot path; "Room does not exist" is decided from it.
-//! - **Order of a join.** The home sends, in this order: `Joined` to the joiner's core
-//!   (which adds the joiner to its local index and sends `room_joined`), the new core
-//!   set to every core, and `member_joined` to the cores with members. Each core has
-//!   one multi-producer FIFO inbox (`hub`), and a push is linearizable, so a core has
-//!   the new set, and the joiner's core has the joiner, before any member anywhere can
-//!   see `member_joined` and answer with a message to the room.
+//! - **Order of a join.** The home sends, in this order: `Joined` (with the room's
+//!   core set) to the joiner's core, which adds the joiner to its local index and sends
+//!   `room_joined`; the new core set to every core; and `member_joined` to the cores
+//!   with members. Each core has one multi-producer FIFO inbox (`hub`), and a push is
+//!   linearizable, so a core has the new set, and the joiner's core has the joiner,
+//!   before any member anywhere can see `member_joined` and answer with a message to
+//!   the room. A join carries a token: a `Joined` for an earlier join of a room the
+//!   client has since left and rejoined is recognised as stale.
+//! - **Replies in request order.** The seed answered each request before reading the
+//!   next. A reply that comes from another core (`room_joined`, the outcome of a
+//!   private message to another core, which that core always reports back) holds a
+//!   place in the client's queue, and everything for that client waits behind it
+//!   (`replies.rs`). Clients without a held place, nearly all, are sent to directly.
 //! - **Fan-out from the sender's core.** A room message is encoded once, on the
 //!   sender's core, and posted as one envelope (one `Bytes`) to every core in the set;
 //!   each core queues a clone on its local members. All of a sender's messages to a
@@ -25,12 +32,15 @@
 //! - **Routable ids.** `client_id` is `client_<core>_<slot>_<generation>`: a private
 //!   message goes straight to the owning core, which checks the slot's generation; a
 //!   departed id gives `Recipient not found`, answered back through the sender's core.
-//! - **Disconnect.** The client leaves its rooms in join order, like `leave_room`.
+//! - **Disconnect.** The client leaves its rooms in join order: one `Leave` travels
+//!   from the first room's home to the next room's home and so on, each home sending
+//!   its `member_left` before passing it on, so every member sees them in join order.
 //! - **Full inboxes and slow clients** are the engine's: a full inbox never blocks a
 //!   core (the sending core's backlog keeps order and pauses its readers, see `hub`),
 //!   and a client that does not read is closed with 1008 without slowing the room.
 //! - Envelopes a core sends itself are handled at once, in order.
 
+mod replies;
 mod state;
 mod wire;
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::replies::ReplyQueue;
 use super::wire::{error_frame, parse_request, Encoder, Request};
 use crate::{ConnId, CoreId};
 
@@ -44,19 +45,27 @@ impl CoreSet {
 /// What one core tells another. One envelope per (message, destination core).
 #[derive(Debug)]
 pub enum Envelope {
-    /// To the room's home: add a member.
+    /// To the room's home: add a member. `token` is the joiner's held reply place.
     Join {
         room: Arc<str>,
         member: ConnId,
+        token: u32,
         id: Option<Box<RawValue>>,
     },
-    /// To the room's home: remove a member.
-    Leave { room: Arc<str>, member: ConnId },
-    /// From the home to the joiner's core: the join is counted; tell the joiner.
+    /// To the room's home: remove a member, then (a disconnect) go on to the home of
+    /// the next room in `then`, so the others see `member_left` in join order.
+    Leave {
+        room: Arc<str>,
+        member: ConnId,
+        then: Vec<Arc<str>>,
+    },
+    /// From the home to the joiner's core: the join is counted; the room's core set.
     Joined {
         room: Arc<str>,
         member: ConnId,
         members: usize,
+        cores: CoreSet,
+        token: u32,
         id: Option<Box<RawValue>>,
     },
     /// From the home to every core: the cores with members changed (empty: room gone).
@@ -69,15 +78,20 @@ pub enum Envelope {
     },
     /// A frame for every client of the core.
     ToAll { frame: Bytes },
-    /// A private message; if `to` is gone, answer `from` with an error.
+    /// A private message; the outcome goes back to `from` as `PrivateDone`.
     Private {
         to: ConnId,
         from: ConnId,
         frame: Bytes,
+        token: u32,
         id: Option<Box<RawValue>>,
     },
-    /// A frame for one client (an error answered across cores).
-    ToClient { to: ConnId, frame: Bytes },
+    /// The outcome of a private message: nothing (delivered) or the error to answer.
+    PrivateDone {
+        to: ConnId,
+        token: u32,
+        error: Option<Bytes>,
+    },
 }
 
 /// What the driver must do.
@@ -99,9 +113,11 @@ pub enum Effect {
 
 #[derive(Debug, Default)]
 struct Client {
-    /// Rooms joined (counted or on the way), in join order.
-    rooms: Vec<Arc<str>>,
+    /// Rooms joined (counted or on the way), in join order, with the token of the
+    /// join: a `Joined` for an earlier join of the same room is recognised as stale.
+    rooms: Vec<(Arc<str>, u32)>,
     metadata: Map<String, Value>,
+    replies: ReplyQueue,
 }
 
 /// A membership change to announce to a room.
@@ -143,6 +159,8 @@ pub struct RoomsCore {
     room_cores: HashMap<Arc<str>, CoreSet>,
     /// Rooms whose home is this core.
     homed: HashMap<Arc<str>, HomeRoom>,
+    /// Clients whose reply queue is blocked (0: every frame may go out directly).
+    blocked: usize,
 }
 
 /// The `client_id` of a connection: it names the owning core, so messages to it are
@@ -151,20 +169,16 @@ pub fn client_id(conn: ConnId) -> String {
     format!("client_{}_{}_{}", conn.core.0, conn.slot, conn.generation)
 }
 
-/// The connection a `client_id` names, if it is one of ours in shape.
+/// The connection a `client_id` names. Only the exact spelling [`client_id`] gives
+/// matches (ids are compared as strings, as the seed did): no signs, no leading zeros.
 pub fn parse_client_id(text: &str) -> Option<ConnId> {
     let mut parts = text.strip_prefix("client_")?.split('_');
-    let mut next = || {
-        parts
-            .next()
-            .and_then(|p| (!p.starts_with('+')).then_some(p))
-    };
     let conn = ConnId {
-        core: CoreId(next()?.parse().ok()?),
-        slot: next()?.parse().ok()?,
-        generation: next()?.parse().ok()?,
+        core: CoreId(parts.next()?.parse().ok()?),
+        slot: parts.next()?.parse().ok()?,
+        generation: parts.next()?.parse().ok()?,
     };
-    parts.next().is_none().then_some(conn)
+    (parts.next().is_none() && client_id(conn) == text).then_some(conn)
 }
 
 /// The core that keeps a room's count: a fixed hash of its name.
@@ -192,6 +206,7 @@ impl RoomsCore {
             local_members: HashMap::new(),
             room_cores: HashMap::new(),
             homed: HashMap::new(),
+            blocked: 0,
         }
     }
 
@@ -205,20 +220,31 @@ impl RoomsCore {
         out.push(Effect::Send { to: conn, frame });
     }
 
-    /// A client disconnected (clean, reset or timeout): it leaves its rooms in join order.
+    /// A client disconnected (clean, reset or timeout): it leaves its rooms in join
+    /// order. The leaves go as one chain from home to home, so every other member sees
+    /// the `member_left`s in that order whatever cores the rooms' homes are on.
     pub fn handle_close(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
         let Some(client) = self.clients.remove(&conn) else {
             return;
         };
-        for room in client.rooms {
-            self.leave_locally(conn, &room);
-            self.post(
-                self.home(&room),
-                Envelope::Leave { room, member: conn },
-                now,
-                out,
-            );
+        if client.replies.is_blocked() {
+            self.blocked -= 1;
         }
+        let mut rooms: Vec<Arc<str>> = client.rooms.into_iter().map(|(room, _)| room).collect();
+        for room in &rooms {
+            self.leave_locally(conn, room);
+        }
+        if rooms.is_empty() {
+            return;
+        }
+        let room = rooms.remove(0);
+        let home = self.home(&room);
+        let leave = Envelope::Leave {
+            room,
+            member: conn,
+            then: rooms,
+        };
+        self.post(home, leave, now, out);
     }
 
     /// A message from a client.
@@ -238,10 +264,7 @@ impl RoomsCore {
             Err(bad) => Err(bad.0),
         };
         if let Err(text) = result {
-            out.push(Effect::Send {
-                to: conn,
-                frame: error_frame(&text, now, id),
-            });
+            self.deliver(conn, error_frame(&text, now, id), out);
         }
     }
 
@@ -262,60 +285,53 @@ impl RoomsCore {
                     .number("timestamp", now)
                     .frame();
                 for core in self.other_cores() {
-                    out.push(Effect::Post {
-                        core,
-                        envelope: Envelope::ToAll {
-                            frame: frame.clone(),
-                        },
-                    });
+                    let envelope = Envelope::ToAll {
+                        frame: frame.clone(),
+                    };
+                    out.push(Effect::Post { core, envelope });
                 }
-                out.push(Effect::SendToAll {
-                    except: Some(conn),
-                    frame,
-                });
+                self.deliver_to_all(Some(conn), frame, out);
             }
             Request::JoinRoom { room } => {
                 if room.is_empty() {
                     return Err("Room name required".into());
                 }
-                let client = self.clients.get_mut(&conn).expect("checked by the caller");
-                if client.rooms.iter().any(|r| **r == *room) {
+                if self.client(conn).rooms.iter().any(|(r, _)| **r == *room) {
                     return Ok(()); // a second join does nothing
                 }
                 let room = self.intern(&room);
-                self.clients
-                    .get_mut(&conn)
-                    .expect("checked")
-                    .rooms
-                    .push(room.clone());
+                let token = self.hold_reply(conn);
+                self.client(conn).rooms.push((room.clone(), token));
                 let id = id.map(RawValue::to_owned);
-                self.post(
-                    self.home(&room),
-                    Envelope::Join {
-                        room,
-                        member: conn,
-                        id,
-                    },
-                    now,
-                    out,
-                );
+                let join = Envelope::Join {
+                    room: room.clone(),
+                    member: conn,
+                    token,
+                    id,
+                };
+                self.post(self.home(&room), join, now, out);
             }
             Request::LeaveRoom { room } => {
-                let client = self.clients.get_mut(&conn).expect("checked by the caller");
-                if let Some(index) = client.rooms.iter().position(|r| **r == *room) {
-                    let room = client.rooms.remove(index);
+                let client = self.client(conn);
+                if let Some(index) = client.rooms.iter().position(|(r, _)| **r == *room) {
+                    let (room, _) = client.rooms.remove(index);
                     self.leave_locally(conn, &room);
+                    let home = self.home(&room);
                     self.post(
-                        self.home(&room),
-                        Envelope::Leave { room, member: conn },
+                        home,
+                        Envelope::Leave {
+                            room,
+                            member: conn,
+                            then: Vec::new(),
+                        },
                         now,
                         out,
                     );
                 }
             }
             Request::RoomMessage { room, message } => {
-                let client = &self.clients[&conn];
-                let Some(room) = client.rooms.iter().find(|r| ***r == *room).cloned() else {
+                let joined = self.clients[&conn].rooms.iter().find(|(r, _)| **r == *room);
+                let Some(room) = joined.map(|(r, _)| r.clone()) else {
                     return Err(if self.room_cores.contains_key(&*room) {
                         "You are not in this room".into()
                     } else {
@@ -343,35 +359,39 @@ impl RoomsCore {
                 let to = parse_client_id(&to)
                     .filter(|to| to.core.index() < self.cores)
                     .ok_or_else(not_found)?;
-                if to.core == self.core && !self.clients.contains_key(&to) {
-                    return Err(not_found());
-                }
                 let frame = Encoder::new("private_message")
                     .string("from", &from)
                     .raw("message", message)
                     .number("timestamp", now)
                     .frame();
-                let id = id.map(RawValue::to_owned);
-                self.post(
-                    to.core,
-                    Envelope::Private {
-                        to,
-                        from: conn,
-                        frame,
-                        id,
-                    },
-                    now,
-                    out,
-                );
+                if to.core == self.core {
+                    if !self.clients.contains_key(&to) {
+                        return Err(not_found());
+                    }
+                    self.deliver(to, frame, out);
+                } else {
+                    let token = self.hold_reply(conn);
+                    let id = id.map(RawValue::to_owned);
+                    out.push(Effect::Post {
+                        core: to.core,
+                        envelope: Envelope::Private {
+                            to,
+                            from: conn,
+                            frame,
+                            token,
+                            id,
+                        },
+                    });
+                }
             }
             Request::SetMetadata { metadata } => {
-                let client = self.clients.get_mut(&conn).expect("checked by the caller");
+                let client = self.client(conn);
                 client.metadata.extend(metadata);
                 let frame = Encoder::new("metadata_updated")
                     .object("metadata", &client.metadata)
                     .id(id)
                     .frame();
-                out.push(Effect::Send { to: conn, frame });
+                self.deliver(conn, frame, out);
             }
         }
         Ok(())
@@ -380,18 +400,28 @@ impl RoomsCore {
     /// An envelope from another core (or this one).
     pub fn handle_envelope(&mut self, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
         match envelope {
-            Envelope::Join { room, member, id } => self.home_join(room, member, id, now, out),
-            Envelope::Leave { room, member } => self.home_leave(room, member, now, out),
+            Envelope::Join {
+                room,
+                member,
+                token,
+                id,
+            } => self.home_join(room, member, token, id, now, out),
+            Envelope::Leave { room, member, then } => self.home_leave(room, member, then, now, out),
             Envelope::Joined {
                 room,
                 member,
                 members,
+                cores,
+                token,
                 id,
             } => {
+                // The home's set, as of this join: this core knows the room exists
+                // before the joiner can tell anyone it joined.
+                self.room_cores.insert(room.clone(), cores);
                 let Some(client) = self.clients.get(&member) else {
                     return; // gone before its join was counted; its leave follows
                 };
-                if client.rooms.contains(&room) {
+                if client.rooms.iter().any(|(r, t)| *r == room && *t == token) {
                     let local = self.local_members.entry(room.clone()).or_default();
                     if !local.contains(&member) {
                         local.push(member);
@@ -402,7 +432,7 @@ impl RoomsCore {
                     .number("members", members as u64)
                     .id(id.as_deref())
                     .frame();
-                out.push(Effect::Send { to: member, frame });
+                self.fill_reply(member, token, Some(frame), out);
             }
             Envelope::Cores { room, cores } => {
                 if cores.is_empty() {
@@ -416,37 +446,51 @@ impl RoomsCore {
                 except,
                 frame,
             } => {
-                if let Some(members) = self.local_members.get(&room) {
+                let Some(members) = self.local_members.get(&room) else {
+                    return;
+                };
+                if self.blocked == 0 {
                     for member in members.iter().filter(|m| Some(**m) != except) {
                         out.push(Effect::Send {
                             to: *member,
                             frame: frame.clone(),
                         });
                     }
+                } else {
+                    let members: Vec<ConnId> = members
+                        .iter()
+                        .copied()
+                        .filter(|m| Some(*m) != except)
+                        .collect();
+                    for member in members {
+                        self.deliver(member, frame.clone(), out);
+                    }
                 }
             }
-            Envelope::ToAll { frame } => out.push(Effect::SendToAll {
-                except: None,
-                frame,
-            }),
+            Envelope::ToAll { frame } => self.deliver_to_all(None, frame, out),
             Envelope::Private {
                 to,
                 from,
                 frame,
+                token,
                 id,
             } => {
-                if self.clients.contains_key(&to) {
-                    out.push(Effect::Send { to, frame });
+                let error = if self.clients.contains_key(&to) {
+                    self.deliver(to, frame, out);
+                    None
                 } else {
-                    let frame = error_frame("Recipient not found", now, id.as_deref());
-                    self.post(from.core, Envelope::ToClient { to: from, frame }, now, out);
-                }
+                    Some(error_frame("Recipient not found", now, id.as_deref()))
+                };
+                out.push(Effect::Post {
+                    core: from.core,
+                    envelope: Envelope::PrivateDone {
+                        to: from,
+                        token,
+                        error,
+                    },
+                });
             }
-            Envelope::ToClient { to, frame } => {
-                if self.clients.contains_key(&to) {
-                    out.push(Effect::Send { to, frame });
-                }
-            }
+            Envelope::PrivateDone { to, token, error } => self.fill_reply(to, token, error, out),
         }
     }
 
@@ -456,6 +500,7 @@ impl RoomsCore {
         &mut self,
         room: Arc<str>,
         member: ConnId,
+        token: u32,
         id: Option<Box<RawValue>>,
         now: u64,
         out: &mut Vec<Effect>,
@@ -472,17 +517,15 @@ impl RoomsCore {
             home.per_core[member.core.index()] == 1,
             home.cores(),
         );
-        self.post(
-            member.core,
-            Envelope::Joined {
-                room: room.clone(),
-                member,
-                members,
-                id,
-            },
-            now,
-            out,
-        );
+        let joined = Envelope::Joined {
+            room: room.clone(),
+            member,
+            members,
+            cores: set,
+            token,
+            id,
+        };
+        self.post(member.core, joined, now, out);
         if grew {
             self.post_to_every_core(&room, set, now, out);
         }
@@ -496,33 +539,118 @@ impl RoomsCore {
     }
 
     /// On the home core: count a leave; an emptied room ceases to exist silently.
-    fn home_leave(&mut self, room: Arc<str>, member: ConnId, now: u64, out: &mut Vec<Effect>) {
-        let Some(home) = self.homed.get_mut(&room) else {
+    /// Then passes a disconnect's remaining leaves on to the next room's home.
+    fn home_leave(
+        &mut self,
+        room: Arc<str>,
+        member: ConnId,
+        mut then: Vec<Arc<str>>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(home) = self.homed.get_mut(&room) {
+            home.members -= 1;
+            home.per_core[member.core.index()] -= 1;
+            let (members, shrank, set) = (
+                home.members,
+                home.per_core[member.core.index()] == 0,
+                home.cores(),
+            );
+            if members == 0 {
+                self.homed.remove(&room);
+            }
+            if shrank {
+                self.post_to_every_core(&room, set, now, out);
+            }
+            if members > 0 {
+                let notice = Notice {
+                    kind: "member_left",
+                    member,
+                    members,
+                    set,
+                };
+                self.notify_members(&room, notice, None, now, out);
+            }
+        }
+        if !then.is_empty() {
+            let next = then.remove(0);
+            let home = self.home(&next);
+            self.post(
+                home,
+                Envelope::Leave {
+                    room: next,
+                    member,
+                    then,
+                },
+                now,
+                out,
+            );
+        }
+    }
+
+    /// Sends a frame to a client of this core, behind its held replies if it has any.
+    fn deliver(&mut self, to: ConnId, frame: Bytes, out: &mut Vec<Effect>) {
+        if self.blocked > 0 {
+            if let Some(client) = self.clients.get_mut(&to) {
+                if client.replies.is_blocked() {
+                    client.replies.push(frame);
+                    return;
+                }
+            }
+        }
+        out.push(Effect::Send { to, frame });
+    }
+
+    /// Sends a frame to every client of this core but `except`.
+    fn deliver_to_all(&mut self, except: Option<ConnId>, frame: Bytes, out: &mut Vec<Effect>) {
+        if self.blocked == 0 {
+            out.push(Effect::SendToAll { except, frame });
+            return;
+        }
+        let clients: Vec<ConnId> = self
+            .clients
+            .keys()
+            .copied()
+            .filter(|c| Some(*c) != except)
+            .collect();
+        for client in clients {
+            self.deliver(client, frame.clone(), out);
+        }
+    }
+
+    /// Holds a place in a client's replies for an answer from another core.
+    fn hold_reply(&mut self, conn: ConnId) -> u32 {
+        let client = self.clients.get_mut(&conn).expect("a known client");
+        if !client.replies.is_blocked() {
+            self.blocked += 1;
+        }
+        client.replies.hold()
+    }
+
+    /// Fills a held place and sends what it unblocks.
+    fn fill_reply(
+        &mut self,
+        conn: ConnId,
+        token: u32,
+        frame: Option<Bytes>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
-        home.members -= 1;
-        home.per_core[member.core.index()] -= 1;
-        let (members, shrank, set) = (
-            home.members,
-            home.per_core[member.core.index()] == 0,
-            home.cores(),
-        );
-        if members == 0 {
-            self.homed.remove(&room);
+        let was_blocked = client.replies.is_blocked();
+        client.replies.fill(token, frame, |frame| {
+            out.push(Effect::Send { to: conn, frame })
+        });
+        if was_blocked && !client.replies.is_blocked() {
+            self.blocked -= 1;
         }
-        if shrank {
-            self.post_to_every_core(&room, set, now, out);
-        }
-        if members == 0 {
-            return;
-        }
-        let notice = Notice {
-            kind: "member_left",
-            member,
-            members,
-            set,
-        };
-        self.notify_members(&room, notice, None, now, out);
+    }
+
+    fn client(&mut self, conn: ConnId) -> &mut Client {
+        self.clients
+            .get_mut(&conn)
+            .expect("checked by handle_message")
     }
 
     /// Sends `member_joined` / `member_left` to the members on every core in the set.

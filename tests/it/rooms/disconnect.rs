@@ -12,21 +12,9 @@ use super::{
 use crate::WAIT;
 
 on_one_and_two_cores!(
-    #[two_cores(
-        ignore = "server bug: on disconnect, member_left for a room homed on the leaver's own core overtakes rooms homed on another core"
-    )]
     clean_close_leaves_every_room_in_join_order,
-    #[two_cores(
-        ignore = "server bug: on disconnect, member_left for a room homed on the leaver's own core overtakes rooms homed on another core"
-    )]
     close_without_a_close_frame_leaves_every_room_in_join_order,
-    #[two_cores(
-        ignore = "server bug: on disconnect, member_left for a room homed on the leaver's own core overtakes rooms homed on another core"
-    )]
     reset_leaves_every_room_in_join_order,
-    #[two_cores(
-        ignore = "server bug: on disconnect, member_left for a room homed on the leaver's own core overtakes rooms homed on another core"
-    )]
     idle_timeout_leaves_every_room_in_join_order,
 );
 

@@ -13,9 +13,6 @@ on_one_and_two_cores!(
     unknown_type_is_named_in_the_error,
     join_room_without_a_name_is_room_name_required,
     room_message_to_a_missing_room_or_one_you_are_not_in_is_refused,
-    #[both(
-        ignore = "server bug: a client_id spelled with leading zeros is delivered to the client it parses to"
-    )]
     private_message_to_another_spelling_of_a_live_id_is_recipient_not_found,
 );
 

@@ -15,13 +15,7 @@ use super::{
 
 on_one_and_two_cores!(
     many_clients_in_many_rooms_get_every_message_once_in_sender_order,
-    #[two_cores(
-        ignore = "server bug: a stale Joined re-adds a client that left and rejoined, which is then sent member_left about itself"
-    )]
     counts_stay_exact_under_concurrent_joins_and_leaves,
-    #[two_cores(
-        ignore = "server bug: a stale Joined re-adds a client that left and rejoined, which is then sent member_left about itself"
-    )]
     rejoining_at_once_never_reports_your_own_departure_to_you,
 );
 

@@ -27,9 +27,6 @@ on_one_and_two_cores!(
     id_is_echoed_on_room_joined_metadata_updated_and_error,
     missing_message_is_relayed_as_an_empty_string,
     message_of_any_json_type_is_relayed_verbatim,
-    #[two_cores(
-        ignore = "server bug: room_joined for a room homed on another core is overtaken by the replies to later requests"
-    )]
     replies_come_in_request_order,
 );
 
