@@ -95,6 +95,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let app = config.app;
     let cpus = config.core_cpus()?;
+    // Installed before listening: a signal that finds the port open is handled.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
     let server: ServerHandle = match app {
         AppKind::Echo => runtime::start(config, |_| EchoApp),
         AppKind::Broadcast => runtime::start(config, |_| BroadcastApp),
@@ -112,11 +118,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cpus.len()
     );
     let trigger = server.shutdown_trigger();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {

@@ -16,6 +16,7 @@
 //! - `backpressure`: a client that stops reading is closed with 1008, others unaffected.
 //! - `heartbeat`: server pings, the idle timeout.
 //! - `shutdown`: graceful shutdown sends 1001 and waits for the closing handshakes.
+//! - `serve_cli`: `ringcast serve` as a process: a taken port is refused, SIGTERM exits 0.
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
 //! - `load`: one short `ringcast load` run per scenario against the server.
 //! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, message by message.
@@ -31,6 +32,7 @@ mod load;
 mod messages;
 mod protocol_errors;
 mod rooms;
+mod serve_cli;
 mod shutdown;
 
 use std::net::SocketAddr;
