@@ -4,6 +4,7 @@
 #
 #   benches/compare.sh                 # everything, 3 interleaved rounds
 #   SCENARIOS="echo broadcast" RUNS=5 DURATION=10 benches/compare.sh
+#   SCENARIOS="rooms rooms-big" benches/compare.sh
 #
 # Builds in release once, pins the server to SERVER_CPU and the load to LOAD_CPU
 # (taskset, and each program's own --cpus), runs every scenario against every server
@@ -11,9 +12,17 @@
 # `timeout`, and prints medians and the ratio of ringcast's rate per server
 # CPU-second to each baseline's. Every server it starts is stopped by its PID.
 #
+# Scenarios: echo (100 connections, 1 in flight), echo-p16 (16 in flight), broadcast
+# (1,000 connections, 1 publisher), connect (CONNECT_N idle connections), rooms (the
+# room protocol: 1,000 clients in 10 rooms, 10 publishers, window 64; also ringcast on
+# 2 cores, SERVER_CPU and LOAD_CPU, so sharing a CPU with the load), rooms-big (one
+# room of ROOMS_BIG_N members, 1 publisher, window 64: filling it costs n(n-1)/2
+# member_joined notices, about 40 s for 10,000, outside the measured interval).
+#
 # Knobs (environment): SERVER_CPU (0), LOAD_CPU (1), RUNS (3), DURATION (5 s),
-# SCENARIOS ("echo echo-p16 broadcast connect"), CONNECT_N (10000), PORT (19400),
-# CARGO_TARGET_DIR (target), KEEP (keep the raw JSON directory).
+# SCENARIOS ("echo echo-p16 broadcast connect rooms rooms-big"), CONNECT_N (10000),
+# ROOMS_BIG_N (10000), PORT (19400), CARGO_TARGET_DIR (target), KEEP (keep the raw
+# JSON directory).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,8 +30,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"echo echo-p16 broadcast connect"}
+SCENARIOS=${SCENARIOS:-"echo echo-p16 broadcast connect rooms rooms-big"}
 CONNECT_N=${CONNECT_N:-10000}
+ROOMS_BIG_N=${ROOMS_BIG_N:-10000}
 PORT=${PORT:-19400}
 BIN=${CARGO_TARGET_DIR:-target}/release
 RAW=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-compare.XXXXXX")
@@ -55,17 +65,27 @@ trap 'exit 130' INT TERM
 echo "building (release) ..." >&2
 cargo build --release --examples --bin ringcast >&2
 
-# The servers each scenario runs against: name, then the command (without address).
+# The servers each scenario runs against: name, the CPUs the server is pinned to,
+# then the command (without address). The first is the reference for the ratios.
 servers_for() {
     case "$1" in
         echo | echo-p16 | connect)
-            echo "ringcast|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"
-            echo "tokio-tungstenite|$BIN/examples/tokio_tungstenite_echo --listen"
-            echo "fastwebsockets|$BIN/examples/fastwebsockets_echo --listen"
+            echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"
+            echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_echo --listen"
+            echo "fastwebsockets|$SERVER_CPU|$BIN/examples/fastwebsockets_echo --listen"
             ;;
         broadcast)
-            echo "ringcast|$BIN/ringcast serve --app broadcast --cpus $SERVER_CPU --listen"
-            echo "tokio-tungstenite|$BIN/examples/tokio_tungstenite_broadcast --listen"
+            echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app broadcast --cpus $SERVER_CPU --listen"
+            echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_broadcast --listen"
+            ;;
+        rooms)
+            echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
+            echo "ringcast-2cores|$SERVER_CPU,$LOAD_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU,$LOAD_CPU --listen"
+            echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_rooms --listen"
+            ;;
+        rooms-big)
+            echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
+            echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_rooms --listen"
             ;;
         *) echo "compare.sh: unknown scenario $1" >&2; exit 1 ;;
     esac
@@ -78,6 +98,16 @@ load_args() {
         echo-p16) echo "echo -c 100 -p 16 -s 64 -d $DURATION" ;;
         broadcast) echo "broadcast -c 1000 -k 1 -w 64 -s 64 -d $DURATION" ;;
         connect) echo "connect -c $CONNECT_N --hold 2" ;;
+        rooms) echo "rooms -c 1000 -r 10 -k 10 -w 64 -s 64 -d $DURATION" ;;
+        rooms-big) echo "rooms -c $ROOMS_BIG_N -r 1 -k 1 -w 64 -s 64 -d $DURATION --join-timeout 300" ;;
+    esac
+}
+
+# Seconds a run may take beyond DURATION (connecting, joining, draining).
+slack_for() {
+    case "$1" in
+        rooms-big) echo 420 ;;
+        *) echo 120 ;;
     esac
 }
 
@@ -93,12 +123,12 @@ wait_listening() {
 
 # One run: starts the server, drives it, stops it; appends the JSON line to $RAW.
 run_one() {
-    local scenario=$1 name=$2 cmd=$3 round=$4
+    local scenario=$1 name=$2 cpus=$3 cmd=$4 round=$5
     PORT=$((PORT + 1))
     local out="$RAW/$scenario.$name.$round.json"
     : >"$out"
     # shellcheck disable=SC2086 # $cmd is a command line
-    taskset -c "$SERVER_CPU" $cmd "127.0.0.1:$PORT" >"$RAW/$scenario.$name.$round.server.log" 2>&1 &
+    taskset -c "$cpus" $cmd "127.0.0.1:$PORT" >"$RAW/$scenario.$name.$round.server.log" 2>&1 &
     SERVER_PID=$!
     if ! wait_listening "$PORT"; then
         echo "  $scenario $name: server did not start (see log below)" >&2
@@ -107,7 +137,7 @@ run_one() {
         return 0
     fi
     # shellcheck disable=SC2046 # load_args gives words
-    if ! timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$BIN/ringcast" load $(load_args "$scenario") \
+    if ! timeout $((DURATION + $(slack_for "$scenario"))) taskset -c "$LOAD_CPU" "$BIN/ringcast" load $(load_args "$scenario") \
         "ws://127.0.0.1:$PORT/" --cpus "$LOAD_CPU" --server-pid "$SERVER_PID" --json --quiet \
         >"$out" 2>"$RAW/$scenario.$name.$round.load.log"; then
         echo "  $scenario $name round $round: $(tail -n 1 "$RAW/$scenario.$name.$round.load.log")" >&2
@@ -117,8 +147,14 @@ run_one() {
         "$(field rate_per_s <"$out")" "$(field per_server_cpu_s <"$out")" >&2
 }
 
-# A number from a JSON line (empty if absent or null).
-field() { sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p"; }
+# A number from a JSON line (empty if absent or null); `outer.key` for a key inside
+# the object `outer` (e.g. latency.p50_us: fanout_latency has a p50_us too).
+field() {
+    case "$1" in
+        *.*) sed -n "s/.*\"${1%%.*}\":{[^}]*\"${1#*.}\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" ;;
+        *) sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" ;;
+    esac
+}
 
 # Median of the numbers on stdin; "-" if none.
 median() {
@@ -142,8 +178,8 @@ echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU, $RUNS rounds, ${DURATION
 for round in $(seq "$RUNS"); do
     echo "round $round" >&2
     for scenario in $SCENARIOS; do
-        while IFS='|' read -r name cmd; do
-            run_one "$scenario" "$name" "$cmd" "$round"
+        while IFS='|' read -r name cpus cmd; do
+            run_one "$scenario" "$name" "$cpus" "$cmd" "$round"
         done < <(servers_for "$scenario")
     done
 done
@@ -151,11 +187,13 @@ done
 echo
 echo "# ringcast vs baselines, $(date -u +%Y-%m-%d), $(uname -r), medians of $RUNS runs"
 echo "# server pinned to CPU $SERVER_CPU, load to CPU $LOAD_CPU; x = ringcast's rate per server CPU-second / this server's"
-printf '%-10s %-18s %12s %14s %8s %9s %9s %10s %7s %6s\n' \
-    scenario server rate/s per-srv-CPU-s srv-CPU% p50-us p99-us RSS/conn x failed
+echo "# load-CPU% near 100: the load tool, not the server, was the limit (compare per server CPU-second)"
+echo "# rooms: p50/p99 per delivery; room-p50/p99 (us) until the room's last member had it; join-s: filling the rooms"
+printf '%-10s %-18s %12s %14s %8s %8s %9s %9s %10s %10s %7s %9s %6s %6s\n' \
+    scenario server rate/s per-srv-CPU-s srv-CPU% load-CPU% p50-us p99-us room-p50 room-p99 join-s RSS/conn x failed
 for scenario in $SCENARIOS; do
     ref=$(med "$scenario" ringcast per_server_cpu_s)
-    while IFS='|' read -r name _; do
+    while IFS='|' read -r name _ _; do
         rate=$(med "$scenario" "$name" rate_per_s)
         per_cpu=$(med "$scenario" "$name" per_server_cpu_s)
         ratio="-"
@@ -166,9 +204,13 @@ for scenario in $SCENARIOS; do
         for f in "$RAW/$scenario.$name".*[0-9].json; do
             if [[ ! -s "$f" ]] || ! grep -q '"problems":\[\]' "$f"; then failed=$((failed + 1)); fi
         done
-        printf '%-10s %-18s %12s %14s %8s %9s %9s %10s %7s %6s\n' "$scenario" "$name" \
+        printf '%-10s %-18s %12s %14s %8s %8s %9s %9s %10s %10s %7s %9s %6s %6s\n' "$scenario" "$name" \
             "$(fmt "$rate" 0)" "$(fmt "$per_cpu" 0)" "$(fmt "$(med "$scenario" "$name" server_cpu_percent)" 0)" \
-            "$(fmt "$(med "$scenario" "$name" p50_us)" 1)" "$(fmt "$(med "$scenario" "$name" p99_us)" 1)" \
+            "$(fmt "$(med "$scenario" "$name" load_cpu_percent)" 0)" \
+            "$(fmt "$(med "$scenario" "$name" latency.p50_us)" 1)" "$(fmt "$(med "$scenario" "$name" latency.p99_us)" 1)" \
+            "$(fmt "$(med "$scenario" "$name" fanout_latency.p50_us)" 0)" \
+            "$(fmt "$(med "$scenario" "$name" fanout_latency.p99_us)" 0)" \
+            "$(fmt "$(med "$scenario" "$name" join_s)" 1)" \
             "$(fmt "$(med "$scenario" "$name" server_rss_per_connection)" 0)" "$ratio" "$failed/$RUNS"
     done < <(servers_for "$scenario")
 done

@@ -1,8 +1,9 @@
-//! Exactly-once accounting for the broadcast scenario: what one receiver saw from one
-//! publisher ([`SeqTracker`]), and the sum over all receivers checked against what
-//! each publisher sent ([`Tally`]). Pure bookkeeping: no I/O, no clocks.
+//! Exactly-once accounting for the broadcast and rooms scenarios: what one receiver saw
+//! from one publisher ([`SeqTracker`]), the sum over all receivers checked against what
+//! each publisher sent ([`Tally`]), and when a message has reached every receiver it
+//! is owed to ([`FanoutWindow`]). Pure bookkeeping: no I/O, no clocks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use serde::Serialize;
 
@@ -56,6 +57,11 @@ impl SeqTracker {
     pub fn has_all(&self, sent: u64) -> bool {
         self.next >= sent
     }
+
+    /// Whether `seq` has arrived.
+    pub fn has(&self, seq: u64) -> bool {
+        seq < self.next || self.ahead.contains(&seq)
+    }
 }
 
 /// The verdict over all receivers and publishers.
@@ -80,22 +86,105 @@ impl Tally {
     /// count of messages sent.
     pub fn add_receiver(&mut self, trackers: &[SeqTracker], sent: &[u64]) {
         for (tracker, &sent) in trackers.iter().zip(sent) {
-            let distinct = tracker.distinct();
-            // Distinct numbers at or above `sent` were never sent; the rest are owed ones.
-            let phantom =
-                tracker.ahead.range(sent..).count() as u64 + tracker.next.saturating_sub(sent);
-            let genuine = distinct - phantom;
-            self.expected += sent;
-            self.delivered += genuine;
-            self.lost += sent - genuine;
-            self.duplicates += tracker.duplicates;
-            self.reordered += tracker.reordered;
-            self.phantom += phantom;
+            self.add(tracker, sent);
         }
+    }
+
+    /// Adds what one receiver got from one publisher that sent `sent` messages.
+    pub fn add(&mut self, tracker: &SeqTracker, sent: u64) {
+        let distinct = tracker.distinct();
+        // Distinct numbers at or above `sent` were never sent; the rest are owed ones.
+        let phantom =
+            tracker.ahead.range(sent..).count() as u64 + tracker.next.saturating_sub(sent);
+        let genuine = distinct - phantom;
+        self.expected += sent;
+        self.delivered += genuine;
+        self.lost += sent - genuine;
+        self.duplicates += tracker.duplicates;
+        self.reordered += tracker.reordered;
+        self.phantom += phantom;
+    }
+
+    /// Adds another tally (another load thread's receivers).
+    pub fn merge(&mut self, other: &Tally) {
+        self.expected += other.expected;
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+        self.phantom += other.phantom;
     }
 
     pub fn is_clean(&self) -> bool {
         self.lost == 0 && self.duplicates == 0 && self.phantom == 0
+    }
+}
+
+/// One publisher's messages that have not yet reached every receiver they are owed
+/// to, oldest first, at most the publisher's window. A message is complete when its
+/// last receiver has it; completion is in send order (the oldest first), which is what
+/// a window of unacknowledged messages needs, and what a per-sender FIFO server gives.
+#[derive(Clone, Debug, Default)]
+pub struct FanoutWindow {
+    /// Sequence number of the front entry.
+    base: u64,
+    /// Per message: receivers still owed it, and when it was sent (ns).
+    pending: VecDeque<(u32, u64)>,
+}
+
+impl FanoutWindow {
+    /// Messages sent and not yet complete.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Records message `seq` (the next one: sequence numbers go up by one from 0), sent
+    /// at `sent_ns` and owed to `receivers` (at least one).
+    pub fn push(&mut self, seq: u64, receivers: u32, sent_ns: u64) {
+        debug_assert_eq!(seq, self.base + self.pending.len() as u64);
+        debug_assert!(receivers > 0, "a message owed to no one never completes");
+        self.pending.push_back((receivers, sent_ns));
+    }
+
+    /// One receiver got `seq` for the first time. Returns the send times of the
+    /// messages this completed, oldest first (several when a later one was only waiting
+    /// for an earlier one). A number outside the window (never sent, or complete) is
+    /// ignored: the receiver's [`SeqTracker`] accounts for it.
+    pub fn receive(&mut self, seq: u64, completed: &mut Vec<u64>) {
+        let Some(index) = seq.checked_sub(self.base) else {
+            return;
+        };
+        let Some((owed, _)) = self.pending.get_mut(index as usize) else {
+            return;
+        };
+        if *owed == 0 {
+            return;
+        }
+        *owed -= 1;
+        while let Some(&(0, sent_ns)) = self.pending.front() {
+            self.pending.pop_front();
+            self.base += 1;
+            completed.push(sent_ns);
+        }
+    }
+
+    /// A receiver went away: it is owed nothing more. `has(seq)` tells what it got.
+    pub fn forget_receiver(&mut self, has: impl Fn(u64) -> bool, completed: &mut Vec<u64>) {
+        let base = self.base;
+        for (i, (owed, _)) in self.pending.iter_mut().enumerate() {
+            if *owed > 0 && !has(base + i as u64) {
+                *owed -= 1;
+            }
+        }
+        while let Some(&(0, sent_ns)) = self.pending.front() {
+            self.pending.pop_front();
+            self.base += 1;
+            completed.push(sent_ns);
+        }
     }
 }
 
@@ -207,5 +296,89 @@ mod tests {
         tally.add_receiver(&[SeqTracker::default()], &[0]);
         assert_eq!(tally, Tally::default());
         assert!(tally.is_clean());
+    }
+
+    #[test]
+    fn a_message_completes_when_its_last_receiver_has_it() {
+        let mut w = FanoutWindow::default();
+        let mut done = Vec::new();
+        w.push(0, 3, 100);
+        w.push(1, 3, 200);
+        w.receive(0, &mut done);
+        w.receive(0, &mut done);
+        assert!(done.is_empty());
+        assert_eq!(w.len(), 2);
+        w.receive(0, &mut done);
+        assert_eq!(done, [100]);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn a_later_message_completes_only_after_the_earlier_ones() {
+        let mut w = FanoutWindow::default();
+        let mut done = Vec::new();
+        for seq in 0..3 {
+            w.push(seq, 2, seq * 10);
+        }
+        // Message 1 reaches both receivers before message 0 reaches the second.
+        for seq in [0, 1, 1, 2] {
+            w.receive(seq, &mut done);
+        }
+        assert!(done.is_empty(), "message 0 still owes one receiver");
+        w.receive(0, &mut done);
+        assert_eq!(done, [0, 10], "0 and 1 complete together, oldest first");
+        w.receive(2, &mut done);
+        assert_eq!(done, [0, 10, 20]);
+        assert!(w.is_empty());
+        w.push(3, 1, 30);
+        w.receive(3, &mut done);
+        assert_eq!(
+            done.last(),
+            Some(&30),
+            "numbering goes on after an empty window"
+        );
+    }
+
+    #[test]
+    fn numbers_outside_the_window_change_nothing() {
+        let mut w = FanoutWindow::default();
+        let mut done = Vec::new();
+        w.push(0, 1, 5);
+        w.receive(7, &mut done);
+        assert_eq!(w.len(), 1);
+        w.receive(0, &mut done);
+        w.receive(0, &mut done);
+        assert_eq!(done, [5], "a repeat of a completed number is ignored");
+    }
+
+    #[test]
+    fn a_departed_receiver_is_owed_only_what_it_had_not_got() {
+        let mut w = FanoutWindow::default();
+        let mut done = Vec::new();
+        w.push(0, 2, 1);
+        w.push(1, 2, 2);
+        w.push(2, 2, 3);
+        // Receiver A got 0 and 1; receiver B got 0, then left.
+        for seq in [0, 1, 0] {
+            w.receive(seq, &mut done);
+        }
+        assert_eq!(done, [1]);
+        w.forget_receiver(|seq| seq == 0, &mut done);
+        assert_eq!(done, [1, 2], "1 now owes no one; 2 still owes A");
+        w.receive(2, &mut done);
+        assert_eq!(done, [1, 2, 3]);
+    }
+
+    #[test]
+    fn merged_tallies_add_up() {
+        let mut a = Tally::default();
+        a.add(&tracker(&[0, 1]), 3);
+        let mut b = Tally::default();
+        b.add(&tracker(&[0, 0]), 1);
+        a.merge(&b);
+        assert_eq!(
+            (a.expected, a.delivered, a.lost, a.duplicates),
+            (4, 3, 1, 1)
+        );
     }
 }

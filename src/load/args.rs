@@ -5,9 +5,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-/// Size of the accounting header in every broadcast message: kind, publisher id,
-/// sequence number, send timestamp (see `broadcast.rs`).
+/// Size of the accounting header in every broadcast message (and every rooms
+/// `message` string): kind, publisher id, sequence number, send timestamp (see
+/// `payload.rs`).
 pub const BROADCAST_HEADER_LEN: usize = 41;
+
+/// Highest `--rate` per publisher; a schedule finer than this is not a schedule.
+const MAX_RATE: f64 = 10_000_000.0;
 
 /// Longest run the tool agrees to: it must stop by itself.
 const MAX_DURATION_S: f64 = 3600.0;
@@ -27,6 +31,10 @@ pub enum Scenario {
     /// Against a server that relays every message to every connection (sender
     /// included): K publishers, exactly-once delivery to all C connections is checked.
     Broadcast,
+    /// Against a room protocol server (PROTOCOL.md, `--app rooms`): C clients in R
+    /// rooms, K publishers sending room messages; checks exactly-once, in-order
+    /// delivery to every other member of the room.
+    Rooms,
     /// Opens N idle WebSocket connections as fast as it can and holds them.
     Connect,
 }
@@ -36,6 +44,7 @@ impl Scenario {
         match self {
             Scenario::Echo => "echo",
             Scenario::Broadcast => "broadcast",
+            Scenario::Rooms => "rooms",
             Scenario::Connect => "connect",
         }
     }
@@ -62,7 +71,8 @@ pub struct LoadArgs {
     /// Default: one thread, not pinned.
     #[arg(long, value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
-    /// Message payload size in bytes (echo, broadcast). Broadcast needs at least 41.
+    /// Message payload size in bytes (echo, broadcast), or length of the `message`
+    /// string (rooms). Broadcast and rooms need at least 41.
     #[arg(long, short = 's', default_value_t = 64)]
     pub size: usize,
     /// Send binary messages instead of text.
@@ -71,12 +81,24 @@ pub struct LoadArgs {
     /// Messages in flight per connection (echo).
     #[arg(long, short = 'p', default_value_t = 1)]
     pub in_flight: usize,
-    /// Connections that publish (broadcast); every connection receives.
+    /// Connections that publish (broadcast, rooms); every connection receives.
     #[arg(long, short = 'k', default_value_t = 1)]
     pub publishers: usize,
-    /// Messages a publisher may have sent but not yet received back itself (broadcast).
+    /// Messages a publisher may have sent but not yet received back itself (broadcast),
+    /// or not yet delivered to every other member of its room (rooms).
     #[arg(long, short = 'w', default_value_t = 16)]
     pub window: usize,
+    /// Rooms the connections are spread over, evenly (rooms); each needs 2 members or more.
+    #[arg(long, short = 'r', default_value_t = 10)]
+    pub rooms: usize,
+    /// Messages per second per publisher on a fixed schedule (rooms), still within
+    /// --window. Default: as fast as the window allows.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds every connection may take to join its room and see it full (rooms).
+    /// A room of n members costs n(n-1)/2 member_joined notices.
+    #[arg(long, default_value_t = 120.0)]
+    pub join_timeout: f64,
     /// Spread connections over this many source addresses (127.0.0.2, .3, ...), binding
     /// each socket before connecting, to get past one address's ephemeral ports.
     /// Default: 32 for connect, the kernel's choice of 127.0.0.1 otherwise.
@@ -232,6 +254,10 @@ pub struct Plan {
     pub in_flight: usize,
     pub publishers: usize,
     pub window: usize,
+    pub rooms: usize,
+    /// Rooms: messages per second per publisher; `None`: closed loop on the window.
+    pub rate: Option<f64>,
+    pub join_timeout: Duration,
     /// Source addresses to bind before connecting; empty: let the kernel pick.
     pub sources: Vec<IpAddr>,
     pub hold: Duration,
@@ -270,14 +296,16 @@ impl Plan {
         let hold = seconds("hold", args.hold, 0.0)?;
         let connect_timeout = seconds("connect-timeout", args.connect_timeout, 0.01)?;
         let drain = seconds("drain", args.drain, 0.0)?;
+        let join_timeout = seconds("join-timeout", args.join_timeout, 0.01)?;
         if args.in_flight == 0 || args.window == 0 || args.concurrency == 0 {
             return Err("--in-flight, --window and --concurrency must be at least 1".into());
         }
-        if args.scenario == Scenario::Broadcast {
+        if matches!(args.scenario, Scenario::Broadcast | Scenario::Rooms) {
             if args.size < BROADCAST_HEADER_LEN {
                 return Err(format!(
-                    "--size must be at least {BROADCAST_HEADER_LEN} bytes for broadcast: every message \
-                     carries its publisher, sequence number and send time"
+                    "--size must be at least {BROADCAST_HEADER_LEN} bytes for {}: every message \
+                     carries its publisher, sequence number and send time",
+                    args.scenario.name()
                 ));
             }
             if args.publishers == 0 || args.publishers > args.connections {
@@ -286,6 +314,9 @@ impl Plan {
                     args.connections, args.publishers
                 ));
             }
+        }
+        if args.scenario == Scenario::Rooms {
+            check_rooms(&args)?;
         }
         if args.size > args.max_message {
             return Err(format!(
@@ -316,6 +347,9 @@ impl Plan {
             in_flight: args.in_flight,
             publishers: args.publishers,
             window: args.window,
+            rooms: args.rooms,
+            rate: args.rate,
+            join_timeout,
             sources,
             hold,
             server_pid: args.server_pid,
@@ -331,6 +365,30 @@ impl Plan {
     pub fn source_for(&self, index: usize) -> Option<IpAddr> {
         (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()])
     }
+}
+
+/// The rooms scenario's own checks: every room has two members, a rate is a rate.
+fn check_rooms(args: &LoadArgs) -> Result<(), String> {
+    if args.rooms == 0 {
+        return Err("--rooms must be at least 1".into());
+    }
+    if args.connections < 2 * args.rooms {
+        return Err(format!(
+            "{} connections in {} rooms leave a room with fewer than 2 members: a room message \
+             needs someone to reach (use at least {} connections or fewer rooms)",
+            args.connections,
+            args.rooms,
+            2 * args.rooms
+        ));
+    }
+    if let Some(rate) = args.rate {
+        if !(rate > 0.0 && rate <= MAX_RATE) {
+            return Err(format!(
+                "--rate must be above 0 and at most {MAX_RATE} messages per second, not {rate}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn source_addresses(server: IpAddr, count: usize) -> Result<Vec<IpAddr>, String> {
@@ -470,8 +528,45 @@ mod tests {
 
     #[test]
     fn unknown_scenarios_and_flags_are_refused_by_the_parser() {
-        assert!(plan("rooms ws://127.0.0.1:1").is_err());
+        assert!(plan("chat ws://127.0.0.1:1").is_err());
         assert!(plan("echo ws://127.0.0.1:1 --bogus").is_err());
         assert!(plan("echo").is_err());
+    }
+
+    #[test]
+    fn rooms_defaults_and_flags() {
+        let p = plan("rooms ws://127.0.0.1:1 -c 1000 -r 10 -k 10 -w 32").unwrap();
+        assert_eq!(
+            (p.rooms, p.publishers, p.window, p.rate),
+            (10, 10, 32, None)
+        );
+        assert_eq!(p.join_timeout, Duration::from_secs(120));
+        let p = plan("rooms ws://127.0.0.1:1 --rate 250.5 --join-timeout 3").unwrap();
+        assert_eq!((p.rooms, p.rate), (10, Some(250.5)));
+        assert_eq!(p.join_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn every_room_needs_two_members() {
+        let err = plan("rooms ws://127.0.0.1:1 -c 19 -r 10").unwrap_err();
+        assert!(err.contains("at least 20 connections"), "{err}");
+        assert!(plan("rooms ws://127.0.0.1:1 -c 20 -r 10").is_ok());
+        assert!(plan("rooms ws://127.0.0.1:1 -r 0")
+            .unwrap_err()
+            .contains("--rooms"));
+    }
+
+    #[test]
+    fn rooms_rates_and_sizes_are_checked() {
+        for bad in ["0", "-5", "nan", "inf", "1e9"] {
+            let line = format!("rooms ws://127.0.0.1:1 --rate {bad}");
+            assert!(plan(&line).is_err(), "{line}");
+        }
+        let err = plan("rooms ws://127.0.0.1:1 -s 40").unwrap_err();
+        assert!(err.contains("at least 41 bytes for rooms"), "{err}");
+        assert!(plan("rooms ws://127.0.0.1:1 -k 101")
+            .unwrap_err()
+            .contains("--publishers"));
+        assert!(plan("rooms ws://127.0.0.1:1 --join-timeout 0").is_err());
     }
 }

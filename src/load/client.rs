@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use monoio::buf::IoBufMut;
@@ -210,6 +210,7 @@ impl WsStream {
             half: read,
             buf: self.leftover,
             decoder: Decoder::new(Role::Client, max_message),
+            read_at: Instant::now(),
         };
         let writer = FrameWriter {
             half: write,
@@ -224,9 +225,16 @@ pub struct FrameReader {
     half: OwnedReadHalf<TcpStream>,
     buf: BytesMut,
     decoder: Decoder,
+    read_at: Instant,
 }
 
 impl FrameReader {
+    /// When the last read completed: the arrival time of every message it brought,
+    /// one clock read per read rather than per message.
+    pub fn read_at(&self) -> Instant {
+        self.read_at
+    }
+
     /// The next message or control frame. A close frame from the server is an error
     /// here: in the load scenarios the server never has a reason to close.
     pub async fn next(&mut self) -> Result<Incoming, ReadError> {
@@ -242,6 +250,7 @@ impl FrameReader {
             let buf = std::mem::take(&mut self.buf);
             let (read, buf) = read_more(&mut self.half, buf, wanted.max(READ_CHUNK)).await;
             self.buf = buf;
+            self.read_at = Instant::now();
             if read? == 0 {
                 return Err(ReadError::Eof);
             }

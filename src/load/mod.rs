@@ -7,7 +7,8 @@
 //! - `args`: the command line and its validation into a `Plan`.
 //! - `driver`: load threads, the shared phase, counters, bounded waits.
 //! - `client`: one connection: connect, upgrade, frame reader, outbox and writer.
-//! - `echo`, `broadcast`, `connect`: the scenarios.
+//! - `echo`, `broadcast`, `rooms`, `connect`: the scenarios (`rooms` has its own
+//!   bookkeeping and wire modules).
 //! - `payload`: what the tool writes inside messages to account for them.
 //! - `accounting`, `histogram`: exactly-once bookkeeping and latency percentiles.
 //! - `measure`, `sys`: /proc figures of the server, and the tool's own syscalls.
@@ -26,12 +27,14 @@ mod open;
 mod payload;
 mod progress;
 mod report;
+mod rooms;
 mod sys;
 
 pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};
 pub use histogram::Percentiles;
 pub use report::Report;
+pub use rooms::RoomChecks;
 
 /// How a load run failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,7 @@ pub fn run_report(args: LoadArgs) -> Result<Report, LoadError> {
     match scenario {
         Scenario::Echo => echo::run(shared),
         Scenario::Broadcast => broadcast::run(shared),
+        Scenario::Rooms => rooms::run(shared),
         Scenario::Connect => connect::run(shared),
     }
     .map_err(LoadError::Run)

@@ -36,7 +36,18 @@ pub async fn open_connections(
     fail_fast: bool,
     opened: impl Fn(usize, WsStream, Duration) + 'static,
 ) -> Result<OpenOutcome, Aborted> {
-    let queue: Rc<RefCell<VecDeque<usize>>> = Rc::new(RefCell::new(ctx.my_connections().collect()));
+    open_connections_of(ctx, ctx.my_connections().collect(), fail_fast, opened).await
+}
+
+/// [`open_connections`] for a given list of global indices (a scenario that decides
+/// itself which thread owns which connection).
+pub async fn open_connections_of(
+    ctx: &ThreadCtx,
+    indices: Vec<usize>,
+    fail_fast: bool,
+    opened: impl Fn(usize, WsStream, Duration) + 'static,
+) -> Result<OpenOutcome, Aborted> {
+    let queue: Rc<RefCell<VecDeque<usize>>> = Rc::new(RefCell::new(indices.into()));
     let outcome = Rc::new(RefCell::new(OpenOutcome::default()));
     let opened = Rc::new(opened);
     let workers: Vec<_> = (0..ctx.plan().concurrency)

@@ -17,15 +17,28 @@ fn put_hex(out: &mut [u8], mut value: u64) {
     }
 }
 
+/// Value of each byte as a lowercase hex digit; 0xFF for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Reads lowercase hex digits (at most 16). Branch-free per digit: this runs once per
+/// delivery in the broadcast and rooms scenarios.
 fn parse_hex(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &d| {
-        let nibble = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(nibble))
-    })
+    let mut value = 0u64;
+    let mut invalid = 0u8;
+    for &d in digits {
+        let nibble = HEX_VALUE[d as usize];
+        invalid |= nibble;
+        value = value << 4 | u64::from(nibble & 0xF);
+    }
+    (invalid & 0xF0 == 0).then_some(value)
 }
 
 /// An echo payload: the sequence number when it fits, then padding.
@@ -143,6 +156,20 @@ mod tests {
         };
         fill_broadcast(&mut out[..BROADCAST_HEADER_LEN], sync);
         assert_eq!(parse_broadcast(&out[..BROADCAST_HEADER_LEN]), Some(sync));
+    }
+
+    #[test]
+    fn hex_reads_back_and_refuses_what_is_not_lowercase_hex() {
+        for value in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut out = [0u8; 16];
+            put_hex(&mut out, value);
+            assert_eq!(parse_hex(&out), Some(value));
+        }
+        assert_eq!(parse_hex(b""), Some(0));
+        for bad in [&b"12G4"[..], b"ABCD", b"12 4", b"-1", b"\xff"] {
+            assert_eq!(parse_hex(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_hex(&[0xFF, b'1']), None);
     }
 
     #[test]

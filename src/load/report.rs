@@ -10,6 +10,7 @@ use super::accounting::Tally;
 use super::args::Plan;
 use super::driver::Interval;
 use super::histogram::Percentiles;
+use super::rooms::RoomChecks;
 
 /// Everything a run found. Fields that do not apply to the scenario are `None` and left
 /// out of the JSON.
@@ -41,8 +42,20 @@ pub struct Report {
     pub publishers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<usize>,
+    /// Rooms: rooms the connections were spread over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<usize>,
+    /// Rooms: messages per second per publisher, if on a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Rooms: seconds from the first `join_room` to every member seeing its room full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_s: Option<f64>,
     /// Round-trip, delivery or connect latency.
     pub latency: Option<Percentiles>,
+    /// Rooms: time from sending a message to its last delivery in the room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout_latency: Option<Percentiles>,
     pub load_cpu_s: f64,
     /// Load CPU time over wall time, in percent of one CPU.
     pub load_cpu_percent: f64,
@@ -62,6 +75,9 @@ pub struct Report {
     /// Broadcast: exactly-once accounting over all connections and publishers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Tally>,
+    /// Rooms: protocol checks beyond exactly-once delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_checks: Option<RoomChecks>,
     /// Broadcast: payloads that were not the tool's own messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub foreign: Option<u64>,
@@ -149,8 +165,14 @@ impl Report {
         if let Some(p) = self.in_flight {
             shape.push(format!("{p} in flight per connection"));
         }
+        if let Some(r) = self.rooms {
+            shape.push(format!("{r} room(s)"));
+        }
         if let (Some(k), Some(w)) = (self.publishers, self.window) {
             shape.push(format!("{k} publisher(s), window {w}"));
+        }
+        if let Some(rate) = self.rate {
+            shape.push(format!("{rate} msg/s per publisher"));
         }
         if !shape.is_empty() {
             let _ = writeln!(out, "  {}", shape.join(", "));
@@ -163,12 +185,26 @@ impl Report {
         if let Some(sent) = self.sent {
             let _ = writeln!(out, "  {:<18}{sent}", "messages sent");
         }
-        if let Some(l) = &self.latency {
+        if let Some(s) = self.join_s {
+            let notices = self.room_checks.as_ref().map_or(0, |c| c.join_notices);
             let _ = writeln!(
                 out,
-                "  {:<18}p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  ({} samples)",
-                "latency", l.p50_us, l.p99_us, l.p999_us, l.max_us, l.samples
+                "  {:<18}{s:.2} s until every room was full ({notices} member_joined notices)",
+                "joining"
             );
+        }
+        let percentiles = |out: &mut String, label: &str, l: &Percentiles| {
+            let _ = writeln!(
+                out,
+                "  {label:<18}p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  ({} samples)",
+                l.p50_us, l.p99_us, l.p999_us, l.max_us, l.samples
+            );
+        };
+        if let Some(l) = &self.latency {
+            percentiles(&mut out, "latency", l);
+        }
+        if let Some(l) = &self.fanout_latency {
+            percentiles(&mut out, "to whole room", l);
         }
         let _ = writeln!(
             out,
@@ -204,6 +240,13 @@ impl Report {
                 out,
                 "  {:<18}{} of {} owed deliveries arrived; lost {}, duplicates {}, reordered {}, phantom {}",
                 "exactly once", t.delivered, t.expected, t.lost, t.duplicates, t.reordered, t.phantom
+            );
+        }
+        if let Some(c) = &self.room_checks {
+            let _ = writeln!(
+                out,
+                "  {:<18}misrouted {}, own messages {}, inexact counts {}, errors {}, unexpected {}",
+                "protocol", c.misrouted, c.own_messages, c.count_errors, c.server_errors, c.unexpected
             );
         }
         if let Some(failures) = &self.connect_failures {
@@ -246,6 +289,9 @@ mod tests {
             in_flight: 1,
             publishers: 1,
             window: 1,
+            rooms: 1,
+            rate: None,
+            join_timeout: Duration::from_secs(1),
             sources: vec![],
             hold: Duration::ZERO,
             server_pid: Some(1),
