@@ -53,8 +53,8 @@ fn leaves_every_room_in_join_order(cores: usize, how: Departure) {
         // A fresh server each time: under a short idle timeout, old connections die.
         let mut rooms = Rooms::start_with(cores, |c| {
             if how == Departure::IdleTimeout {
-                c.ping_interval_ms = 100;
-                c.idle_timeout_ms = 600;
+                c.ping_interval_ms = 200;
+                c.idle_timeout_ms = 2000;
                 c.close_timeout_ms = 200;
             }
         });
