@@ -15,7 +15,7 @@ use super::accounting::{Arrival, SeqTracker, Tally};
 use super::client::{FrameReader, Outbox, WsStream};
 use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
 use super::histogram::Histogram;
-use super::open::{open_connections, open_limit};
+use super::open::open_connections;
 use super::payload::{fill_broadcast, parse_broadcast, Kind, Stamp};
 use super::progress::Progress;
 use super::report::Report;
@@ -59,18 +59,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let mut progress = Progress::new(plan.progress);
     let connections = plan.connections;
     let measured = (|| {
-        threads.wait(
-            open_limit(plan),
-            |s| s.ready_threads() == s.threads(),
-            |s| {
-                format!(
-                    "only {} of {connections} connections opened in time",
-                    s.totals().opened
-                )
-            },
-            &mut progress,
-            "connecting",
-        )?;
+        threads.wait_opened(&mut progress)?;
         shared.set_phase(Phase::Syncing);
         threads.wait(
             plan.connect_timeout,
@@ -86,12 +75,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
             &mut progress,
             "syncing",
         )?;
-        let start = shared.snapshot()?;
-        shared.set_phase(Phase::Running);
-        threads.run_for(plan.duration, &mut progress, "broadcast", "deliveries")?;
-        let end = shared.snapshot()?;
-        shared.set_phase(Phase::Draining);
-        Ok::<_, String>((start, end))
+        threads.measure(&mut progress, "broadcast", "deliveries")
     })();
     let (start, end) = match measured {
         Ok(snapshots) => snapshots,

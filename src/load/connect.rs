@@ -12,7 +12,7 @@ use super::client::{FrameReader, Outbox};
 use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
 use super::histogram::Histogram;
 use super::measure::process_rss;
-use super::open::{open_connections, open_limit, OpenOutcome};
+use super::open::{open_connections, OpenOutcome};
 use super::progress::Progress;
 use super::report::Report;
 use crate::ws::{Incoming, Opcode};
@@ -39,19 +39,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let measured = (|| {
         let start = shared.snapshot()?;
         shared.set_phase(Phase::Running);
-        threads.wait(
-            open_limit(plan),
-            |s| s.ready_threads() == s.threads(),
-            |s| {
-                format!(
-                    "only {} of {} connections opened in time",
-                    s.totals().opened,
-                    s.plan.connections
-                )
-            },
-            &mut progress,
-            "connecting",
-        )?;
+        threads.wait_opened(&mut progress)?;
         let opened = shared.snapshot()?;
         threads.run_for(plan.hold, &mut progress, "holding", "connections")?;
         let rss_after = rss()?;

@@ -442,6 +442,40 @@ impl<T> Threads<T> {
         result.map(|_| ())
     }
 
+    /// Waits until every thread has opened its connections, within `open_limit`.
+    pub fn wait_opened(&self, progress: &mut Progress) -> Result<(), String> {
+        let plan = &self.shared.plan;
+        self.wait(
+            super::open::open_limit(plan),
+            |s| s.ready_threads() == s.threads(),
+            |s| {
+                format!(
+                    "only {} of {} connections opened in time",
+                    s.totals().opened,
+                    s.plan.connections
+                )
+            },
+            progress,
+            "connecting",
+        )
+    }
+
+    /// The measured interval: a snapshot, `Running` for `plan.duration`, a second
+    /// snapshot, then `Draining`. Returns the two snapshots.
+    pub fn measure(
+        &self,
+        progress: &mut Progress,
+        label: &str,
+        unit: &str,
+    ) -> Result<(Snapshot, Snapshot), String> {
+        let start = self.shared.snapshot()?;
+        self.shared.set_phase(Phase::Running);
+        self.run_for(self.shared.plan.duration, progress, label, unit)?;
+        let end = self.shared.snapshot()?;
+        self.shared.set_phase(Phase::Draining);
+        Ok((start, end))
+    }
+
     /// Waits up to `limit` for every thread to finish and returns their results.
     pub fn join(self, limit: Duration) -> Result<Vec<T>, String> {
         let deadline = Instant::now() + limit;

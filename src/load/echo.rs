@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::client::{FrameReader, Outbox, WsStream};
 use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
 use super::histogram::Histogram;
-use super::open::{open_connections, open_limit};
+use super::open::open_connections;
 use super::payload::{echo_matches, fill_echo};
 use super::progress::Progress;
 use super::report::Report;
@@ -42,25 +42,8 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
     let measured = (|| {
-        threads.wait(
-            open_limit(plan),
-            |s| s.ready_threads() == s.threads(),
-            |s| {
-                format!(
-                    "only {} of {} connections opened in time",
-                    s.totals().opened,
-                    s.plan.connections
-                )
-            },
-            &mut progress,
-            "connecting",
-        )?;
-        let start = shared.snapshot()?;
-        shared.set_phase(Phase::Running);
-        threads.run_for(plan.duration, &mut progress, "echo", "round trips")?;
-        let end = shared.snapshot()?;
-        shared.set_phase(Phase::Draining);
-        Ok::<_, String>((start, end))
+        threads.wait_opened(&mut progress)?;
+        threads.measure(&mut progress, "echo", "round trips")
     })();
     let (start, end) = match measured {
         Ok(snapshots) => snapshots,

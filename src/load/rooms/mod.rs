@@ -65,7 +65,7 @@ use super::accounting::Tally;
 use super::client::{FrameReader, Outbox};
 use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
 use super::histogram::Histogram;
-use super::open::{open_connections_of, open_limit};
+use super::open::open_connections_of;
 use super::payload::fill_broadcast;
 use super::progress::Progress;
 use super::report::Report;
@@ -108,18 +108,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let connections = plan.connections;
     let mut join_s = 0.0;
     let measured = (|| {
-        threads.wait(
-            open_limit(plan),
-            |s| s.ready_threads() == s.threads(),
-            |s| {
-                format!(
-                    "only {} of {connections} connections opened in time",
-                    s.totals().opened
-                )
-            },
-            &mut progress,
-            "connecting",
-        )?;
+        threads.wait_opened(&mut progress)?;
         let joining = Instant::now();
         shared.set_phase(Phase::Syncing);
         threads.wait(
@@ -140,12 +129,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
             "joining",
         )?;
         join_s = joining.elapsed().as_secs_f64();
-        let start = shared.snapshot()?;
-        shared.set_phase(Phase::Running);
-        threads.run_for(plan.duration, &mut progress, "rooms", "deliveries")?;
-        let end = shared.snapshot()?;
-        shared.set_phase(Phase::Draining);
-        Ok::<_, String>((start, end))
+        threads.measure(&mut progress, "rooms", "deliveries")
     })();
     let (start, end) = match measured {
         Ok(snapshots) => snapshots,
