@@ -34,7 +34,7 @@ fn fanout(c: &mut Criterion) {
                     let frame =
                         OutFrame::preencoded(encode_unmasked(Opcode::Text, black_box(&[b'm'; 64])));
                     for conn in conns.iter_mut() {
-                        conn.push(frame.clone(), 4 << 20, deadline);
+                        conn.push(frame.clone(), 4 << 20, || deadline);
                     }
                     // What the writer does later, outside the timed fan-out's concern but
                     // needed to keep queues from growing across iterations.
@@ -54,7 +54,7 @@ fn fanout(c: &mut Criterion) {
                             Opcode::Text,
                             Bytes::copy_from_slice(black_box(&[b'm'; 64])),
                         );
-                        conn.push(frame, 4 << 20, deadline);
+                        conn.push(frame, 4 << 20, || deadline);
                     }
                     for conn in conns.iter_mut() {
                         conn.take_batch(&mut drained, 64);

@@ -114,11 +114,13 @@ impl Conn {
 
     /// Queues a data frame under the outbound limit (see `Config::max_outbound_bytes`).
     /// A frame always fits an empty queue, so one large message is never refused.
+    /// `close_deadline` is asked only on overflow (it reads the clock, and this is
+    /// called once per recipient).
     pub fn push(
         &mut self,
         frame: OutFrame,
         max_outbound: usize,
-        close_deadline: Instant,
+        close_deadline: impl FnOnce() -> Instant,
     ) -> Pushed {
         if self.phase != Phase::Open {
             return Pushed::Dropped;
@@ -127,7 +129,7 @@ impl Conn {
         if !self.outbound.is_empty() && self.queued_bytes + len > max_outbound {
             self.outbound.clear();
             self.queued_bytes = 0;
-            self.begin_close(1008, "outbound buffer limit exceeded", close_deadline);
+            self.begin_close(1008, "outbound buffer limit exceeded", close_deadline());
             return Pushed::Overflowed;
         }
         self.enqueue(frame);
@@ -304,15 +306,15 @@ mod tests {
     fn passing_the_outbound_limit_clears_the_queue_and_queues_1008() {
         let now = Instant::now();
         let mut conn = open_conn(now);
-        assert_eq!(conn.push(frame(600), 1000, now), Pushed::Queued);
-        assert_eq!(conn.push(frame(600), 1000, now), Pushed::Overflowed);
+        assert_eq!(conn.push(frame(600), 1000, || now), Pushed::Queued);
+        assert_eq!(conn.push(frame(600), 1000, || now), Pushed::Overflowed);
         let mut batch = Vec::new();
         conn.take_batch(&mut batch, 16);
         assert_eq!(batch.len(), 1);
         assert!(batch[0].is_close());
         assert_eq!(&batch[0].payload[..2], &1008u16.to_be_bytes());
         assert!(matches!(conn.phase, Phase::Closing { .. }));
-        assert_eq!(conn.push(frame(1), 1000, now), Pushed::Dropped);
+        assert_eq!(conn.push(frame(1), 1000, || now), Pushed::Dropped);
         assert_eq!(conn.queued_bytes(), 0);
     }
 
@@ -320,7 +322,7 @@ mod tests {
     fn one_frame_larger_than_the_limit_fits_an_empty_queue() {
         let now = Instant::now();
         let mut conn = open_conn(now);
-        assert_eq!(conn.push(frame(5000), 1000, now), Pushed::Queued);
+        assert_eq!(conn.push(frame(5000), 1000, || now), Pushed::Queued);
     }
 
     #[test]
@@ -379,7 +381,7 @@ mod tests {
     fn finished_reader_with_discard_drops_queued_frames() {
         let now = Instant::now();
         let mut conn = open_conn(now);
-        conn.push(frame(10), 1000, now);
+        conn.push(frame(10), 1000, || now);
         conn.finish_reading(true);
         assert!(!conn.has_outbound());
         conn.push_control(OutFrame::new(Opcode::Pong, Bytes::new()));

@@ -105,11 +105,12 @@ impl<E: Send> CoreCtx<E> {
     /// or closing. A connection over its outbound limit is closed with 1008.
     pub fn send(&self, conn: ConnId, frame: OutFrame) -> bool {
         debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
-        let deadline = self.close_deadline();
         let mut conns = self.conns.borrow_mut();
         let pushed = match conns.get_mut(conn.slot as usize) {
             Some(entry) if entry.generation == conn.generation => {
-                let pushed = entry.push(frame, self.config.max_outbound_bytes, deadline);
+                let pushed = entry.push(frame, self.config.max_outbound_bytes, || {
+                    self.close_deadline()
+                });
                 self.kick(conn.slot as usize, entry);
                 pushed
             }
@@ -128,11 +129,10 @@ impl<E: Send> CoreCtx<E> {
         let skip = except
             .filter(|c| c.core == self.id)
             .map(|c| c.slot as usize);
-        let deadline = self.close_deadline();
         let max = self.config.max_outbound_bytes;
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() && Some(slot) != skip {
-                self.count(entry.push(frame.clone(), max, deadline));
+                self.count(entry.push(frame.clone(), max, || self.close_deadline()));
                 self.kick(slot, entry);
             }
         }
