@@ -85,6 +85,15 @@ pub struct Config {
     pub listen_backlog: u32,
     /// io_uring submission queue entries per core. Default 4096.
     pub uring_entries: u32,
+    /// Rooms app: messages per second a client may send, sustained; a message over the
+    /// limit gets the error `Rate limit exceeded` and is dropped (the connection stays
+    /// open). Default 0: no limit (outbound queues and the slow-consumer close already
+    /// bound what one client costs). Set it on public servers, where one client can fan
+    /// out to large rooms.
+    pub rate_limit_per_s: u32,
+    /// Rooms app: messages a client may send at once before `rate_limit_per_s` applies.
+    /// Default 100. Ignored while `rate_limit_per_s` is 0.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for Config {
@@ -106,6 +115,8 @@ impl Default for Config {
             inbox_capacity: 65_536,
             listen_backlog: 4096,
             uring_entries: 4096,
+            rate_limit_per_s: 0,
+            rate_limit_burst: 100,
         }
     }
 }
@@ -150,7 +161,7 @@ impl Config {
 
     /// Checks every field once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [(bool, &'static str, &'static str); 10] = [
+        let rules: [(bool, &'static str, &'static str); 11] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -183,6 +194,11 @@ impl Config {
                 "greater than ping_interval_ms",
             ),
             (self.inbox_capacity >= 16, "inbox_capacity", "at least 16"),
+            (
+                self.rate_limit_per_s == 0 || self.rate_limit_burst >= 1,
+                "rate_limit_burst",
+                "at least 1 when rate_limit_per_s is set",
+            ),
             (self.cores != Some(0), "cores", "at least 1"),
             (
                 self.app != AppKind::Rooms
@@ -199,6 +215,14 @@ impl Config {
             }
         }
         self.core_cpus().map(|_| ())
+    }
+
+    /// The rooms app's per-client message limit.
+    pub fn rate_limit(&self) -> crate::rooms::RateLimit {
+        crate::rooms::RateLimit {
+            per_second: self.rate_limit_per_s,
+            burst: self.rate_limit_burst,
+        }
     }
 
     /// The CPU each core thread is pinned to, in core order.
@@ -314,6 +338,18 @@ mod tests {
             config.validate(),
             Err(ConfigError::Invalid {
                 field: "idle_timeout_ms",
+                ..
+            })
+        ));
+        let config = Config {
+            rate_limit_per_s: 10,
+            rate_limit_burst: 0,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                field: "rate_limit_burst",
                 ..
             })
         ));

@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Bytes queued for a client before it is closed with 1008 [default: 4194304].
     #[arg(long)]
     max_outbound: Option<usize>,
+    /// Rooms app: messages per second one client may send; over it gets the error
+    /// "Rate limit exceeded" [default: 0, no limit].
+    #[arg(long)]
+    rate_limit: Option<u32>,
 }
 
 impl ServeArgs {
@@ -86,6 +90,9 @@ impl ServeArgs {
         if let Some(max) = self.max_outbound {
             config.max_outbound_bytes = max;
         }
+        if let Some(rate) = self.rate_limit {
+            config.rate_limit_per_s = rate;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -106,7 +113,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AppKind::Broadcast => runtime::start(config, |_| BroadcastApp),
         AppKind::Rooms => {
             let cores = cpus.len();
-            runtime::start(config, move |core| RoomsApp::new(core, cores))
+            let rate_limit = config.rate_limit();
+            runtime::start(config, move |core| {
+                RoomsApp::new(core, cores).with_rate_limit(rate_limit)
+            })
         }
     }?;
     for (core, (driver, cpu)) in server.drivers().iter().zip(&cpus).enumerate() {

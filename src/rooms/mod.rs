@@ -39,13 +39,17 @@
 //!   core (the sending core's backlog keeps order and pauses its readers, see `hub`),
 //!   and a client that does not read is closed with 1008 without slowing the room.
 //! - Envelopes a core sends itself are handled at once, in order.
+//! - **Rate limit** (off by default): a token bucket per client, on the client's own
+//!   core (`limit.rs`); a message over it gets `Rate limit exceeded` and is dropped.
 
+mod limit;
 mod replies;
 mod state;
 mod wire;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub use limit::RateLimit;
 pub use state::{
     client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
@@ -59,14 +63,24 @@ use crate::{ConnId, CoreId};
 pub struct RoomsApp {
     state: RoomsCore,
     effects: Vec<Effect>,
+    /// The origin of the rate limit's monotonic milliseconds.
+    started: Instant,
 }
 
 impl RoomsApp {
+    /// The room app of core `core` out of `cores`, with no rate limit.
     pub fn new(core: CoreId, cores: usize) -> Self {
         RoomsApp {
             state: RoomsCore::new(core, cores),
             effects: Vec::new(),
+            started: Instant::now(),
         }
+    }
+
+    /// Limits the messages each client may send (PROTOCOL.md ext `Rate limit exceeded`).
+    pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.state = self.state.with_rate_limit(rate_limit);
+        self
     }
 
     fn apply(&mut self, ctx: &CoreCtx<Envelope>) {
@@ -100,8 +114,13 @@ impl App for RoomsApp {
     }
 
     fn on_message(&mut self, ctx: &CoreCtx<Envelope>, conn: ConnId, message: Message) {
+        let now_ms = if self.state.has_rate_limit() {
+            self.started.elapsed().as_millis() as u64
+        } else {
+            0
+        };
         self.state
-            .handle_message(conn, &message.payload, now(), &mut self.effects);
+            .handle_message(conn, &message.payload, now(), now_ms, &mut self.effects);
         self.apply(ctx);
     }
 

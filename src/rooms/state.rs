@@ -11,8 +11,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::limit::{Bucket, RateLimit};
 use super::replies::ReplyQueue;
-use super::wire::{error_frame, parse_request, Encoder, Request};
+use super::wire::{error_frame, parse_request, Encoder, Request, RATE_LIMITED};
 use crate::{ConnId, CoreId};
 
 /// The most cores the room app supports (core sets are a 128-bit mask).
@@ -118,6 +119,8 @@ struct Client {
     rooms: Vec<(Arc<str>, u32)>,
     metadata: Map<String, Value>,
     replies: ReplyQueue,
+    /// What is left of the client's message allowance (see `limit`).
+    allowance: Bucket,
 }
 
 /// A membership change to announce to a room.
@@ -161,6 +164,8 @@ pub struct RoomsCore {
     homed: HashMap<Arc<str>, HomeRoom>,
     /// Clients whose reply queue is blocked (0: every frame may go out directly).
     blocked: usize,
+    /// Messages each client may send (default: no limit).
+    rate_limit: RateLimit,
 }
 
 /// The `client_id` of a connection: it names the owning core, so messages to it are
@@ -207,7 +212,19 @@ impl RoomsCore {
             room_cores: HashMap::new(),
             homed: HashMap::new(),
             blocked: 0,
+            rate_limit: RateLimit::OFF,
         }
+    }
+
+    /// Limits the messages each client may send (see `limit`).
+    pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Whether `handle_message` reads its `now_ms` (a limit is on).
+    pub fn has_rate_limit(&self) -> bool {
+        !self.rate_limit.is_off()
     }
 
     /// A client connected: remember it and welcome it.
@@ -247,19 +264,24 @@ impl RoomsCore {
         self.post(home, leave, now, out);
     }
 
-    /// A message from a client.
+    /// A message from a client. `now_ms` is a monotonic time in milliseconds, read
+    /// only for the rate limit.
     pub fn handle_message(
         &mut self,
         conn: ConnId,
         payload: &[u8],
         now: u64,
+        now_ms: u64,
         out: &mut Vec<Effect>,
     ) {
-        if !self.clients.contains_key(&conn) {
+        let rate_limit = self.rate_limit;
+        let Some(client) = self.clients.get_mut(&conn) else {
             return;
-        }
+        };
+        let admitted = client.allowance.take(rate_limit, now_ms);
         let (request, id) = parse_request(payload);
         let result = match request {
+            _ if !admitted => Err(RATE_LIMITED.into()),
             Ok(request) => self.handle_request(conn, request, id, now, out),
             Err(bad) => Err(bad.0),
         };

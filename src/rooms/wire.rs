@@ -15,6 +15,8 @@ use crate::ws::{encode_unmasked, Opcode};
 
 /// The error text for anything that is not a well-formed request (PROTOCOL.md, Errors).
 pub const INVALID_FORMAT: &str = "Invalid message format";
+/// The error for a message over the client's rate limit (**ext**).
+pub const RATE_LIMITED: &str = "Rate limit exceeded";
 
 /// A client request, borrowing from the message bytes.
 #[derive(Debug)]

@@ -1,12 +1,16 @@
 //! `ringcast serve` as a process: it refuses an address another process listens on,
-//! and SIGTERM shuts it down gracefully (close 1001, exit 0).
+//! SIGTERM shuts it down gracefully (close 1001, exit 0), and `--rate-limit` reaches
+//! the rooms app.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::client::TestClient;
+use crate::rooms::{send_private, with_id, RoomClient};
 use crate::WAIT;
 
 fn serve(args: &[&str]) -> Child {
@@ -34,6 +38,19 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start listening");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
 fn stderr_of(child: &mut Child) -> String {
     let mut text = String::new();
     if let Some(mut err) = child.stderr.take() {
@@ -55,10 +72,7 @@ fn serve_refuses_an_address_another_process_listens_on() {
 
 #[test]
 fn sigterm_closes_every_connection_with_1001_and_exits_0() {
-    let addr: SocketAddr = {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let addr = free_addr();
     let mut child = serve(&[
         "--listen",
         &addr.to_string(),
@@ -67,11 +81,7 @@ fn sigterm_closes_every_connection_with_1001_and_exits_0() {
         "--app",
         "echo",
     ]);
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_listening(addr);
     let mut client = TestClient::connect(addr);
     // SAFETY: sending a signal to our own child process.
     assert_eq!(
@@ -86,4 +96,47 @@ fn sigterm_closes_every_connection_with_1001_and_exits_0() {
         "exit status {status:?}: {}",
         stderr_of(&mut child)
     );
+}
+
+/// `--rate-limit 1` with the default burst of 100: of 110 private messages sent at
+/// once, the first 100 are relayed and at least one of the rest is refused with its id.
+#[test]
+fn rate_limit_flag_limits_each_rooms_client() {
+    let addr = free_addr();
+    let mut child = serve(&[
+        "--listen",
+        &addr.to_string(),
+        "--cores",
+        "1",
+        "--rate-limit",
+        "1",
+    ]);
+    wait_listening(addr);
+    let mut client = RoomClient::connect(addr);
+    let to_self: Vec<_> = (0..110)
+        .map(|n| with_id(send_private(&client.id, json!(n)), json!(n)))
+        .collect();
+    client.send_burst(&to_self);
+    let replies: Vec<_> = (0..110).map(|_| client.recv()).collect();
+    let relayed: Vec<_> = replies
+        .iter()
+        .filter(|m| m["type"] == "private_message")
+        .map(|m| m["message"].as_u64().unwrap())
+        .collect();
+    let refused: Vec<_> = replies
+        .iter()
+        .filter(|m| m["type"] == "error")
+        .inspect(|m| assert_eq!(m["message"], "Rate limit exceeded", "{m}"))
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(relayed[..100], (0..100).collect::<Vec<u64>>()[..]);
+    assert!(
+        !refused.is_empty() && refused.iter().all(|id| *id >= 100),
+        "{refused:?}"
+    );
+    assert_eq!(relayed.len() + refused.len(), 110);
+    drop(client);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(wait_exit(&mut child).success());
 }

@@ -19,6 +19,8 @@ struct Sim {
     received: HashMap<ConnId, Vec<Value>>,
     next_generation: u32,
     rng: u64,
+    /// The monotonic milliseconds messages are handled at (the rate limit's clock).
+    now_ms: u64,
 }
 
 impl Sim {
@@ -32,7 +34,17 @@ impl Sim {
             received: HashMap::new(),
             next_generation: 0,
             rng: seed | 1,
+            now_ms: 0,
         }
+    }
+
+    fn with_rate_limit(mut self, rate_limit: RateLimit) -> Sim {
+        self.cores = self
+            .cores
+            .into_iter()
+            .map(|core| core.with_rate_limit(rate_limit))
+            .collect();
+        self
     }
 
     fn connect(&mut self, core: u16) -> ConnId {
@@ -56,7 +68,13 @@ impl Sim {
 
     fn send_raw(&mut self, conn: ConnId, text: &str) {
         let mut out = Vec::new();
-        self.cores[conn.core.index()].handle_message(conn, text.as_bytes(), NOW, &mut out);
+        self.cores[conn.core.index()].handle_message(
+            conn,
+            text.as_bytes(),
+            NOW,
+            self.now_ms,
+            &mut out,
+        );
         self.apply(conn.core.index(), out);
     }
 
@@ -220,6 +238,49 @@ fn room_message_reaches_the_other_members_only() {
             json!({"type": "room_message", "room": "r", "from": a_id, "message": {"deep": ["x", 1.50]}, "timestamp": NOW})
         ]
     );
+}
+
+#[test]
+fn messages_over_the_rate_limit_are_refused_with_their_id_and_not_handled() {
+    let limit = RateLimit {
+        per_second: 2,
+        burst: 2,
+    };
+    let mut sim = Sim::new(2, 5).with_rate_limit(limit);
+    let (a, b) = (sim.connect(0), sim.connect(1));
+    let b_id = welcome_id(&mut sim, b);
+    sim.take(a);
+    let refused = |id: u64| json!({"type": "error", "message": "Rate limit exceeded", "timestamp": NOW, "id": id});
+    let private = |n: u64| json!({"type": "private_message", "to": b_id, "message": n, "id": n});
+    for n in 1..=4 {
+        sim.send(a, private(n));
+    }
+    sim.settle();
+    assert_eq!(sim.take(a), vec![refused(3), refused(4)]);
+    let relayed: Vec<Value> = sim.take(b).iter().map(|m| m["message"].clone()).collect();
+    assert_eq!(
+        relayed,
+        vec![json!(1), json!(2)],
+        "refused ones were not handled"
+    );
+    // Malformed messages count too, and are refused before they are looked at.
+    sim.send_raw(a, "not json");
+    sim.settle();
+    assert_eq!(
+        sim.take(a),
+        vec![json!({"type": "error", "message": "Rate limit exceeded", "timestamp": NOW})]
+    );
+    // b has its own allowance; a gets one message per 500 ms back.
+    sim.send(b, json!({"type": "set_metadata", "metadata": {}, "id": 9}));
+    sim.settle();
+    assert_eq!(sim.take(b)[0]["type"], "metadata_updated");
+    sim.now_ms += 499;
+    sim.send(a, private(5));
+    sim.now_ms += 1;
+    sim.send(a, private(6));
+    sim.settle();
+    assert_eq!(sim.take(a), vec![refused(5)]);
+    assert_eq!(sim.take(b)[0]["message"], 6);
 }
 
 #[test]

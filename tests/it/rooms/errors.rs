@@ -1,12 +1,15 @@
 //! Every error string of PROTOCOL.md, exact, to the client that caused it only; the
 //! connection stays open, nothing is half done, and the next request is served.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::{
-    error, join_room, leave_room, member_joined, member_left, room_on, send_private, send_to_room,
-    RoomClient, Rooms,
+    error, join_room, leave_room, member_joined, member_left, normalize, room_message_from,
+    room_on, send_private, send_to_room, with_id, RoomClient, Rooms,
 };
+use crate::WAIT;
 
 on_one_and_two_cores!(
     malformed_requests_get_invalid_message_format_and_the_connection_stays_open,
@@ -14,6 +17,7 @@ on_one_and_two_cores!(
     join_room_without_a_name_is_room_name_required,
     room_message_to_a_missing_room_or_one_you_are_not_in_is_refused,
     private_message_to_another_spelling_of_a_live_id_is_recipient_not_found,
+    messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open,
 );
 
 /// Not JSON, not an object, no `type`, or a field of the wrong JSON type.
@@ -153,5 +157,76 @@ fn private_message_to_another_spelling_of_a_live_id_is_recipient_not_found(cores
         rooms.assert_quiet([&mut b]);
         a.expect(&error("Recipient not found"));
     }
+    rooms.assert_quiet([&mut a, &mut b]);
+}
+
+/// With a limit of 5 a second and a burst of 10, a client that has spent one message
+/// (its join) and then sends 20 at once gets 9 through at least and 11 refused at most
+/// (more only if the test stalls for seconds): every message is either relayed or
+/// refused with `Rate limit exceeded` and its `id`, never both, never lost. A refused
+/// message is not handled at all, other clients are not limited by it, and once the
+/// allowance refills the same connection is served again.
+fn messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open(
+    cores: usize,
+) {
+    let mut rooms = Rooms::start_with(cores, |config| {
+        config.rate_limit_per_s = 5;
+        config.rate_limit_burst = 10;
+    });
+    let [mut a, mut b] = rooms.clients();
+    let room = room_on(cores - 1, cores, "limited");
+    b.join(&room, 1);
+    a.join(&room, 2);
+    b.expect(&member_joined(&room, &a.id, 2));
+
+    let burst: Vec<_> = (0..20)
+        .map(|n| with_id(send_to_room(&room, json!(n)), json!(n)))
+        .collect();
+    a.send_burst(&burst);
+    // a hears only refusals, b only relayed messages; read both until all 20 are seen.
+    let (mut relayed, mut refused) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + WAIT;
+    while relayed.len() + refused.len() < burst.len() && Instant::now() < deadline {
+        let soon = Instant::now() + Duration::from_millis(20);
+        if let Some(reply) = a.recv_until(soon) {
+            let id = reply["id"]
+                .as_u64()
+                .expect("a refusal carries its request's id");
+            let expected = with_id(error("Rate limit exceeded"), json!(id));
+            assert_eq!(normalize(reply, &expected), expected);
+            refused.push(id);
+        }
+        if let Some(message) = b.recv_until(soon) {
+            let n = message["message"].as_u64().expect("a message of the burst");
+            let expected = room_message_from(&room, &a.id, json!(n));
+            assert_eq!(normalize(message, &expected), expected);
+            relayed.push(n);
+        }
+    }
+    let mut all: Vec<u64> = relayed.iter().chain(&refused).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..20).collect::<Vec<u64>>(),
+        "each message exactly once"
+    );
+    assert!(
+        relayed.len() >= 9,
+        "the burst's allowance was honoured: {relayed:?}"
+    );
+    assert!(!refused.is_empty(), "nothing was refused: {relayed:?}");
+    assert!(
+        relayed.windows(2).all(|w| w[0] < w[1]),
+        "relayed in order: {relayed:?}"
+    );
+
+    // b was not limited by a's burst, and a is served again once the allowance refills.
+    b.request(
+        &json!({"type": "set_metadata", "metadata": {"ok": true}, "id": 1}),
+        &json!({"type": "metadata_updated", "metadata": {"ok": true}, "id": 1}),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    a.send(&send_to_room(&room, json!("after")));
+    b.expect(&room_message_from(&room, &a.id, json!("after")));
     rooms.assert_quiet([&mut a, &mut b]);
 }

@@ -377,8 +377,17 @@ impl Rooms {
         Rooms::start_with(cores, |_| {})
     }
 
-    pub fn start_with(cores: usize, tweak: impl FnOnce(&mut Config)) -> Rooms {
-        let server = start_server(move |core| RoomsApp::new(core, cores), cores, tweak);
+    /// A server with `tweak` applied to the test config; the rooms app gets the rate
+    /// limit the config names, as `ringcast serve` gives it.
+    pub fn start_with(cores: usize, tweak: impl Fn(&mut Config)) -> Rooms {
+        let mut wanted = Config::default();
+        tweak(&mut wanted);
+        let rate_limit = wanted.rate_limit();
+        let server = start_server(
+            move |core| RoomsApp::new(core, cores).with_rate_limit(rate_limit),
+            cores,
+            tweak,
+        );
         let mut rooms = Rooms {
             server,
             cores,
