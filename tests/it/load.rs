@@ -3,6 +3,7 @@
 
 use ringcast::app::{BroadcastApp, EchoApp};
 use ringcast::load::{run_report, LoadArgs, Report};
+use ringcast::rooms::{RateLimit, RoomsApp};
 
 use crate::start_server;
 
@@ -42,6 +43,53 @@ fn broadcast_scenario_counts_every_delivery_exactly_once() {
     assert!(delivery.expected > 0);
     assert_eq!(delivery.delivered, delivery.expected);
     assert_eq!((delivery.lost, delivery.duplicates), (0, 0));
+}
+
+#[test]
+fn rooms_scenario_delivers_every_room_message_once_in_order_across_two_cores() {
+    let server = start_server(|core| RoomsApp::new(core, 2), 2, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let report = load(&["rooms", &url, "-c", "24", "-r", "4", "-k", "6", "-w", "4"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let delivery = report.delivery.expect("rooms reports its tally");
+    assert!(delivery.expected > 0);
+    assert_eq!(delivery.delivered, delivery.expected);
+    assert_eq!((delivery.lost, delivery.duplicates), (0, 0));
+    assert_eq!(delivery.reordered, 0);
+    let checks = report.room_checks.expect("rooms reports its checks");
+    // 4 rooms of 6: each fills with 0 + 1 + ... + 5 = 15 member_joined notices.
+    assert_eq!(checks.join_notices, 60);
+    assert_eq!(
+        checks.misrouted + checks.own_messages + checks.count_errors,
+        0
+    );
+}
+
+#[test]
+fn rooms_scenario_reports_a_server_that_refuses_messages() {
+    let limit = RateLimit {
+        per_second: 1,
+        burst: 2,
+    };
+    let server = start_server(
+        move |core| RoomsApp::new(core, 1).with_rate_limit(limit),
+        1,
+        |_| {},
+    );
+    let url = format!("ws://{}/", server.addr());
+    let args = LoadArgs::parse_words(
+        ["rooms", &url, "-c", "4", "-r", "1", "-k", "1", "-w", "8"]
+            .into_iter()
+            .chain(["--quiet", "--duration", "0.3", "--drain", "0.5"]),
+    )
+    .expect("arguments parse");
+    let report = run_report(args).expect("the run completes and reports");
+    let checks = report.room_checks.expect("rooms reports its checks");
+    assert!(checks.server_errors > 0, "{checks:?}");
+    assert!(
+        !report.problems.is_empty(),
+        "the errors make it a failed run"
+    );
 }
 
 #[test]
