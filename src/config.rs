@@ -85,6 +85,13 @@ pub struct Config {
     pub listen_backlog: u32,
     /// io_uring submission queue entries per core. Default 4096.
     pub uring_entries: u32,
+    /// After a write pass that fanned frames out to many sockets, how long the core
+    /// waits before its next pass, so each socket's frames go out in fewer, larger
+    /// writes (a loopback write costs ~3 µs whatever its size). Default 1000 µs. Only
+    /// a core already busy fanning out waits (request/response traffic and quiet cores
+    /// never do; see `conn::pacing`); 0 turns it off. Costs up to this much latency,
+    /// plus the runtime timer's 1 ms granularity, under fan-out load.
+    pub flush_pace_us: u64,
     /// Rooms app: messages per second a client may send, sustained; a message over the
     /// limit gets the error `Rate limit exceeded` and is dropped (the connection stays
     /// open). Default 0: no limit (outbound queues and the slow-consumer close already
@@ -115,6 +122,7 @@ impl Default for Config {
             inbox_capacity: 65_536,
             listen_backlog: 4096,
             uring_entries: 4096,
+            flush_pace_us: 1000,
             rate_limit_per_s: 0,
             rate_limit_burst: 100,
         }
@@ -161,7 +169,7 @@ impl Config {
 
     /// Checks every field once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [(bool, &'static str, &'static str); 11] = [
+        let rules: [(bool, &'static str, &'static str); 12] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -194,6 +202,11 @@ impl Config {
                 "greater than ping_interval_ms",
             ),
             (self.inbox_capacity >= 16, "inbox_capacity", "at least 16"),
+            (
+                self.flush_pace_us <= 100_000,
+                "flush_pace_us",
+                "at most 100000 (100 ms)",
+            ),
             (
                 self.rate_limit_per_s == 0 || self.rate_limit_burst >= 1,
                 "rate_limit_burst",

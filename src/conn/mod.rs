@@ -6,6 +6,7 @@
 //! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
 //! state and tested without sockets; the tasks only carry them out.
 
+mod pacing;
 mod reader;
 mod writer;
 

@@ -252,6 +252,7 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
             return Some(ReadEnd::Flush);
         }
     };
+    ctx.count_input();
     core.app.borrow_mut().on_message(ctx, id, message);
     None
 }

@@ -14,11 +14,13 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
+use super::pacing::FlushPacing;
 use super::{shutdown_socket, Writer};
 use crate::app::App;
 use crate::runtime::Core;
@@ -145,37 +147,49 @@ async fn write_all(
     (Ok(()), batch)
 }
 
-/// The core's flush task: writes every dirty connection's queued frames directly.
+/// The core's flush task: writes every dirty connection's queued frames directly, in
+/// passes; after a fan-out pass the next one is paced (see `pacing`).
 pub(crate) async fn run_flusher<A: App>(core: Rc<Core<A>>) {
     let mut dirty = Vec::new();
     let mut batch = WriteBatch::new();
+    let mut pacing = FlushPacing::new(Duration::from_micros(core.ctx.config.flush_pace_us));
     loop {
         core.ctx.next_dirty(&mut dirty).await;
-        for id in dirty.drain(..) {
-            flush_now(&core, id, &mut batch);
+        if let Some(wait) = pacing.wait_before_pass(Instant::now()) {
+            monoio::time::sleep(wait).await;
+            core.ctx.take_dirty(&mut dirty);
         }
+        let sockets = dirty.len();
+        let mut frames = 0;
+        for id in dirty.drain(..) {
+            frames += flush_now(&core, id, &mut batch);
+        }
+        pacing.after_pass(Instant::now(), sockets, frames, core.ctx.take_inputs());
     }
 }
 
-/// Writes a connection's queue now; what would block goes to a writer task.
-fn flush_now<A: App>(core: &Rc<Core<A>>, id: ConnId, batch: &mut WriteBatch) {
+/// Writes a connection's queue now; what would block goes to a writer task. Returns
+/// the frames taken from the queue.
+fn flush_now<A: App>(core: &Rc<Core<A>>, id: ConnId, batch: &mut WriteBatch) -> u64 {
     let mut conns = core.ctx.conns.borrow_mut();
     let Some(conn) = conns
         .get_mut(id.slot as usize)
         .filter(|c| c.generation == id.generation)
     else {
-        return; // closed since it was queued for flushing
+        return 0; // closed since it was queued for flushing
     };
     conn.flush_pending = false;
     let Some(wr) = conn.take_idle_writer() else {
-        return;
+        return 0;
     };
+    let mut frames = 0;
     loop {
         conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
         if batch.frames.is_empty() {
             conn.writer_stopped(Writer::Parked(wr));
-            return;
+            return frames;
         }
+        frames += batch.frames.len() as u64;
         batch.build_iovecs();
         match batch.write_now(conn.fd) {
             Ok(true) => batch.clear(),
@@ -183,13 +197,13 @@ fn flush_now<A: App>(core: &Rc<Core<A>>, id: ConnId, batch: &mut WriteBatch) {
                 let rest = std::mem::replace(batch, WriteBatch::new());
                 drop(conns);
                 monoio::spawn(run_writer(core.clone(), id, wr, rest));
-                return;
+                return frames;
             }
             Err(_) => {
                 batch.clear();
                 shutdown_socket(conn.fd);
                 conn.writer_stopped(Writer::Finished);
-                return;
+                return frames;
             }
         }
     }

@@ -102,6 +102,7 @@ async fn drain_inbox<A: App>(core: Rc<Core<A>>, hub: Arc<Hub<A::Envelope>>) {
             .await;
         let mut app = core.app.borrow_mut();
         for envelope in batch.drain(..) {
+            core.ctx.count_input();
             app.on_envelope(&core.ctx, envelope);
         }
     }

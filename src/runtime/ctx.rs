@@ -32,6 +32,9 @@ pub struct CoreCtx<E> {
     /// task once the tasks already runnable have queued theirs (corking).
     dirty: RefCell<Vec<ConnId>>,
     flusher: RefCell<Option<Waker>>,
+    /// Messages and envelopes handed to the app since the flush task last looked
+    /// (flush pacing tells fan-out from request/response by it).
+    inputs: Cell<u64>,
 }
 
 impl<E: Send> CoreCtx<E> {
@@ -50,6 +53,7 @@ impl<E: Send> CoreCtx<E> {
             next_generation: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
             flusher: RefCell::new(None),
+            inputs: Cell::new(0),
         }
     }
 
@@ -82,6 +86,21 @@ impl<E: Send> CoreCtx<E> {
             }
         })
         .await
+    }
+
+    /// Moves the connections waiting to be flushed into `out`, without waiting.
+    pub(crate) fn take_dirty(&self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.dirty.borrow_mut());
+    }
+
+    /// Counts a message or envelope handed to the app.
+    pub(crate) fn count_input(&self) {
+        self.inputs.set(self.inputs.get() + 1);
+    }
+
+    /// Messages and envelopes handed to the app since the last call.
+    pub(crate) fn take_inputs(&self) -> u64 {
+        self.inputs.replace(0)
     }
 
     /// This core.

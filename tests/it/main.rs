@@ -30,6 +30,7 @@ mod handshake;
 mod heartbeat;
 mod load;
 mod messages;
+mod pacing;
 mod protocol_errors;
 mod rooms;
 mod serve_cli;
