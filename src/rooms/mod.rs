@@ -92,6 +92,15 @@ impl RoomsApp {
                 Effect::SendToAll { except, frame } => {
                     ctx.send_to_all_except(except, &OutFrame::preencoded(frame))
                 }
+                Effect::SendToMembers {
+                    room,
+                    except,
+                    frame,
+                } => {
+                    let members = self.state.local_members(&room);
+                    let members = members.iter().filter(|m| Some(**m) != except);
+                    ctx.send_to_each(members.copied(), &OutFrame::preencoded(frame));
+                }
                 Effect::Post { core, envelope } => ctx.post(core, envelope),
             }
         }

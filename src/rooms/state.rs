@@ -106,6 +106,13 @@ pub enum Effect {
         except: Option<ConnId>,
         frame: Bytes,
     },
+    /// The frame for every local member of `room` but `except`, in join order
+    /// ([`RoomsCore::local_members`]): one effect for a whole room's fan-out.
+    SendToMembers {
+        room: Arc<str>,
+        except: Option<ConnId>,
+        frame: Bytes,
+    },
     Post {
         core: CoreId,
         envelope: Envelope,
@@ -472,12 +479,11 @@ impl RoomsCore {
                     return;
                 };
                 if self.blocked == 0 {
-                    for member in members.iter().filter(|m| Some(**m) != except) {
-                        out.push(Effect::Send {
-                            to: *member,
-                            frame: frame.clone(),
-                        });
-                    }
+                    out.push(Effect::SendToMembers {
+                        room,
+                        except,
+                        frame,
+                    });
                 } else {
                     let members: Vec<ConnId> = members
                         .iter()
@@ -762,6 +768,12 @@ impl RoomsCore {
     }
 
     /// Local members of a room that have been counted (for tests and stats).
+    /// The local members of `room` whose join was counted, in join order (empty if
+    /// none): what [`Effect::SendToMembers`] sends to.
+    pub fn local_members(&self, room: &str) -> &[ConnId] {
+        self.local_members.get(room).map_or(&[], Vec::as_slice)
+    }
+
     pub fn local_member_count(&self, room: &str) -> usize {
         self.local_members.get(room).map_or(0, Vec::len)
     }

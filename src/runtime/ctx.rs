@@ -138,6 +138,23 @@ impl<E: Send> CoreCtx<E> {
         self.count(pushed)
     }
 
+    /// Queues the same frame (a clone of its `Bytes`) for each of `conns` (all on this
+    /// core), as [`CoreCtx::send`] would one by one; connections gone are skipped.
+    pub fn send_to_each(&self, conns: impl IntoIterator<Item = ConnId>, frame: &OutFrame) {
+        let max = self.config.max_outbound_bytes;
+        let mut slab = self.conns.borrow_mut();
+        for conn in conns {
+            debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
+            if let Some(entry) = slab
+                .get_mut(conn.slot as usize)
+                .filter(|e| e.generation == conn.generation)
+            {
+                self.count(entry.push(frame.clone(), max, || self.close_deadline()));
+                self.kick(conn.slot as usize, entry);
+            }
+        }
+    }
+
     /// Queues the same frame (a clone of its `Bytes`) for every open connection here.
     pub fn send_to_all(&self, frame: &OutFrame) {
         self.send_to_all_except(None, frame);

@@ -96,6 +96,17 @@ impl Sim {
                         }
                     }
                 }
+                Effect::SendToMembers {
+                    room,
+                    except,
+                    frame,
+                } => {
+                    for to in self.cores[core].local_members(&room).to_vec() {
+                        if Some(to) != except {
+                            self.deliver(to, &frame);
+                        }
+                    }
+                }
                 Effect::Post {
                     core: target,
                     envelope,
