@@ -1,6 +1,6 @@
 //! `ringcast client` as a process: scripted stdin, stdout checked line by line, and
-//! the documented exit codes (0 at end of input or /quit, 2 for a bad URL, 3 when the
-//! server cannot be reached and 4 when it goes away, both with --no-reconnect).
+//! the documented exit codes (0 at end of input, /quit or Ctrl-C, 2 for a bad URL, 3
+//! when the server cannot be reached and 4 when it goes away, both with --no-reconnect).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -221,6 +221,32 @@ fn quit_exits_0_with_stdin_still_open() {
     let (status, stderr) = cli.wait();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     server.wait_for_stats("the CLI's connection closed", |s| s.open() == 0);
+}
+
+/// SIGINT (Ctrl-C) closes like /quit: the process exits 0 on its own (not killed by
+/// the signal), and its peers see it leave.
+#[test]
+fn ctrl_c_closes_the_connection_and_exits_0() {
+    let server = rooms_server();
+    let mut peer = peer_in(&server, "lobby");
+    let url = format!("ws://{}/", server.addr());
+    let cli = Cli::start(&[&url, "--room", "lobby"]);
+    let (_, me) = cli.expect("welcome", "-");
+    cli.expect("room_joined", "lobby");
+    assert!(
+        matches!(recv(&mut peer), ServerMessage::MemberJoined { client_id, .. } if client_id == me)
+    );
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(cli.child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let (status, stderr) = cli.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}: {stderr}");
+    assert!(stderr.contains("closing"), "{stderr}");
+    assert!(
+        matches!(recv(&mut peer), ServerMessage::MemberLeft { client_id, .. } if client_id == me)
+    );
 }
 
 #[test]

@@ -17,7 +17,8 @@ pub use output::{format_line, json_line, readable_line};
 
 use super::{Client, ClientConfig, ClientError, ClientHandle, Event, ReconnectPolicy, StopReason};
 
-/// Exit code: `/quit`, or the end of stdin; the connection was closed cleanly.
+/// Exit code: `/quit`, the end of stdin, or SIGINT/SIGTERM (Ctrl-C); the connection
+/// was closed cleanly (close frame 1000 sent, the server's answer awaited).
 pub const EXIT_OK: u8 = 0;
 /// Exit code: stdout could not be written, or the client ended unexpectedly.
 pub const EXIT_ERROR: u8 = 1;
@@ -37,7 +38,9 @@ Each stdin line is a message to the first joined room (a broadcast when in no ro
 or a command: /join ROOM, /leave ROOM, /rooms, /msg CLIENT_ID TEXT, /meta KEY=VALUE, \
 /quit, /help. Received messages print one per line: TIME(UTC) KIND ROOM SENDER TEXT.
 
-Exit codes: 0 on /quit or end of input; 2 for a bad command line (URL, wss://, --meta); \
+Ctrl-C (SIGINT) or SIGTERM closes the connection cleanly, like /quit; a second one exits at once (130).
+
+Exit codes: 0 on /quit, end of input or Ctrl-C; 2 for a bad command line (URL, wss://, --meta); \
 3 when the server cannot be reached and --no-reconnect is set; 4 when the connection \
 is lost and --no-reconnect is set; 1 for anything else.")]
 pub struct ClientArgs {
@@ -94,6 +97,10 @@ pub fn run(args: ClientArgs) -> ExitCode {
             .collect();
         let _ = handle.set_metadata(metadata);
     }
+    if let Err(error) = close_on_signal(handle.clone()) {
+        eprintln!("ringcast: cannot handle Ctrl-C: {error}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     let json = args.json;
     let spawned = std::thread::Builder::new()
         .name("ringcast-client-stdin".into())
@@ -103,6 +110,26 @@ pub fn run(args: ClientArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     ExitCode::from(print_events(&args.url, json, events.iter()))
+}
+
+/// The first SIGINT or SIGTERM closes the client cleanly (as `/quit` does: the event
+/// loop then ends with exit code 0); a second exits at once with 130.
+fn close_on_signal(handle: ClientHandle) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("ringcast-client-signals".into())
+        .spawn(move || {
+            let mut received = signals.forever();
+            if received.next().is_some() {
+                eprintln!("ringcast: closing (Ctrl-C again to exit at once)");
+                handle.close();
+            }
+            if received.next().is_some() {
+                std::process::exit(130);
+            }
+        })?;
+    Ok(())
 }
 
 /// Acts on stdin lines until `/quit` or the end of input, then closes the client.
