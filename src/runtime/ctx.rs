@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use monoio::io::OwnedWriteHalf;
 use monoio::net::TcpStream;
-use slab::Slab;
 
+use super::slots::Slots;
 use super::stats::CoreStats;
 use crate::config::Config;
 use crate::conn::{Conn, Phase, Pushed, Writer};
@@ -24,7 +24,7 @@ use crate::{ConnId, CoreId};
 pub struct CoreCtx<E> {
     id: CoreId,
     pub(crate) config: Arc<Config>,
-    pub(crate) conns: RefCell<Slab<Conn>>,
+    pub(crate) conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
     pub(crate) stats: Arc<CoreStats>,
     next_generation: Cell<u32>,
@@ -47,7 +47,7 @@ impl<E: Send> CoreCtx<E> {
         CoreCtx {
             id,
             config,
-            conns: RefCell::new(Slab::new()),
+            conns: RefCell::new(Slots::default()),
             outbox,
             stats,
             next_generation: Cell::new(0),
@@ -246,7 +246,10 @@ impl<E: Send> CoreCtx<E> {
     }
 
     pub(crate) fn remove_conn(&self, conn: ConnId) {
-        let removed = self.conns.borrow_mut().remove(conn.slot as usize);
+        let Some(removed) = self.conns.borrow_mut().remove(conn.slot as usize) else {
+            debug_assert!(false, "{conn:?} removed twice");
+            return;
+        };
         debug_assert_eq!(removed.generation, conn.generation);
         if !matches!(removed.phase, Phase::Handshake { .. }) {
             self.stats.count_closed();

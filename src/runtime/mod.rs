@@ -7,6 +7,7 @@ mod core;
 mod ctx;
 mod listener;
 mod shutdown;
+mod slots;
 mod stats;
 
 use std::cell::RefCell;
