@@ -8,19 +8,25 @@ use std::time::{Duration, Instant};
 use ringcast::app::{BroadcastApp, EchoApp};
 
 use crate::client::TestClient;
-use crate::start_server;
+use crate::{start_server, Server};
 
 const PACE: Duration = Duration::from_millis(100);
 /// More than `WIDE_PASS_SOCKETS` (64): a broadcast to all of them is a fan-out pass.
 const AUDIENCE: usize = 80;
 
-#[test]
-fn after_a_fan_out_pass_the_next_waits_out_the_pace() {
-    let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 100_000);
-    let mut clients: Vec<TestClient> = (0..AUDIENCE)
+/// [`AUDIENCE`] clients, every one upgraded.
+fn audience(server: &Server) -> Vec<TestClient> {
+    let clients = (0..AUDIENCE)
         .map(|_| TestClient::connect(server.addr()))
         .collect();
     server.wait_for_stats("every client upgraded", |s| s.opened >= AUDIENCE as u64);
+    clients
+}
+
+#[test]
+fn after_a_fan_out_pass_the_next_waits_out_the_pace() {
+    let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 100_000);
+    let mut clients = audience(&server);
     clients[0].send_text("first");
     for client in &mut clients {
         assert_eq!(&client.recv_message()[..], b"first");
@@ -39,9 +45,7 @@ fn after_a_fan_out_pass_the_next_waits_out_the_pace() {
 #[test]
 fn request_response_traffic_is_never_paced() {
     let server = start_server(|_| EchoApp, 1, |c| c.flush_pace_us = 100_000);
-    let mut clients: Vec<TestClient> = (0..AUDIENCE)
-        .map(|_| TestClient::connect(server.addr()))
-        .collect();
+    let mut clients = audience(&server);
     let started = Instant::now();
     // 10 rounds of every client sending at once: wide passes, one frame per message.
     for round in 0..10 {
@@ -60,10 +64,7 @@ fn request_response_traffic_is_never_paced() {
 #[test]
 fn a_pace_of_zero_sends_the_next_fan_out_at_once() {
     let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 0);
-    let mut clients: Vec<TestClient> = (0..AUDIENCE)
-        .map(|_| TestClient::connect(server.addr()))
-        .collect();
-    server.wait_for_stats("every client upgraded", |s| s.opened >= AUDIENCE as u64);
+    let mut clients = audience(&server);
     let started = Instant::now();
     for round in 0..10 {
         let text = format!("round {round}");

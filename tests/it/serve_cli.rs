@@ -38,6 +38,18 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// `ringcast serve --cores 1` on a free loopback port, with `extra` flags, once it
+/// listens.
+fn serve_one_core(extra: &[&str]) -> (SocketAddr, Child) {
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let mut args = vec!["--listen", &listen, "--cores", "1"];
+    args.extend_from_slice(extra);
+    let child = serve(&args);
+    wait_listening(addr);
+    (addr, child)
+}
+
 fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + WAIT;
     while TcpStream::connect(addr).is_err() {
@@ -72,16 +84,7 @@ fn serve_refuses_an_address_another_process_listens_on() {
 
 #[test]
 fn sigterm_closes_every_connection_with_1001_and_exits_0() {
-    let addr = free_addr();
-    let mut child = serve(&[
-        "--listen",
-        &addr.to_string(),
-        "--cores",
-        "1",
-        "--app",
-        "echo",
-    ]);
-    wait_listening(addr);
+    let (addr, mut child) = serve_one_core(&["--app", "echo"]);
     let mut client = TestClient::connect(addr);
     // SAFETY: sending a signal to our own child process.
     assert_eq!(
@@ -102,16 +105,7 @@ fn sigterm_closes_every_connection_with_1001_and_exits_0() {
 /// once, the first 100 are relayed and at least one of the rest is refused with its id.
 #[test]
 fn rate_limit_flag_limits_each_rooms_client() {
-    let addr = free_addr();
-    let mut child = serve(&[
-        "--listen",
-        &addr.to_string(),
-        "--cores",
-        "1",
-        "--rate-limit",
-        "1",
-    ]);
-    wait_listening(addr);
+    let (addr, mut child) = serve_one_core(&["--rate-limit", "1"]);
     let mut client = RoomClient::connect(addr);
     let to_self: Vec<_> = (0..110)
         .map(|n| with_id(send_private(&client.id, json!(n)), json!(n)))
