@@ -1,7 +1,8 @@
 //! One connection's life on its core: the state kept in the core's slab ([`Conn`]),
 //! the task that reads (handshake, frames, app calls: `reader.rs`) and the task that
 //! writes its outbound queue in batches (`writer.rs`: a direct write from the core's
-//! flush task, and a writer task only while a socket would block). An idle connection
+//! flush task, and a writer task only while a socket would block; `pacing.rs`: when
+//! the flush task waits between passes under fan-out load). An idle connection
 //! is its slab entry, its reader task and its read buffer (BENCHMARKS.md has the bytes).
 //! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
 //! state and tested without sockets; the tasks only carry them out.

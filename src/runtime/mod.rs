@@ -1,6 +1,7 @@
 //! The engine: one thread per configured CPU, each pinned and running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
-//! listener and its own slab of connections. Cores share only the hub of inboxes and
+//! listener and its own table of connections (`slots.rs`: a chunked slab whose
+//! entries never move). Cores share only the hub of inboxes and
 //! the shutdown signal. Start it with [`start`]; the app is built once per core.
 
 mod core;
