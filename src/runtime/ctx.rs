@@ -141,6 +141,7 @@ impl<E: Send> CoreCtx<E> {
     /// Queues the same frame (a clone of its `Bytes`) for each of `conns` (all on this
     /// core), as [`CoreCtx::send`] would one by one; connections gone are skipped.
     pub fn send_to_each(&self, conns: impl IntoIterator<Item = ConnId>, frame: &OutFrame) {
+        let frame = &frame.for_fan_out();
         let max = self.config.max_outbound_bytes;
         let mut slab = self.conns.borrow_mut();
         for conn in conns {
@@ -165,6 +166,7 @@ impl<E: Send> CoreCtx<E> {
         let skip = except
             .filter(|c| c.core == self.id)
             .map(|c| c.slot as usize);
+        let frame = &frame.for_fan_out();
         let max = self.config.max_outbound_bytes;
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() && Some(slot) != skip {

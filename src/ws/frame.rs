@@ -1,6 +1,9 @@
 //! Frame encoding (RFC 6455 §5.2) and masking: builds the bytes that go on the wire.
 //! It does not parse; see `decoder.rs` for the receiving side.
 
+use std::ops::Deref;
+use std::rc::Rc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
@@ -75,7 +78,28 @@ impl HeaderBytes {
 #[derive(Clone, Debug)]
 pub struct OutFrame {
     pub header: HeaderBytes,
-    pub payload: Bytes,
+    pub payload: Payload,
+}
+
+/// A frame's payload, never copied. `Shared` is a `Bytes`, shareable across cores
+/// (its count is atomic); `Local` is one `Bytes` shared among one core's queues with a
+/// plain count: a fan-out to N connections costs N plain increments instead of N
+/// atomic ones (see [`OutFrame::for_fan_out`]).
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Shared(Bytes),
+    Local(Rc<Bytes>),
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Payload::Shared(bytes) => bytes,
+            Payload::Local(bytes) => bytes,
+        }
+    }
 }
 
 impl OutFrame {
@@ -83,7 +107,7 @@ impl OutFrame {
     pub fn new(opcode: Opcode, payload: Bytes) -> Self {
         OutFrame {
             header: HeaderBytes::new(opcode, true, payload.len(), None),
-            payload,
+            payload: Payload::Shared(payload),
         }
     }
 
@@ -91,7 +115,20 @@ impl OutFrame {
     pub fn preencoded(frame: Bytes) -> Self {
         OutFrame {
             header: HeaderBytes::EMPTY,
-            payload: frame,
+            payload: Payload::Shared(frame),
+        }
+    }
+
+    /// The same frame for queuing on many connections of one core: its clones share
+    /// the payload with a plain (not atomic) count.
+    pub fn for_fan_out(&self) -> OutFrame {
+        let payload = match &self.payload {
+            Payload::Shared(bytes) => Payload::Local(Rc::new(bytes.clone())),
+            local @ Payload::Local(_) => local.clone(),
+        };
+        OutFrame {
+            header: self.header,
+            payload,
         }
     }
 
@@ -214,6 +251,33 @@ mod tests {
         assert!(payload.len() <= 125);
         assert!(std::str::from_utf8(&payload[2..]).is_ok());
         assert_eq!(&payload[..2], &[0x03, 0xE8]);
+    }
+
+    #[test]
+    fn a_fan_out_frame_shares_one_payload_with_a_plain_count_and_the_same_bytes() {
+        let payload = Bytes::from(vec![7u8; 64]);
+        let frame = OutFrame::new(Opcode::Binary, payload.clone());
+        let local = frame.for_fan_out();
+        let copies: Vec<OutFrame> = (0..3).map(|_| local.clone()).collect();
+        let Payload::Local(shared) = &local.payload else {
+            panic!("a fan-out frame is local");
+        };
+        assert_eq!(Rc::strong_count(shared), 4, "clones share one payload");
+        assert_eq!(
+            shared.as_ptr(),
+            payload.as_ptr(),
+            "the bytes are not copied"
+        );
+        for copy in &copies {
+            assert_eq!(copy.header.as_slice(), frame.header.as_slice());
+            assert_eq!(&copy.payload[..], &payload[..]);
+            assert_eq!(copy.wire_len(), frame.wire_len());
+        }
+        // A local frame stays local (no second wrapper).
+        let Payload::Local(again) = &local.for_fan_out().payload else {
+            panic!("still local");
+        };
+        assert!(Rc::ptr_eq(again, shared));
     }
 
     #[test]
