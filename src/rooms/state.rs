@@ -767,13 +767,13 @@ impl RoomsCore {
             .unwrap_or_else(|| Arc::from(room))
     }
 
-    /// Local members of a room that have been counted (for tests and stats).
     /// The local members of `room` whose join was counted, in join order (empty if
     /// none): what [`Effect::SendToMembers`] sends to.
     pub fn local_members(&self, room: &str) -> &[ConnId] {
         self.local_members.get(room).map_or(&[], Vec::as_slice)
     }
 
+    /// Local members of a room that have been counted (for tests and stats).
     pub fn local_member_count(&self, room: &str) -> usize {
         self.local_members.get(room).map_or(0, Vec::len)
     }

@@ -125,24 +125,18 @@ impl<E: Send> CoreCtx<E> {
     pub fn send(&self, conn: ConnId, frame: OutFrame) -> bool {
         debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
         let mut conns = self.conns.borrow_mut();
-        let pushed = match conns.get_mut(conn.slot as usize) {
+        match conns.get_mut(conn.slot as usize) {
             Some(entry) if entry.generation == conn.generation => {
-                let pushed = entry.push(frame, self.config.max_outbound_bytes, || {
-                    self.close_deadline()
-                });
-                self.kick(conn.slot as usize, entry);
-                pushed
+                self.queue(conn.slot as usize, entry, frame)
             }
-            _ => return false,
-        };
-        self.count(pushed)
+            _ => false,
+        }
     }
 
     /// Queues the same frame (a clone of its `Bytes`) for each of `conns` (all on this
     /// core), as [`CoreCtx::send`] would one by one; connections gone are skipped.
     pub fn send_to_each(&self, conns: impl IntoIterator<Item = ConnId>, frame: &OutFrame) {
-        let frame = &frame.for_fan_out();
-        let max = self.config.max_outbound_bytes;
+        let frame = frame.for_fan_out();
         let mut slab = self.conns.borrow_mut();
         for conn in conns {
             debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
@@ -150,8 +144,7 @@ impl<E: Send> CoreCtx<E> {
                 .get_mut(conn.slot as usize)
                 .filter(|e| e.generation == conn.generation)
             {
-                self.count(entry.push(frame.clone(), max, || self.close_deadline()));
-                self.kick(conn.slot as usize, entry);
+                self.queue(conn.slot as usize, entry, frame.clone());
             }
         }
     }
@@ -166,12 +159,10 @@ impl<E: Send> CoreCtx<E> {
         let skip = except
             .filter(|c| c.core == self.id)
             .map(|c| c.slot as usize);
-        let frame = &frame.for_fan_out();
-        let max = self.config.max_outbound_bytes;
+        let frame = frame.for_fan_out();
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() && Some(slot) != skip {
-                self.count(entry.push(frame.clone(), max, || self.close_deadline()));
-                self.kick(slot, entry);
+                self.queue(slot, entry, frame.clone());
             }
         }
     }
@@ -205,6 +196,16 @@ impl<E: Send> CoreCtx<E> {
             .iter()
             .filter(|(_, c)| c.is_open())
             .count()
+    }
+
+    /// Queues `frame` on the connection in `slot` under the outbound limit, schedules
+    /// its flush and counts a slow consumer. The one path every data frame takes.
+    fn queue(&self, slot: usize, entry: &mut Conn, frame: OutFrame) -> bool {
+        let pushed = entry.push(frame, self.config.max_outbound_bytes, || {
+            self.close_deadline()
+        });
+        self.kick(slot, entry);
+        self.count(pushed)
     }
 
     fn count(&self, pushed: Pushed) -> bool {
