@@ -85,11 +85,11 @@ pub struct Config {
     pub listen_backlog: u32,
     /// io_uring submission queue entries per core. Default 4096.
     pub uring_entries: u32,
-    /// After a write pass that fanned frames out to many sockets, how long the core
-    /// waits before its next pass, so each socket's frames go out in fewer, larger
-    /// writes (a loopback write costs ~3 µs whatever its size). Default 1000 µs. Only
-    /// a core already busy fanning out waits (request/response traffic and quiet cores
-    /// never do; see `conn::pacing`); 0 turns it off. Costs up to this much latency,
+    /// After a write pass that fanned several messages out to many sockets, how long
+    /// the core waits before its next pass, so each socket's frames go out in fewer,
+    /// larger writes (a loopback write costs ~3 µs whatever its size). Default 1000 µs.
+    /// Only a core already busy fanning out waits (request/response traffic, a single
+    /// message's fan-out and quiet cores never do; see `conn::pacing`); 0 turns it off. Costs up to this much latency,
     /// plus the runtime timer's 1 ms granularity, under fan-out load.
     pub flush_pace_us: u64,
     /// Rooms app: messages per second a client may send, sustained; a message over the

@@ -84,6 +84,17 @@ impl TestClient {
         self.send(Opcode::Text, text.as_bytes());
     }
 
+    /// Sends several final masked text frames in one write, so the server reads them
+    /// together.
+    pub fn send_texts_at_once(&mut self, texts: &[&str]) {
+        let mut bytes = Vec::new();
+        for text in texts {
+            let mask = self.next_mask();
+            bytes.extend(encode_masked(Opcode::Text, true, text.as_bytes(), mask));
+        }
+        self.send_raw(&bytes);
+    }
+
     /// Sends one masked frame, final or not (for fragmentation).
     pub fn send_frame(&mut self, opcode: Opcode, fin: bool, payload: &[u8]) {
         let mask = self.next_mask();

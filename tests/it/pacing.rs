@@ -1,5 +1,6 @@
-//! Flush pacing (`flush_pace_us`, `conn::pacing`): after a write pass that fanned out,
-//! the next pass waits out the pace; request/response traffic never waits. A pace of
+//! Flush pacing (`flush_pace_us`, `conn::pacing`): after a write pass that fanned
+//! several messages out, the next pass waits out the pace; request/response traffic
+//! and a single message's fan-out never wait. A pace of
 //! 100 ms (the most allowed) makes the difference unmistakable on any machine: these assert that a wait
 //! happens or does not, not how fast anything is.
 
@@ -27,19 +28,39 @@ fn audience(server: &Server) -> Vec<TestClient> {
 fn after_a_fan_out_pass_the_next_waits_out_the_pace() {
     let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 100_000);
     let mut clients = audience(&server);
-    clients[0].send_text("first");
+    // Two messages read together: one pass writes both to every client.
+    clients[0].send_texts_at_once(&["first", "also first"]);
     for client in &mut clients {
         assert_eq!(&client.recv_message()[..], b"first");
+        assert_eq!(&client.recv_message()[..], b"also first");
     }
     let sent = Instant::now();
     clients[0].send_text("second");
     for client in &mut clients {
         assert_eq!(&client.recv_message()[..], b"second");
     }
-    // The first broadcast's pass ended before its frames reached us, so the second
-    // can only have left after most of the pace (less what reading the first took).
+    // The first pass ended before its frames reached us, so the second can only have
+    // left after most of the pace (less what reading the first took).
     let waited = sent.elapsed();
     assert!(waited >= PACE / 2, "not paced: {waited:?}");
+}
+
+#[test]
+fn a_single_message_fan_out_is_not_paced() {
+    let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 100_000);
+    let mut clients = audience(&server);
+    let started = Instant::now();
+    // A publisher that waits for each message to reach everyone before the next:
+    // every pass follows one message, and none waits.
+    for round in 0..10 {
+        let text = format!("round {round}");
+        clients[0].send_text(&text);
+        for client in &mut clients {
+            assert_eq!(&client.recv_message()[..], text.as_bytes());
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < PACE * 9, "paced after single messages: {took:?}");
 }
 
 #[test]
