@@ -305,7 +305,7 @@ async fn receive(
                 return;
             }
         };
-        let now = ctx.now_ns();
+        let now = ctx.ns_at(reader.read_at());
         let mut conn = conn.borrow_mut();
         let stamp = match parse_broadcast(&payload) {
             Some(stamp) if (stamp.publisher as usize) < publishers => stamp,

@@ -174,7 +174,7 @@ async fn echo_connection(
     loop {
         match reader.next().await {
             Ok(Incoming::Text(payload) | Incoming::Binary(payload)) => {
-                let now = ctx.now_ns();
+                let now = ctx.ns_at(reader.read_at());
                 let mut conn = conn.borrow_mut();
                 let Some((seq, sent_at)) = conn.in_flight.pop_front() else {
                     conn.mismatched += 1;

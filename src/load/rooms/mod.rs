@@ -354,10 +354,7 @@ async fn receive(
                 return;
             }
         };
-        let now = reader
-            .read_at()
-            .saturating_duration_since(ctx.shared.epoch)
-            .as_nanos() as u64;
+        let now = ctx.ns_at(reader.read_at());
         let phase = ctx.phase();
         let mut rooms = rooms.borrow_mut();
         let handled = rooms

@@ -128,8 +128,17 @@ pub fn string_contents(value: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// A JSON non-negative integer: digits only, no sign, no fraction, no overflow.
 fn number(value: &[u8]) -> Option<u64> {
-    std::str::from_utf8(value).ok()?.parse().ok()
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 /// A `join_room` request for `room` (a plain ASCII name the tool chose).
@@ -216,6 +225,39 @@ mod tests {
             b"",
         ] {
             assert_eq!(scan(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn counts_are_plain_json_integers() {
+        let members = |value: &str| {
+            let json = format!(r#"{{"type":"room_joined","members":{value}}}"#);
+            scan(json.as_bytes()).unwrap().members
+        };
+        assert_eq!(members("0"), Some(0));
+        assert_eq!(members("18446744073709551615"), Some(u64::MAX));
+        for not_a_count in [
+            "18446744073709551616",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "null",
+            "true",
+        ] {
+            assert_eq!(members(not_a_count), None, "{not_a_count}");
+        }
+    }
+
+    #[test]
+    fn long_strings_with_escapes_anywhere_end_at_their_closing_quote() {
+        for escape_at in [0, 1, 15, 16, 31, 32, 63, 64, 99] {
+            let mut message = "x".repeat(100);
+            message.insert_str(escape_at, r#"\"\\"#);
+            let json = format!(r#"{{"message":"{message}","type":"room_message","room":"r"}}"#);
+            let n = scan(json.as_bytes()).unwrap();
+            assert_eq!(n.message, Some(format!(r#""{message}""#).as_bytes()));
+            assert_eq!((n.kind, n.room), (&b"room_message"[..], Some(&b"r"[..])));
         }
     }
 
