@@ -87,11 +87,13 @@ fn a_pace_of_zero_sends_the_next_fan_out_at_once() {
     let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 0);
     let mut clients = audience(&server);
     let started = Instant::now();
+    // Two messages at a time: every pass is one a pace would be kept after.
     for round in 0..10 {
-        let text = format!("round {round}");
-        clients[0].send_text(&text);
+        let (a, b) = (format!("round {round} a"), format!("round {round} b"));
+        clients[0].send_texts_at_once(&[&a, &b]);
         for client in &mut clients {
-            assert_eq!(&client.recv_message()[..], text.as_bytes());
+            assert_eq!(&client.recv_message()[..], a.as_bytes());
+            assert_eq!(&client.recv_message()[..], b.as_bytes());
         }
     }
     let took = started.elapsed();
