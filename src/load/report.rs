@@ -51,7 +51,8 @@ pub struct Report {
     /// Rooms: seconds from the first `join_room` to every member seeing its room full.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_s: Option<f64>,
-    /// Round-trip, delivery or connect latency.
+    /// Round-trip, delivery or connect latency. A message counts as received when the
+    /// read that brought it completed (one clock read per read, not per message).
     pub latency: Option<Percentiles>,
     /// Rooms: time from sending a message to its last delivery in the room.
     #[serde(skip_serializing_if = "Option::is_none")]
