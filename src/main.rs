@@ -156,8 +156,56 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("ringcast: error: {error:#}");
+            eprintln!("ringcast: error: {}", error_report(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each said once. Error types that name their source in
+/// their own message (`cannot read config file F: <the OS error>`) would otherwise
+/// show it twice under `{:#}`; causes that only `context` adds are still shown.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut report = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !report.contains(&cause) {
+            report.push_str(": ");
+            report.push_str(&cause);
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read config file x.toml: {source}")]
+    struct NamesItsSource {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let os = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(NamesItsSource { source: os });
+        assert_eq!(
+            error_report(&error),
+            "cannot read config file x.toml: No such file"
+        );
+    }
+
+    #[test]
+    fn causes_added_as_context_are_all_said() {
+        let os = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(os)
+            .context("reading rooms.json")
+            .context("starting");
+        assert_eq!(
+            error_report(&error),
+            "starting: reading rooms.json: No such file"
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! `ringcast serve` as a process: it refuses an address another process listens on,
-//! SIGTERM shuts it down gracefully (close 1001, exit 0), and `--rate-limit` reaches
+//! `ringcast serve` as a process: it refuses an address another process listens on
+//! and a config file it cannot read, with a clear message; SIGTERM shuts it down gracefully (close 1001, exit 0), and `--rate-limit` reaches
 //! the rooms app.
 
 use std::io::Read;
@@ -80,6 +80,19 @@ fn serve_refuses_an_address_another_process_listens_on() {
     assert!(!status.success(), "it must not share the port");
     let stderr = stderr_of(&mut child);
     assert!(stderr.contains("already in use"), "{stderr}");
+}
+
+#[test]
+fn a_config_file_that_cannot_be_read_is_named_with_its_reason_once() {
+    let mut child = serve(&["--config", "/nonexistent/ringcast.toml"]);
+    let status = wait_exit(&mut child);
+    assert!(!status.success());
+    let stderr = stderr_of(&mut child);
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/ringcast.toml"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
 
 #[test]
