@@ -96,23 +96,12 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
         }
     }
     let interval = Interval::between(&start, &end);
-    let mut report = Report::new(plan, shared.driver(), "deliveries", &interval);
-    report.sent = Some(interval.sent);
-    report.size = Some(plan.size);
-    report.binary = Some(plan.binary);
+    let mut report = Report::of_messages(plan, shared.driver(), "deliveries", &interval, &latency);
     report.publishers = Some(plan.publishers);
     report.window = Some(plan.window);
-    report.latency = latency.percentiles();
-    report.dropped = shared.totals().dropped;
     report.delivery = Some(tally);
     report.foreign = Some(foreign);
-    if report.dropped > 0 {
-        let first = first_drop.unwrap_or_default();
-        report.problems.push(format!(
-            "{} connection(s) dropped (first: {first})",
-            report.dropped
-        ));
-    }
+    report.record_drops(shared.totals().dropped, first_drop);
     if !tally.is_clean() {
         report.problems.push(format!(
             "not exactly once: {} of {} deliveries lost, {} duplicates, {} of messages never sent",

@@ -52,7 +52,6 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let results = threads.join(plan.drain + Duration::from_secs(5))?;
 
     let interval = Interval::between(&start, &end);
-    let mut report = Report::new(plan, shared.driver(), "round trips", &interval);
     let mut latency = Histogram::default();
     let (mut mismatched, mut unanswered, mut first_drop) = (0, 0, None);
     for r in &results {
@@ -61,21 +60,11 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
         unanswered += r.unanswered;
         first_drop = first_drop.or(r.first_drop.clone());
     }
-    report.sent = Some(interval.sent);
-    report.size = Some(plan.size);
-    report.binary = Some(plan.binary);
+    let mut report = Report::of_messages(plan, shared.driver(), "round trips", &interval, &latency);
     report.in_flight = Some(plan.in_flight);
-    report.latency = latency.percentiles();
-    report.dropped = shared.totals().dropped;
     report.mismatched = Some(mismatched);
     report.unanswered = Some(unanswered);
-    if report.dropped > 0 {
-        let first = first_drop.unwrap_or_default();
-        report.problems.push(format!(
-            "{} connection(s) dropped (first: {first})",
-            report.dropped
-        ));
-    }
+    report.record_drops(shared.totals().dropped, first_drop);
     if mismatched > 0 {
         report.problems.push(format!(
             "{mismatched} echo(es) did not match the message sent"

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::accounting::Tally;
 use super::args::Plan;
 use super::driver::Interval;
-use super::histogram::Percentiles;
+use super::histogram::{Histogram, Percentiles};
 use super::rooms::RoomChecks;
 
 /// Everything a run found. Fields that do not apply to the scenario are `None` and left
@@ -134,6 +134,34 @@ impl Report {
                 .filter(|&s| s > 0.0)
                 .map(|s| interval.received as f64 / s),
             ..Report::default()
+        }
+    }
+
+    /// A message scenario's report (echo, broadcast, rooms): `new` plus what was
+    /// sent, the message shape and the latency percentiles.
+    pub fn of_messages(
+        plan: &Plan,
+        driver: &'static str,
+        unit: &'static str,
+        interval: &Interval,
+        latency: &Histogram,
+    ) -> Report {
+        Report {
+            sent: Some(interval.sent),
+            size: Some(plan.size),
+            binary: Some(plan.binary),
+            latency: latency.percentiles(),
+            ..Report::new(plan, driver, unit, interval)
+        }
+    }
+
+    /// Records the connections that dropped during the run, a problem if any did.
+    pub fn record_drops(&mut self, dropped: u64, first_drop: Option<String>) {
+        self.dropped = dropped;
+        if dropped > 0 {
+            let first = first_drop.unwrap_or_default();
+            self.problems
+                .push(format!("{dropped} connection(s) dropped (first: {first})"));
         }
     }
 
@@ -324,6 +352,30 @@ mod tests {
         assert!(r
             .summary()
             .contains("2000 round trips per server CPU-second"));
+    }
+
+    #[test]
+    fn a_message_report_carries_the_shape_latency_and_drops() {
+        let interval = Interval {
+            secs: 1.0,
+            own_cpu_s: 0.5,
+            server_cpu_s: Some(0.5),
+            sent: 7,
+            received: 5,
+        };
+        let mut latency = Histogram::default();
+        latency.record(1_000_000);
+        let mut r = Report::of_messages(&plan(), "io_uring", "round trips", &interval, &latency);
+        assert_eq!((r.sent, r.size, r.binary), (Some(7), Some(32), Some(false)));
+        assert!(r.latency.is_some());
+        r.record_drops(0, None);
+        assert!(r.problems.is_empty());
+        r.record_drops(2, Some("reset by peer".into()));
+        assert_eq!(r.dropped, 2);
+        assert_eq!(
+            r.problems,
+            ["2 connection(s) dropped (first: reset by peer)"]
+        );
     }
 
     #[test]

@@ -150,20 +150,16 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
         first_drop = first_drop.or(r.first_drop.clone());
     }
     let interval = Interval::between(&start, &end);
-    let mut report = Report::new(plan, shared.driver(), "deliveries", &interval);
-    report.sent = Some(interval.sent);
-    report.size = Some(plan.size);
-    report.binary = Some(plan.binary);
+    let mut report = Report::of_messages(plan, shared.driver(), "deliveries", &interval, &latency);
     report.publishers = Some(plan.publishers);
     report.window = Some(plan.window);
     report.rooms = Some(plan.rooms);
     report.rate = plan.rate;
     report.join_s = Some(join_s);
-    report.latency = latency.percentiles();
     report.fanout_latency = fanout.percentiles();
-    report.dropped = shared.totals().dropped;
     report.delivery = Some(tally);
-    report.problems = problems(&tally, &checks, report.dropped, first_drop);
+    report.record_drops(shared.totals().dropped, first_drop);
+    report.problems.extend(problems(&tally, &checks));
     report.room_checks = Some(checks);
     if interval.received == 0 {
         report
@@ -173,18 +169,9 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-/// What makes a run a failure, in words.
-fn problems(
-    tally: &Tally,
-    checks: &RoomChecks,
-    dropped: u64,
-    first_drop: Option<String>,
-) -> Vec<String> {
+/// What makes a run a failure beyond dropped connections, in words.
+fn problems(tally: &Tally, checks: &RoomChecks) -> Vec<String> {
     let mut problems = Vec::new();
-    if dropped > 0 {
-        let first = first_drop.unwrap_or_default();
-        problems.push(format!("{dropped} connection(s) dropped (first: {first})"));
-    }
     if !tally.is_clean() || tally.reordered > 0 {
         problems.push(format!(
             "not exactly once in order: {} of {} deliveries lost, {} duplicates, {} out of \
