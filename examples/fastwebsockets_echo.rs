@@ -13,20 +13,14 @@ use std::task::{Context, Poll};
 use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
 use ringcast::ws::handshake::{accept_response, parse_request, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Largest request header block accepted.
 const MAX_REQUEST: usize = 8 * 1024;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> io::Result<()> {
-    let addr = common::listen_addr();
-    common::raise_fd_limit();
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!(
-        "fastwebsockets echo on ws://{addr}/ (pid {})",
-        std::process::id()
-    );
+    let listener = common::bind("fastwebsockets echo").await?;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {

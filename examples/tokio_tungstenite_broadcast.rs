@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{stream, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,13 +19,7 @@ type PeerMap = Arc<Mutex<HashMap<SocketAddr, UnboundedSender<Message>>>>;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = common::listen_addr();
-    common::raise_fd_limit();
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!(
-        "tokio-tungstenite broadcast on ws://{addr}/ (pid {})",
-        std::process::id()
-    );
+    let listener = common::bind("tokio-tungstenite broadcast").await?;
     let peers = PeerMap::default();
     loop {
         match listener.accept().await {

@@ -6,17 +6,10 @@
 mod common;
 
 use futures_util::{future, StreamExt, TryStreamExt};
-use tokio::net::TcpListener;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = common::listen_addr();
-    common::raise_fd_limit();
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!(
-        "tokio-tungstenite echo on ws://{addr}/ (pid {})",
-        std::process::id()
-    );
+    let listener = common::bind("tokio-tungstenite echo").await?;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Map, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -50,13 +50,7 @@ fn now() -> u64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = common::listen_addr();
-    common::raise_fd_limit();
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!(
-        "tokio-tungstenite rooms on ws://{addr}/ (pid {})",
-        std::process::id()
-    );
+    let listener = common::bind("tokio-tungstenite rooms").await?;
     let state = Shared::default();
     loop {
         match listener.accept().await {

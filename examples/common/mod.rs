@@ -4,6 +4,16 @@
 
 use std::net::SocketAddr;
 
+/// Raises the open-file limit, binds the address from the command line and says
+/// which server (`name`) listens there, with its pid for the benchmark scripts.
+pub async fn bind(name: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let addr = listen_addr();
+    raise_fd_limit();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    eprintln!("{name} on ws://{addr}/ (pid {})", std::process::id());
+    Ok(listener)
+}
+
 /// Where to listen, from `--listen ADDR`, `--listen=ADDR` or the first argument.
 pub fn listen_addr() -> SocketAddr {
     let mut args = std::env::args().skip(1);
