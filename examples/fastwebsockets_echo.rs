@@ -68,6 +68,15 @@ async fn upgrade(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
                     .await?;
                 return Ok(None);
             }
+            Ok(Some((Request::Metrics, _))) => {
+                // This baseline keeps no counters.
+                stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await?;
+                return Ok(None);
+            }
             Ok(None) => {}
             Err(refused) => {
                 stream.write_all(&refused.response()).await?;

@@ -18,7 +18,7 @@ use monoio::net::TcpStream;
 
 use super::shutdown_socket;
 use crate::app::{App, Message};
-use crate::runtime::Core;
+use crate::runtime::{render_metrics, Core};
 use crate::ws::handshake::{self, Request};
 use crate::ws::{Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
@@ -162,6 +162,9 @@ async fn upgrade<A: App>(
                 return result.is_ok();
             }
             Ok(Some((Request::Health, _))) => handshake::health_response().to_vec(),
+            Ok(Some((Request::Metrics, _))) => {
+                handshake::metrics_response(&render_metrics(&core.ctx.all_stats))
+            }
             Ok(None) => {
                 if buf.len() == buf.capacity() {
                     buf.reserve(buf.capacity().min(max));
@@ -295,7 +298,7 @@ mod tests {
                 CoreId(0),
                 Arc::new(Config::default()),
                 Outbox::new(Hub::<()>::new(1, 16)),
-                Default::default(),
+                vec![Default::default()].into(),
             );
             let core = Rc::new(Core {
                 ctx,

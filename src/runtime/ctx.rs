@@ -27,6 +27,8 @@ pub struct CoreCtx<E> {
     pub(crate) conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
     pub(crate) stats: Arc<CoreStats>,
+    /// Every core's counters, for `GET /metrics`.
+    pub(crate) all_stats: Arc<[Arc<CoreStats>]>,
     next_generation: Cell<u32>,
     /// Connections with frames queued and no writer task, flushed by the core's flush
     /// task once the tasks already runnable have queued theirs (corking).
@@ -42,14 +44,15 @@ impl<E: Send> CoreCtx<E> {
         id: CoreId,
         config: Arc<Config>,
         outbox: Outbox<E>,
-        stats: Arc<CoreStats>,
+        all_stats: Arc<[Arc<CoreStats>]>,
     ) -> Self {
         CoreCtx {
             id,
             config,
             conns: RefCell::new(Slots::default()),
             outbox,
-            stats,
+            stats: all_stats[id.index()].clone(),
+            all_stats,
             next_generation: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
             flusher: RefCell::new(None),

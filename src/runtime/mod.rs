@@ -23,7 +23,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 pub(crate) use self::core::Core;
 pub use ctx::CoreCtx;
 pub use listener::ListenError;
-pub use stats::{CoreStats, Stats};
+pub use stats::{render_metrics, CoreStats, Stats};
 
 use self::shutdown::Shutdown;
 use crate::app::App;
@@ -56,7 +56,7 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     drivers: Vec<Driver>,
     shutdown: Arc<Shutdown>,
-    stats: Vec<Arc<CoreStats>>,
+    stats: Arc<[Arc<CoreStats>]>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -161,17 +161,16 @@ where
     let make_app = Arc::new(make_app);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    let mut stats = Vec::new();
+    let stats: Arc<[Arc<CoreStats>]> = cpus.iter().map(|_| Arc::default()).collect();
     for (index, (cpu, listener)) in cpus.iter().copied().zip(listeners).enumerate() {
         let id = CoreId(index as u16);
-        let core_stats = Arc::new(CoreStats::default());
-        stats.push(core_stats.clone());
-        let (config, hub, shutdown, make_app, ready) = (
+        let (config, hub, shutdown, make_app, ready, all_stats) = (
             config.clone(),
             hub.clone(),
             shutdown.clone(),
             make_app.clone(),
             ready_tx.clone(),
+            stats.clone(),
         );
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-core-{index}"))
@@ -192,7 +191,7 @@ where
                 };
                 runtime.block_on(async move {
                     let outbox = Outbox::new(hub.clone());
-                    let ctx = CoreCtx::new(id, config, outbox, core_stats);
+                    let ctx = CoreCtx::new(id, config, outbox, all_stats);
                     let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });
                     let _ = ready.send((id, Ok(driver)));

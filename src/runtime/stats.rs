@@ -1,6 +1,9 @@
-//! Counters per core, written by their core only and read by anyone (relaxed atomics).
+//! Counters per core, written by their core only and read by anyone (relaxed atomics),
+//! and their rendering for `GET /metrics` (Prometheus text format, one series per core).
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// One core's counters.
 #[derive(Debug, Default)]
@@ -31,10 +34,86 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Upgraded connections still open.
+    /// Upgraded connections still open. The counters are read one by one while the
+    /// core runs, so `closed` may include a connection opened after `opened` was read.
     pub fn open(&self) -> u64 {
-        self.opened - self.closed
+        self.opened.saturating_sub(self.closed)
     }
+}
+
+/// One metric `GET /metrics` serves: its name, Prometheus type and help, and how to
+/// read its value from a core's counters.
+struct Metric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&Stats) -> u64,
+}
+
+const METRICS: [Metric; 7] = [
+    Metric {
+        name: "ringcast_connections_accepted_total",
+        kind: "counter",
+        help: "TCP connections accepted.",
+        value: |s| s.accepted,
+    },
+    Metric {
+        name: "ringcast_connections_opened_total",
+        kind: "counter",
+        help: "Connections that completed the WebSocket upgrade.",
+        value: |s| s.opened,
+    },
+    Metric {
+        name: "ringcast_connections_closed_total",
+        kind: "counter",
+        help: "Upgraded connections that have ended.",
+        value: |s| s.closed,
+    },
+    Metric {
+        name: "ringcast_connections_open",
+        kind: "gauge",
+        help: "Upgraded connections open now.",
+        value: Stats::open,
+    },
+    Metric {
+        name: "ringcast_handshakes_rejected_total",
+        kind: "counter",
+        help: "Upgrade requests answered with an HTTP error.",
+        value: |s| s.rejected_handshakes,
+    },
+    Metric {
+        name: "ringcast_protocol_errors_total",
+        kind: "counter",
+        help: "Connections failed with close code 1002, 1007 or 1009.",
+        value: |s| s.protocol_errors,
+    },
+    Metric {
+        name: "ringcast_slow_consumers_total",
+        kind: "counter",
+        help: "Connections closed with 1008 for passing max_outbound_bytes.",
+        value: |s| s.slow_consumers,
+    },
+];
+
+/// Every core's counters in the Prometheus text exposition format (0.0.4), one
+/// series per core labelled `core="N"` (N as in `ConnId` and the start-up log), so a
+/// core that takes more than its share shows.
+pub fn render_metrics(cores: &[Arc<CoreStats>]) -> String {
+    let snapshots: Vec<Stats> = cores.iter().map(|core| sum([&**core])).collect();
+    let mut out = String::new();
+    for Metric {
+        name,
+        kind,
+        help,
+        value,
+    } in METRICS
+    {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (core, stats) in snapshots.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(stats));
+        }
+    }
+    out
 }
 
 macro_rules! counters {
@@ -63,4 +142,58 @@ counters! {
     count_rejected_handshake => rejected_handshakes,
     count_protocol_error => protocol_errors,
     count_slow_consumer => slow_consumers,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_give_every_counter_of_every_core_with_help_and_type() {
+        let cores = [
+            Arc::new(CoreStats::default()),
+            Arc::new(CoreStats::default()),
+        ];
+        for _ in 0..3 {
+            cores[1].count_accepted();
+            cores[1].count_opened();
+        }
+        cores[1].count_closed();
+        cores[0].count_accepted();
+        cores[0].count_rejected_handshake();
+        cores[1].count_protocol_error();
+        cores[1].count_slow_consumer();
+        let text = render_metrics(&cores);
+        for line in [
+            "# TYPE ringcast_connections_accepted_total counter",
+            "ringcast_connections_accepted_total{core=\"0\"} 1",
+            "ringcast_connections_accepted_total{core=\"1\"} 3",
+            "ringcast_connections_opened_total{core=\"1\"} 3",
+            "ringcast_connections_closed_total{core=\"1\"} 1",
+            "# TYPE ringcast_connections_open gauge",
+            "ringcast_connections_open{core=\"0\"} 0",
+            "ringcast_connections_open{core=\"1\"} 2",
+            "ringcast_handshakes_rejected_total{core=\"0\"} 1",
+            "ringcast_protocol_errors_total{core=\"1\"} 1",
+            "ringcast_slow_consumers_total{core=\"1\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // 7 metrics: HELP, TYPE and one line per core each.
+        assert_eq!(text.lines().count(), 7 * (2 + cores.len()));
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 7);
+    }
+
+    #[test]
+    fn open_never_underflows_when_counters_are_read_mid_change() {
+        let stats = Stats {
+            opened: 4,
+            closed: 5,
+            ..Stats::default()
+        };
+        assert_eq!(stats.open(), 0);
+    }
 }

@@ -15,6 +15,8 @@ pub enum Request {
     Upgrade { key: String, path: String },
     /// `GET /healthz` without an upgrade, for load balancers; answer with [`health_response`].
     Health,
+    /// `GET /metrics` without an upgrade, for monitoring; answer with [`metrics_response`].
+    Metrics,
 }
 
 /// Why a request was refused, as the HTTP status it is answered with.
@@ -128,8 +130,12 @@ pub fn parse_request(
         })
     };
     if !has_token("upgrade", "websocket") {
-        if path == "/healthz" && header("upgrade").next().is_none() {
-            return Ok(Some((Request::Health, len)));
+        if header("upgrade").next().is_none() {
+            match path.as_str() {
+                "/healthz" => return Ok(Some((Request::Health, len))),
+                "/metrics" => return Ok(Some((Request::Metrics, len))),
+                _ => {}
+            }
         }
         return Err(HandshakeError::NotAnUpgrade);
     }
@@ -171,6 +177,15 @@ pub fn accept_response(key: &str) -> Vec<u8> {
 /// The answer to `GET /healthz`.
 pub fn health_response() -> &'static [u8] {
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+}
+
+/// The answer to `GET /metrics`: `body` in the Prometheus text format.
+pub fn metrics_response(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The client role: the upgrade request for `host` and `path` with a 16-byte `nonce`.

@@ -428,7 +428,7 @@ fn fake_server(
             if let Some((request, _)) = parse_request(&buf, 8192).expect("a valid request") {
                 break match request {
                     Request::Upgrade { key, .. } => Some(key),
-                    Request::Health => None,
+                    Request::Health | Request::Metrics => None,
                 };
             }
         };

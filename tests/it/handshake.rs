@@ -1,5 +1,5 @@
 //! The HTTP upgrade over real sockets: accepted, refused with the right status, the
-//! health check, and the handshake timeout. Not the codec's parsing details (unit tests).
+//! health check, the metrics, and the handshake timeout. Not the codec's parsing details (unit tests).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -133,6 +133,49 @@ fn healthz_answers_200() {
     assert_eq!(response.body, b"ok\n");
     assert_eq!(server.stats().rejected_handshakes, 0);
     assert_eq!(server.stats().opened, 0);
+}
+
+/// The value of `name{core="N"}` in a `GET /metrics` body.
+fn metric(body: &str, name: &str, core: u16) -> u64 {
+    let series = format!("{name}{{core=\"{core}\"}} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series:?} in\n{body}"))
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn metrics_give_each_cores_counts() {
+    let server = start_server(|_| EchoApp, 2, |_| {});
+    let clients: Vec<_> = (0..8).map(|_| TestClient::connect(server.addr())).collect();
+    let rejected = http_exchange(server.addr(), b"GET /chat HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(rejected.status, 426);
+    server.wait_for_stats("clients upgraded, one refused", |s| {
+        s.opened == 8 && s.rejected_handshakes == 1
+    });
+    let response = http_exchange(server.addr(), b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    let body = String::from_utf8(response.body).expect("UTF-8");
+    let mut open = 0;
+    for core in 0..2 {
+        let stats = server.core_stats(core);
+        assert_eq!(
+            metric(&body, "ringcast_connections_open", core),
+            stats.open()
+        );
+        assert_eq!(
+            metric(&body, "ringcast_handshakes_rejected_total", core),
+            stats.rejected_handshakes
+        );
+        open += metric(&body, "ringcast_connections_open", core);
+    }
+    assert_eq!(open, 8);
+    drop(clients);
 }
 
 #[test]

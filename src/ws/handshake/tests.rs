@@ -142,6 +142,21 @@ fn healthz_without_upgrade_is_a_health_check() {
 }
 
 #[test]
+fn metrics_without_upgrade_is_a_metrics_request() {
+    let wire = request(&["GET /metrics HTTP/1.1", "Host: x"]);
+    assert_eq!(
+        parse_request(&wire, 8192),
+        Ok(Some((Request::Metrics, wire.len())))
+    );
+    let response = metrics_response("a 1\n");
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(response.ends_with(b"Content-Length: 4\r\nConnection: close\r\n\r\na 1\n"));
+    // Any other path without an upgrade is still refused.
+    let other = request(&["GET /stats HTTP/1.1", "Host: x"]);
+    assert_eq!(parse_request(&other, 8192).unwrap_err().status(), 426);
+}
+
+#[test]
 fn client_request_round_trips_through_the_server_parser() {
     let (wire, key) = client_request("127.0.0.1:9", "/room", [7; 16]);
     let (req, _) = parse_request(&wire, 8192).unwrap().unwrap();
