@@ -101,6 +101,13 @@ pub struct Config {
     /// Rooms app: messages a client may send at once before `rate_limit_per_s` applies.
     /// Default 100. Ignored while `rate_limit_per_s` is 0.
     pub rate_limit_burst: u32,
+    /// Browser origins allowed to open a WebSocket, e.g. `["https://chat.example.com"]`
+    /// (scheme://host[:port], compared without regard to case). An upgrade request
+    /// whose `Origin` is not listed gets 403; one without `Origin` (not a browser) is
+    /// always served. Default empty: every origin is served. Set it on a public server
+    /// so other sites' pages cannot use their visitors' browsers as clients
+    /// (RFC 6455 §10.2).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -125,6 +132,7 @@ impl Default for Config {
             flush_pace_us: 1000,
             rate_limit_per_s: 0,
             rate_limit_burst: 100,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -169,7 +177,7 @@ impl Config {
 
     /// Checks every field once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [(bool, &'static str, &'static str); 12] = [
+        let rules: [(bool, &'static str, &'static str); 13] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -213,6 +221,11 @@ impl Config {
                 "at least 1 when rate_limit_per_s is set",
             ),
             (self.cores != Some(0), "cores", "at least 1"),
+            (
+                self.allowed_origins.iter().all(|o| is_origin(o)),
+                "allowed_origins",
+                "a list of origins like \"https://chat.example.com\" (scheme://host[:port], no path)",
+            ),
             (
                 self.app != AppKind::Rooms
                     || self
@@ -263,6 +276,21 @@ impl Config {
     pub fn duration(ms: u64) -> Duration {
         Duration::from_millis(ms)
     }
+}
+
+/// Whether `text` is a web origin as a browser sends it: `http://` or `https://`, then
+/// a host with an optional port, and nothing else.
+fn is_origin(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    rest.is_some_and(|authority| {
+        !authority.is_empty()
+            && authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    })
 }
 
 /// Parses `"all"` or a list like `"0,2-3"`.
@@ -337,6 +365,52 @@ mod tests {
         assert_eq!(config.listen, Config::default().listen);
         let all: Config = toml::from_str("cpus = \"all\"").unwrap();
         assert_eq!(all.cpus, CpuSelection::All(AllCpus::All));
+    }
+
+    #[test]
+    fn the_example_config_in_tuning_loads_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning/ringcast.toml");
+        let config = Config::from_file(&path).expect("tuning/ringcast.toml parses");
+        config.validate().expect("tuning/ringcast.toml is valid");
+    }
+
+    #[test]
+    fn allowed_origins_must_be_bare_origins() {
+        let with = |origins: &[&str]| Config {
+            cpus: CpuSelection::All(AllCpus::All),
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..Config::default()
+        };
+        let good = [
+            "https://chat.example.com",
+            "http://localhost:8080",
+            "HTTPS://Example.COM",
+            "http://[::1]:3000",
+        ];
+        assert!(with(&good).validate().is_ok());
+        for bad in [
+            "chat.example.com",
+            "https://",
+            "https://chat.example.com/",
+            "https://chat.example.com/app",
+            "ws://chat.example.com",
+            "*",
+            "https://a b",
+        ] {
+            assert!(
+                matches!(
+                    with(&[bad]).validate(),
+                    Err(ConfigError::Invalid {
+                        field: "allowed_origins",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let config: Config =
+            toml::from_str("allowed_origins = [\"https://chat.example.com\"]").unwrap();
+        assert_eq!(config.allowed_origins, ["https://chat.example.com"]);
     }
 
     #[test]

@@ -63,6 +63,10 @@ struct ServeArgs {
     /// "Rate limit exceeded" [default: 0, no limit].
     #[arg(long)]
     rate_limit: Option<u32>,
+    /// A browser origin allowed to connect, e.g. https://chat.example.com; repeat for
+    /// more. Replaces the config file's `allowed_origins` [default: any origin].
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -92,6 +96,9 @@ impl ServeArgs {
         }
         if let Some(rate) = self.rate_limit {
             config.rate_limit_per_s = rate;
+        }
+        if !self.allow_origins.is_empty() {
+            config.allowed_origins = self.allow_origins;
         }
         config.validate()?;
         Ok(config)

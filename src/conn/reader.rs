@@ -156,10 +156,19 @@ async fn upgrade<A: App>(
     let max = core.ctx.config.max_handshake_bytes;
     loop {
         let response = match handshake::parse_request(buf, max) {
-            Ok(Some((Request::Upgrade { key, .. }, len))) => {
-                buf.advance(len);
-                let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
-                return result.is_ok();
+            Ok(Some((Request::Upgrade { key, origin, .. }, len))) => {
+                let allowed = &core.ctx.config.allowed_origins;
+                match handshake::check_origin(origin.as_deref(), allowed) {
+                    Ok(()) => {
+                        buf.advance(len);
+                        let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
+                        return result.is_ok();
+                    }
+                    Err(refused) => {
+                        core.ctx.stats.count_rejected_handshake();
+                        refused.response()
+                    }
+                }
             }
             Ok(Some((Request::Health, _))) => handshake::health_response().to_vec(),
             Ok(Some((Request::Metrics, _))) => {

@@ -11,8 +11,13 @@ const MAX_HEADERS: usize = 32;
 /// What a complete request asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
-    /// A valid WebSocket upgrade; answer with [`accept_response`].
-    Upgrade { key: String, path: String },
+    /// A valid WebSocket upgrade; answer with [`accept_response`] once
+    /// [`check_origin`] allows its `origin` (the `Origin` header, which browsers send).
+    Upgrade {
+        key: String,
+        path: String,
+        origin: Option<String>,
+    },
     /// `GET /healthz` without an upgrade, for load balancers; answer with [`health_response`].
     Health,
     /// `GET /metrics` without an upgrade, for monitoring; answer with [`metrics_response`].
@@ -42,6 +47,8 @@ pub enum HandshakeError {
         "Sec-WebSocket-Version is not 13 (RFC 6455 §4.4): answer 426 with the supported version"
     )]
     UnsupportedVersion,
+    #[error("origin {0} is not in allowed_origins (RFC 6455 §10.2): answer 403 and close")]
+    OriginNotAllowed(String),
 }
 
 impl HandshakeError {
@@ -50,6 +57,7 @@ impl HandshakeError {
             HandshakeError::HeadersTooLarge(_) => 431,
             HandshakeError::MethodNotAllowed(_) => 405,
             HandshakeError::NotAnUpgrade | HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::OriginNotAllowed(_) => 403,
             _ => 400,
         }
     }
@@ -78,6 +86,7 @@ impl HandshakeError {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        403 => "Forbidden",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
@@ -153,7 +162,24 @@ pub fn parse_request(
         return Err(HandshakeError::BadKey);
     }
     let key = String::from_utf8(key.to_vec()).map_err(|_| HandshakeError::BadKey)?;
-    Ok(Some((Request::Upgrade { key, path }, len)))
+    let origin = header("origin")
+        .next()
+        .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned());
+    Ok(Some((Request::Upgrade { key, path, origin }, len)))
+}
+
+/// Whether a request with this `Origin` may upgrade: always when `allowed` is empty or
+/// the request has no `Origin` (not a browser, so no page to protect against); else
+/// only an origin in `allowed`, compared without regard to ASCII case.
+pub fn check_origin(origin: Option<&str>, allowed: &[String]) -> Result<(), HandshakeError> {
+    match origin {
+        Some(origin)
+            if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) =>
+        {
+            Err(HandshakeError::OriginNotAllowed(origin.to_string()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A key is 16 random bytes in base64: 22 base64 characters and `==` (RFC 6455 §4.1).

@@ -1,5 +1,5 @@
 //! The HTTP upgrade over real sockets: accepted, refused with the right status, the
-//! health check, the metrics, and the handshake timeout. Not the codec's parsing details (unit tests).
+//! health check, the metrics, the origin allow-list, and the handshake timeout. Not the codec's parsing details (unit tests).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -133,6 +133,50 @@ fn healthz_answers_200() {
     assert_eq!(response.body, b"ok\n");
     assert_eq!(server.stats().rejected_handshakes, 0);
     assert_eq!(server.stats().opened, 0);
+}
+
+/// Sends an upgrade request, with `Origin: origin` when given, and returns the status
+/// of the answer once its header block is in.
+fn upgrade_status(server: &crate::Server, origin: Option<&str>) -> u16 {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let request = upgrade_request(&format!(
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}"
+    ));
+    stream.write_all(&request).unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).expect("the server answers");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    text[9..12].parse().expect("a status code")
+}
+
+#[test]
+fn only_listed_origins_may_upgrade_when_allowed_origins_is_set() {
+    let server = start_server(
+        |_| EchoApp,
+        1,
+        |c| {
+            c.allowed_origins = vec!["https://chat.example.com".into()];
+        },
+    );
+    assert_eq!(
+        upgrade_status(&server, Some("https://chat.example.com")),
+        101
+    );
+    assert_eq!(upgrade_status(&server, None), 101);
+    assert_eq!(upgrade_status(&server, Some("https://evil.example")), 403);
+    server.wait_for_stats("one refused, two upgraded", |s| {
+        s.rejected_handshakes == 1 && s.opened == 2
+    });
+    // Without an allow-list, any origin is served.
+    let open = start_server(|_| EchoApp, 1, |_| {});
+    assert_eq!(upgrade_status(&open, Some("https://evil.example")), 101);
 }
 
 /// The value of `name{core="N"}` in a `GET /metrics` body.

@@ -2,14 +2,14 @@
 //! and a config file it cannot read, with a clear message; SIGTERM shuts it down gracefully (close 1001, exit 0), and `--rate-limit` reaches
 //! the rooms app.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::TestClient;
+use crate::client::{http_exchange, TestClient};
 use crate::rooms::{send_private, with_id, RoomClient};
 use crate::WAIT;
 
@@ -80,6 +80,37 @@ fn serve_refuses_an_address_another_process_listens_on() {
     assert!(!status.success(), "it must not share the port");
     let stderr = stderr_of(&mut child);
     assert!(stderr.contains("already in use"), "{stderr}");
+}
+
+#[test]
+fn allow_origin_flag_refuses_other_origins_with_403() {
+    let (addr, mut child) = serve_one_core(&[
+        "--app",
+        "echo",
+        "--allow-origin",
+        "https://a.example",
+        "--allow-origin",
+        "https://b.example",
+    ]);
+    let request = |origin: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Origin: {origin}\r\n\r\n"
+        )
+    };
+    let refused = http_exchange(addr, request("https://c.example").as_bytes());
+    assert_eq!(refused.status, 403);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(request("https://b.example").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -18,6 +18,7 @@ fn valid() -> Vec<u8> {
         "Connection: keep-alive, Upgrade",
         &format!("Sec-WebSocket-Key: {RFC_KEY}"),
         "Sec-WebSocket-Version: 13",
+        "Origin: http://example.com",
     ])
 }
 
@@ -35,9 +36,36 @@ fn valid_upgrade_parses_at_every_split_and_keeps_pipelined_bytes() {
         req,
         Request::Upgrade {
             key: RFC_KEY.into(),
-            path: "/chat".into()
+            path: "/chat".into(),
+            origin: Some("http://example.com".into()),
         }
     );
+}
+
+#[test]
+fn origins_are_checked_only_against_a_non_empty_allow_list() {
+    let allowed = vec!["https://chat.example.com".to_string()];
+    assert_eq!(check_origin(Some("https://evil.example"), &[]), Ok(()));
+    assert_eq!(check_origin(None, &allowed), Ok(()));
+    assert_eq!(
+        check_origin(Some("https://chat.example.com"), &allowed),
+        Ok(())
+    );
+    assert_eq!(
+        check_origin(Some("HTTPS://Chat.Example.com"), &allowed),
+        Ok(())
+    );
+    for refused in [
+        "https://evil.example",
+        "http://chat.example.com",
+        "null",
+        "",
+    ] {
+        let error = check_origin(Some(refused), &allowed).unwrap_err();
+        assert_eq!(error, HandshakeError::OriginNotAllowed(refused.into()));
+        assert_eq!(error.status(), 403);
+        assert!(error.response().starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+    }
 }
 
 #[test]
@@ -164,7 +192,8 @@ fn client_request_round_trips_through_the_server_parser() {
         req,
         Request::Upgrade {
             key: key.clone(),
-            path: "/room".into()
+            path: "/room".into(),
+            origin: None,
         }
     );
     let response = accept_response(&key);
