@@ -67,12 +67,21 @@ impl WriteBatch {
         self.start = 0;
         for frame in &self.frames {
             for part in [frame.header.as_slice(), &frame.payload[..]] {
-                if !part.is_empty() {
-                    self.iovecs.push(libc::iovec {
-                        iov_base: part.as_ptr() as *mut libc::c_void,
-                        iov_len: part.len(),
-                    });
+                if part.is_empty() {
+                    continue;
                 }
+                // Parts that touch (frames of one `FrameBuffer` chunk) share an iovec:
+                // the kernel's per-iovec copy was 16% of the rooms server.
+                if let Some(last) = self.iovecs.last_mut() {
+                    if (last.iov_base as *const u8).wrapping_add(last.iov_len) == part.as_ptr() {
+                        last.iov_len += part.len();
+                        continue;
+                    }
+                }
+                self.iovecs.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                });
             }
         }
     }
@@ -266,6 +275,35 @@ mod tests {
                     .to_vec()
             })
             .collect()
+    }
+
+    #[test]
+    fn frames_that_touch_share_one_iovec() {
+        let mut buffer = crate::ws::FrameBuffer::default();
+        let mut batch = WriteBatch::new();
+        for text in [&b"one"[..], b"two", b"three"] {
+            batch
+                .frames
+                .push(OutFrame::preencoded(buffer.encode(Opcode::Text, text)));
+        }
+        batch
+            .frames
+            .push(OutFrame::new(Opcode::Text, Bytes::from_static(b"apart")));
+        batch.build_iovecs();
+        // One run of three frames, then the fourth's inline header and its payload.
+        assert_eq!(batch.iovecs.len(), 3);
+        assert_eq!(
+            gather(&batch),
+            b"\x81\x03one\x81\x03two\x81\x05three\x81\x05apart"
+        );
+        // Short writes step through a merged iovec like any other.
+        let whole = gather(&batch);
+        let mut written = 0;
+        while !batch.is_written() {
+            batch.advance(4.min(whole.len() - written));
+            written += 4.min(whole.len() - written);
+            assert_eq!(gather(&batch), &whole[written..]);
+        }
     }
 
     #[test]

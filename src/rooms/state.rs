@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::limit::{Bucket, RateLimit};
 use super::replies::ReplyQueue;
 use super::wire::{error_frame, parse_request, Encoder, Request, RATE_LIMITED};
+use crate::ws::FrameBuffer;
 use crate::{ConnId, CoreId};
 
 /// The most cores the room app supports (core sets are a 128-bit mask).
@@ -128,6 +129,22 @@ struct Client {
     replies: ReplyQueue,
     /// What is left of the client's message allowance (see `limit`).
     allowance: Bucket,
+    /// Where its room messages are encoded, one after another while they go to the
+    /// same room (the room named here), so members write a run of them as one iovec.
+    room_frames: FrameBuffer,
+    room_frames_room: Option<Arc<str>>,
+}
+
+impl Client {
+    /// The buffer for this client's next message to `room`: a fresh chunk when its
+    /// last message went to another room, so a chunk's frames share one audience.
+    fn room_frames(&mut self, room: &Arc<str>) -> &mut FrameBuffer {
+        if self.room_frames_room.as_ref() != Some(room) {
+            self.room_frames.restart();
+            self.room_frames_room = Some(room.clone());
+        }
+        &mut self.room_frames
+    }
 }
 
 /// A membership change to announce to a room.
@@ -372,7 +389,7 @@ impl RoomsCore {
                     .string("from", &from)
                     .raw("message", message)
                     .number("timestamp", now)
-                    .frame();
+                    .frame_in(self.client(conn).room_frames(&room));
                 let cores = self.room_cores.get(&room).copied().unwrap_or_default();
                 for core in cores.iter() {
                     let envelope = Envelope::ToMembers {

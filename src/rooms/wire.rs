@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::ws::{encode_unmasked, Opcode};
+use crate::ws::{encode_unmasked, FrameBuffer, Opcode};
 
 /// The error text for anything that is not a well-formed request (PROTOCOL.md, Errors).
 pub const INVALID_FORMAT: &str = "Invalid message format";
@@ -189,6 +189,13 @@ impl Encoder {
     pub fn frame(mut self) -> Bytes {
         self.json.push(b'}');
         encode_unmasked(Opcode::Text, &self.json)
+    }
+
+    /// Like [`Encoder::frame`], placed in `buffer` right after the sender's previous
+    /// frame to the same audience (see [`FrameBuffer`]).
+    pub fn frame_in(mut self, buffer: &mut FrameBuffer) -> Bytes {
+        self.json.push(b'}');
+        buffer.encode(Opcode::Text, &self.json)
     }
 }
 

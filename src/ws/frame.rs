@@ -162,6 +162,53 @@ pub fn encode_unmasked(opcode: Opcode, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Encodes one sender's consecutive frames end to end in shared chunks, so that a
+/// queue holding several of them writes the run as one iovec (`conn::writer` merges
+/// iovecs that touch): one copy per frame into the chunk, as [`encode_unmasked`]
+/// makes, and none per recipient.
+///
+/// A chunk stays allocated while any of its frames is queued anywhere, so every
+/// frame in a chunk must go to the same recipients: keep one buffer per stream with
+/// one audience (the rooms app keeps one per client, for its messages to one room, and
+/// calls [`FrameBuffer::restart`] when the room changes). A reader that stops then holds
+/// at most one chunk more than what it has queued. Chunks start at
+/// [`FrameBuffer::FIRST_CHUNK`] bytes and double up to [`FrameBuffer::MAX_CHUNK`] while
+/// the sender keeps sending; a frame over a quarter of the largest chunk gets its own
+/// buffer. An unused buffer holds nothing.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    chunk: BytesMut,
+    next_chunk: usize,
+}
+
+impl FrameBuffer {
+    pub const FIRST_CHUNK: usize = 512;
+    pub const MAX_CHUNK: usize = 4096;
+
+    /// A complete unmasked frame, placed right after the last one when it fits.
+    pub fn encode(&mut self, opcode: Opcode, payload: &[u8]) -> Bytes {
+        let header = HeaderBytes::new(opcode, true, payload.len(), None);
+        let len = header.len as usize + payload.len();
+        if len > Self::MAX_CHUNK / 4 {
+            return encode_unmasked(opcode, payload);
+        }
+        if self.chunk.capacity() - self.chunk.len() < len {
+            let size = self.next_chunk.clamp(Self::FIRST_CHUNK, Self::MAX_CHUNK);
+            self.next_chunk = size * 2;
+            self.chunk = BytesMut::with_capacity(size);
+        }
+        self.chunk.put_slice(header.as_slice());
+        self.chunk.put_slice(payload);
+        self.chunk.split().freeze()
+    }
+
+    /// Lets go of the current chunk: the next frame starts a new one, for a new
+    /// audience, at the first chunk size.
+    pub fn restart(&mut self) {
+        *self = FrameBuffer::default();
+    }
+}
+
 /// A complete masked frame (the client role, RFC 6455 §5.3): copies the payload.
 pub fn encode_masked(opcode: Opcode, fin: bool, payload: &[u8], mask: [u8; 4]) -> Bytes {
     let header = HeaderBytes::new(opcode, fin, payload.len(), Some(mask));
@@ -204,6 +251,46 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_buffer_puts_consecutive_frames_end_to_end() {
+        let mut buffer = FrameBuffer::default();
+        let a = buffer.encode(Opcode::Text, b"first");
+        let b = buffer.encode(Opcode::Text, b"second");
+        assert_eq!(a, encode_unmasked(Opcode::Text, b"first"));
+        assert_eq!(b, encode_unmasked(Opcode::Text, b"second"));
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
+        buffer.restart();
+        let c = buffer.encode(Opcode::Text, b"third");
+        assert_ne!(b.as_ptr().wrapping_add(b.len()), c.as_ptr());
+    }
+
+    #[test]
+    fn a_frame_buffer_grows_its_chunks_and_gives_big_frames_their_own() {
+        let mut buffer = FrameBuffer::default();
+        let payload = [b'x'; 98]; // 100-byte frames
+        let frames: Vec<Bytes> = (0..60)
+            .map(|_| buffer.encode(Opcode::Text, &payload))
+            .collect();
+        let runs = 1 + frames
+            .windows(2)
+            .filter(|w| w[0].as_ptr().wrapping_add(w[0].len()) != w[1].as_ptr())
+            .count();
+        // 512 + 1024 + 2048 + 4096 bytes hold 5 + 10 + 20 + 25 of them.
+        assert_eq!(runs, 4);
+        assert!(frames
+            .iter()
+            .all(|f| f[..] == encode_unmasked(Opcode::Text, &payload)[..]));
+        let big = vec![b'y'; FrameBuffer::MAX_CHUNK];
+        let whole = buffer.encode(Opcode::Binary, &big);
+        assert_eq!(whole, encode_unmasked(Opcode::Binary, &big));
+        let after = buffer.encode(Opcode::Text, &payload);
+        assert_eq!(
+            frames[59].as_ptr().wrapping_add(100),
+            after.as_ptr(),
+            "a big frame does not break the run"
+        );
+    }
 
     fn naive_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
         for (i, b) in data.iter_mut().enumerate() {

@@ -8,4 +8,6 @@ pub mod handshake;
 pub mod utf8;
 
 pub use decoder::{Decoder, Incoming, ProtocolError, Role};
-pub use frame::{encode_masked, encode_unmasked, HeaderBytes, Opcode, OutFrame, Payload};
+pub use frame::{
+    encode_masked, encode_unmasked, FrameBuffer, HeaderBytes, Opcode, OutFrame, Payload,
+};

@@ -251,6 +251,56 @@ fn room_message_reaches_the_other_members_only() {
     );
 }
 
+/// The `room_message` frame each of `texts` from `from` produces (as its fan-out to the
+/// room's members carries it).
+fn room_message_frames(sim: &mut Sim, from: ConnId, texts: &[&str]) -> Vec<Bytes> {
+    texts
+        .iter()
+        .map(|text| {
+            let mut out = Vec::new();
+            sim.cores[from.core.index()].handle_message(from, text.as_bytes(), NOW, 0, &mut out);
+            let frame = out.iter().find_map(|effect| match effect {
+                Effect::Post {
+                    envelope: Envelope::ToMembers { frame, .. },
+                    ..
+                }
+                | Effect::SendToMembers { frame, .. } => Some(frame.clone()),
+                _ => None,
+            });
+            sim.apply(from.core.index(), out);
+            sim.settle();
+            frame.expect("a room message goes to the room's members")
+        })
+        .collect()
+}
+
+#[test]
+fn a_senders_messages_to_one_room_are_encoded_end_to_end() {
+    let mut sim = Sim::new(1, 3);
+    let (a, b) = (sim.connect(0), sim.connect(0));
+    for conn in [a, b] {
+        for room in ["r", "s"] {
+            sim.send(conn, json!({"type": "join_room", "room": room}));
+        }
+    }
+    sim.settle();
+    let to_r = r#"{"type":"room_message","room":"r","message":"m"}"#;
+    let to_s = r#"{"type":"room_message","room":"s","message":"m"}"#;
+    let frames = room_message_frames(&mut sim, a, &[to_r, to_r, to_s, to_s]);
+    let touch = |x: &Bytes, y: &Bytes| x.as_ptr().wrapping_add(x.len()) == y.as_ptr();
+    assert!(touch(&frames[0], &frames[1]), "same room: one run");
+    assert!(!touch(&frames[1], &frames[2]), "another room: a new chunk");
+    assert!(touch(&frames[2], &frames[3]));
+    // b got all four, whole and in order.
+    let got = sim.take(b);
+    let rooms: Vec<_> = got
+        .iter()
+        .filter(|m| m["type"] == "room_message")
+        .map(|m| m["room"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(rooms, ["r", "r", "s", "s"]);
+}
+
 #[test]
 fn messages_over_the_rate_limit_are_refused_with_their_id_and_not_handled() {
     let limit = RateLimit {
