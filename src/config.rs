@@ -102,7 +102,7 @@ pub struct Config {
     /// Default 100. Ignored while `rate_limit_per_s` is 0.
     pub rate_limit_burst: u32,
     /// Browser origins allowed to open a WebSocket, e.g. `["https://chat.example.com"]`
-    /// (scheme://host[:port], compared without regard to case). An upgrade request
+    /// (`scheme://host[:port]`, compared without regard to case). An upgrade request
     /// whose `Origin` is not listed gets 403; one without `Origin` (not a browser) is
     /// always served. Default empty: every origin is served. Set it on a public server
     /// so other sites' pages cannot use their visitors' browsers as clients
