@@ -198,7 +198,8 @@ impl FrameBuffer {
         if self.chunk.capacity() - self.chunk.len() < len {
             let size = self.next_chunk.clamp(Self::FIRST_CHUNK, Self::MAX_CHUNK);
             self.next_chunk = size * 2;
-            self.chunk = BytesMut::with_capacity(size);
+            // A frame over the first chunk size still gets a chunk it fits in.
+            self.chunk = BytesMut::with_capacity(size.max(len));
         }
         self.chunk.put_slice(header.as_slice());
         self.chunk.put_slice(payload);
