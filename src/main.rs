@@ -117,7 +117,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("installing signal handlers")?;
     let server: ServerHandle = match app {
         AppKind::Echo => runtime::start(config, |_| EchoApp),
-        AppKind::Broadcast => runtime::start(config, |_| BroadcastApp),
+        AppKind::Broadcast => runtime::start(config, |_| BroadcastApp::default()),
         AppKind::Rooms => {
             let cores = cpus.len();
             let rate_limit = config.rate_limit();

@@ -49,7 +49,7 @@ fn publish_in_lockstep(publisher: &mut TestClient, reader: &mut TestClient, seq:
 #[test]
 fn client_that_stops_reading_is_closed_with_1008_and_others_keep_receiving() {
     let server = start_server(
-        |_| BroadcastApp,
+        |_| BroadcastApp::default(),
         1,
         |c| {
             c.max_outbound_bytes = 64 * 1024;

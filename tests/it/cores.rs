@@ -99,7 +99,7 @@ fn receive_everything(client: &mut TestClient) {
 
 #[test]
 fn broadcast_across_two_cores_delivers_every_message_once_in_sender_order() {
-    broadcast_to_clients_on_both_cores(start_server(|_| BroadcastApp, 2, |_| {}));
+    broadcast_to_clients_on_both_cores(start_server(|_| BroadcastApp::default(), 2, |_| {}));
 }
 
 #[test]
@@ -107,7 +107,7 @@ fn broadcast_through_full_inboxes_still_delivers_every_message_once_in_order() {
     // The smallest inbox: posts overflow into the sending core's backlog and its
     // readers pause, which must lose, duplicate and reorder nothing.
     broadcast_to_clients_on_both_cores(start_server(
-        |_| BroadcastApp,
+        |_| BroadcastApp::default(),
         2,
         |c| c.inbox_capacity = 16,
     ));

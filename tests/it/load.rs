@@ -35,7 +35,7 @@ fn echo_scenario_gets_every_message_back_from_two_cores() {
 
 #[test]
 fn broadcast_scenario_counts_every_delivery_exactly_once() {
-    let server = start_server(|_| BroadcastApp, 2, |_| {});
+    let server = start_server(|_| BroadcastApp::default(), 2, |_| {});
     let url = format!("ws://{}/", server.addr());
     let report = load(&["broadcast", &url, "-c", "20", "-k", "3", "-w", "4"]);
     assert!(report.problems.is_empty(), "{:?}", report.problems);

@@ -26,7 +26,11 @@ fn audience(server: &Server) -> Vec<TestClient> {
 
 #[test]
 fn after_a_fan_out_pass_the_next_waits_out_the_pace() {
-    let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 100_000);
+    let server = start_server(
+        |_| BroadcastApp::default(),
+        1,
+        |c| c.flush_pace_us = 100_000,
+    );
     let mut clients = audience(&server);
     // Two messages read together: one pass writes both to every client.
     clients[0].send_texts_at_once(&["first", "also first"]);
@@ -47,7 +51,11 @@ fn after_a_fan_out_pass_the_next_waits_out_the_pace() {
 
 #[test]
 fn a_single_message_fan_out_is_not_paced() {
-    let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 100_000);
+    let server = start_server(
+        |_| BroadcastApp::default(),
+        1,
+        |c| c.flush_pace_us = 100_000,
+    );
     let mut clients = audience(&server);
     let started = Instant::now();
     // A publisher that waits for each message to reach everyone before the next:
@@ -84,7 +92,7 @@ fn request_response_traffic_is_never_paced() {
 
 #[test]
 fn a_pace_of_zero_sends_the_next_fan_out_at_once() {
-    let server = start_server(|_| BroadcastApp, 1, |c| c.flush_pace_us = 0);
+    let server = start_server(|_| BroadcastApp::default(), 1, |c| c.flush_pace_us = 0);
     let mut clients = audience(&server);
     let started = Instant::now();
     // Two messages at a time: every pass is one a pace would be kept after.
