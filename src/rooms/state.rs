@@ -129,21 +129,34 @@ struct Client {
     replies: ReplyQueue,
     /// What is left of the client's message allowance (see `limit`).
     allowance: Bucket,
-    /// Where its room messages are encoded, one after another while they go to the
-    /// same room (the room named here), so members write a run of them as one iovec.
-    room_frames: FrameBuffer,
-    room_frames_room: Option<Arc<str>>,
+    /// Where its room messages are encoded (from its first one: an idle client keeps
+    /// one pointer, not the 56-byte buffer).
+    room_frames: Option<Box<RoomFrames>>,
+}
+
+/// A client's room messages, encoded one after another while they go to the same
+/// room, so that members write a run of them as one iovec.
+#[derive(Debug)]
+struct RoomFrames {
+    room: Arc<str>,
+    buffer: FrameBuffer,
 }
 
 impl Client {
     /// The buffer for this client's next message to `room`: a fresh chunk when its
     /// last message went to another room, so a chunk's frames share one audience.
     fn room_frames(&mut self, room: &Arc<str>) -> &mut FrameBuffer {
-        if self.room_frames_room.as_ref() != Some(room) {
-            self.room_frames.restart();
-            self.room_frames_room = Some(room.clone());
+        let frames = self.room_frames.get_or_insert_with(|| {
+            Box::new(RoomFrames {
+                room: room.clone(),
+                buffer: FrameBuffer::default(),
+            })
+        });
+        if frames.room != *room {
+            frames.buffer.restart();
+            frames.room = room.clone();
         }
-        &mut self.room_frames
+        &mut frames.buffer
     }
 }
 
