@@ -1,8 +1,9 @@
 //! The write path. Frames queued on a connection are corked: the core's flush task runs
 //! after every task already runnable has queued its frames, then sends each dirty
 //! connection's frames in one non-blocking `writev(2)` (headers inline, payloads
-//! shared, nothing copied). One write per batch, not per frame, is what makes fan-out
-//! fast: a loopback write costs ~3 µs whatever its size. Only a socket that would block
+//! shared, nothing copied; frames that sit end to end in memory, as a `FrameBuffer`
+//! lays them out, share one iovec). One write per batch, not per frame, is what makes
+//! fan-out fast: a loopback write costs ~3 µs whatever its size. Only a socket that would block
 //! gets a writer task, which finishes through io_uring (or epoll) and ends when the
 //! queue drains. Short writes advance by hand (monoio 0.2.4's `write_vectored_all`
 //! corrupts data after a short write; see ARCHITECTURE.md).
