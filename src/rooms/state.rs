@@ -173,7 +173,15 @@ struct Notice {
 struct HomeRoom {
     members: usize,
     per_core: Box<[u32]>,
+    /// Where a big room's `member_joined` / `member_left` notices are encoded, one
+    /// after another (they all go to the room's members), so that a join storm's
+    /// notices reach each member as runs of one iovec. Made when the room reaches
+    /// [`BIG_ROOM`] members: a small room would keep a chunk for a few notices.
+    notices: Option<Box<FrameBuffer>>,
 }
+
+/// Members from which a room's notices are encoded end to end (see `HomeRoom`).
+const BIG_ROOM: usize = 64;
 
 impl HomeRoom {
     fn cores(&self) -> CoreSet {
@@ -567,8 +575,12 @@ impl RoomsCore {
         let home = self.homed.entry(room.clone()).or_insert_with(|| HomeRoom {
             members: 0,
             per_core: vec![0; cores].into_boxed_slice(),
+            notices: None,
         });
         home.members += 1;
+        if home.members >= BIG_ROOM && home.notices.is_none() {
+            home.notices = Some(Box::default());
+        }
         home.per_core[member.core.index()] += 1;
         let (members, grew, set) = (
             home.members,
@@ -720,11 +732,18 @@ impl RoomsCore {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
-        let frame = Encoder::new(notice.kind)
+        let encoder = Encoder::new(notice.kind)
             .string("room", room)
             .string("client_id", &client_id(notice.member))
-            .number("total_members", notice.members as u64)
-            .frame();
+            .number("total_members", notice.members as u64);
+        let buffer = self
+            .homed
+            .get_mut(room)
+            .and_then(|home| home.notices.as_mut());
+        let frame = match buffer {
+            Some(buffer) => encoder.frame_in(buffer),
+            None => encoder.frame(),
+        };
         for core in notice.set.iter() {
             let envelope = Envelope::ToMembers {
                 room: room.clone(),

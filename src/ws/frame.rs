@@ -170,8 +170,9 @@ pub fn encode_unmasked(opcode: Opcode, payload: &[u8]) -> Bytes {
 /// A chunk stays allocated while any of its frames is queued anywhere, so every
 /// frame in a chunk must go to the same recipients: keep one buffer per stream with
 /// one audience (the rooms app keeps one per client, for its messages to one room, and
-/// calls [`FrameBuffer::restart`] when the room changes; the broadcast app, whose
-/// frames all go to everyone, one per core). A reader that stops then holds, beyond
+/// calls [`FrameBuffer::restart`] when the room changes, and one per room of 64 members
+/// or more for its membership notices; the broadcast app, whose frames all go to
+/// everyone, one per core). A reader that stops then holds, beyond
 /// what it has queued, at most the earlier part of one chunk per buffer whose frames
 /// it has queued (the chunk being filled when it stopped, or when it joined): frames
 /// after those are all in its queue, counted against its outbound limit.

@@ -251,9 +251,9 @@ fn room_message_reaches_the_other_members_only() {
     );
 }
 
-/// The `room_message` frame each of `texts` from `from` produces (as its fan-out to the
-/// room's members carries it).
-fn room_message_frames(sim: &mut Sim, from: ConnId, texts: &[&str]) -> Vec<Bytes> {
+/// The frame of the first fan-out to a room's members (a `room_message`, or the
+/// `member_joined` of a join) that each of `texts` from `from` produces.
+fn fan_out_frames(sim: &mut Sim, from: ConnId, texts: &[&str]) -> Vec<Bytes> {
     texts
         .iter()
         .map(|text| {
@@ -269,7 +269,7 @@ fn room_message_frames(sim: &mut Sim, from: ConnId, texts: &[&str]) -> Vec<Bytes
             });
             sim.apply(from.core.index(), out);
             sim.settle();
-            frame.expect("a room message goes to the room's members")
+            frame.expect("a fan-out to the room's members")
         })
         .collect()
 }
@@ -286,7 +286,7 @@ fn a_senders_messages_to_one_room_are_encoded_end_to_end() {
     sim.settle();
     let to_r = r#"{"type":"room_message","room":"r","message":"m"}"#;
     let to_s = r#"{"type":"room_message","room":"s","message":"m"}"#;
-    let frames = room_message_frames(&mut sim, a, &[to_r, to_r, to_s, to_s]);
+    let frames = fan_out_frames(&mut sim, a, &[to_r, to_r, to_s, to_s]);
     let touch = |x: &Bytes, y: &Bytes| x.as_ptr().wrapping_add(x.len()) == y.as_ptr();
     assert!(touch(&frames[0], &frames[1]), "same room: one run");
     assert!(!touch(&frames[1], &frames[2]), "another room: a new chunk");
@@ -299,6 +299,36 @@ fn a_senders_messages_to_one_room_are_encoded_end_to_end() {
         .map(|m| m["room"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(rooms, ["r", "r", "s", "s"]);
+}
+
+#[test]
+fn a_big_rooms_notices_are_encoded_end_to_end() {
+    let mut sim = Sim::new(1, 5);
+    let join = r#"{"type":"join_room","room":"big"}"#;
+    let members: Vec<ConnId> = (0..BIG_ROOM).map(|_| sim.connect(0)).collect();
+    for &member in &members[..BIG_ROOM - 1] {
+        sim.send_raw(member, join);
+        sim.settle();
+    }
+    // The join that makes the room big, then two more: their notices touch.
+    let last = *members.last().unwrap();
+    let (x, y) = (sim.connect(0), sim.connect(0));
+    let mut notices = fan_out_frames(&mut sim, last, &[join]);
+    notices.extend(fan_out_frames(&mut sim, x, &[join]));
+    notices.extend(fan_out_frames(&mut sim, y, &[join]));
+    let touch = |a: &Bytes, b: &Bytes| a.as_ptr().wrapping_add(a.len()) == b.as_ptr();
+    assert!(touch(&notices[0], &notices[1]) && touch(&notices[1], &notices[2]));
+    // Every earlier member saw the three joins, in order, with exact counts.
+    let counts: Vec<_> = sim
+        .take(members[0])
+        .iter()
+        .filter(|m| m["type"] == "member_joined")
+        .map(|m| m["total_members"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        counts[counts.len() - 3..],
+        [BIG_ROOM as u64, BIG_ROOM as u64 + 1, BIG_ROOM as u64 + 2]
+    );
 }
 
 #[test]
