@@ -137,7 +137,7 @@ fn decode_buffered<A: App>(
             }
             Ok(None) => return None,
             Err(error) => {
-                core.ctx.stats.count_protocol_error();
+                core.ctx.stats().count_protocol_error();
                 core.ctx.close(id, error.close_code(), &error.to_string());
                 return Some(ReadEnd::Flush);
             }
@@ -154,21 +154,19 @@ async fn upgrade<A: App>(
     buf: &mut BytesMut,
 ) -> bool {
     let max = core.ctx.config.max_handshake_bytes;
+    let allowed_origins = &core.ctx.config.allowed_origins;
     loop {
-        let response = match handshake::parse_request(buf, max) {
-            Ok(Some((Request::Upgrade { key, origin, .. }, len))) => {
-                let allowed = &core.ctx.config.allowed_origins;
-                match handshake::check_origin(origin.as_deref(), allowed) {
-                    Ok(()) => {
-                        buf.advance(len);
-                        let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
-                        return result.is_ok();
-                    }
-                    Err(refused) => {
-                        core.ctx.stats.count_rejected_handshake();
-                        refused.response()
-                    }
-                }
+        let request = handshake::parse_request(buf, max).and_then(|request| {
+            if let Some((Request::Upgrade { origin, .. }, _)) = &request {
+                handshake::check_origin(origin.as_deref(), allowed_origins)?;
+            }
+            Ok(request)
+        });
+        let response = match request {
+            Ok(Some((Request::Upgrade { key, .. }, len))) => {
+                buf.advance(len);
+                let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
+                return result.is_ok();
             }
             Ok(Some((Request::Health, _))) => handshake::health_response().to_vec(),
             Ok(Some((Request::Metrics, _))) => {
@@ -184,7 +182,7 @@ async fn upgrade<A: App>(
                 continue;
             }
             Err(error) => {
-                core.ctx.stats.count_rejected_handshake();
+                core.ctx.stats().count_rejected_handshake();
                 error.response()
             }
         };

@@ -26,8 +26,7 @@ pub struct CoreCtx<E> {
     pub(crate) config: Arc<Config>,
     pub(crate) conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
-    pub(crate) stats: Arc<CoreStats>,
-    /// Every core's counters, for `GET /metrics`.
+    /// Every core's counters (this core writes its own; `GET /metrics` reads all).
     pub(crate) all_stats: Arc<[Arc<CoreStats>]>,
     next_generation: Cell<u32>,
     /// Connections with frames queued and no writer task, flushed by the core's flush
@@ -51,7 +50,6 @@ impl<E: Send> CoreCtx<E> {
             config,
             conns: RefCell::new(Slots::default()),
             outbox,
-            stats: all_stats[id.index()].clone(),
             all_stats,
             next_generation: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
@@ -104,6 +102,11 @@ impl<E: Send> CoreCtx<E> {
     /// Messages and envelopes handed to the app since the last call.
     pub(crate) fn take_inputs(&self) -> u64 {
         self.inputs.replace(0)
+    }
+
+    /// This core's counters.
+    pub(crate) fn stats(&self) -> &CoreStats {
+        &self.all_stats[self.id.index()]
     }
 
     /// This core.
@@ -216,7 +219,7 @@ impl<E: Send> CoreCtx<E> {
             Pushed::Queued => true,
             Pushed::Dropped => false,
             Pushed::Overflowed => {
-                self.stats.count_slow_consumer();
+                self.stats().count_slow_consumer();
                 false
             }
         }
@@ -234,7 +237,7 @@ impl<E: Send> CoreCtx<E> {
             .conns
             .borrow_mut()
             .insert(Conn::new(generation, fd, now, deadline));
-        self.stats.count_accepted();
+        self.stats().count_accepted();
         ConnId {
             core: self.id,
             slot: slot as u32,
@@ -248,7 +251,7 @@ impl<E: Send> CoreCtx<E> {
             entry.writer = Writer::Parked(wr);
             entry.heard(now);
         });
-        self.stats.count_opened();
+        self.stats().count_opened();
     }
 
     pub(crate) fn remove_conn(&self, conn: ConnId) {
@@ -258,7 +261,7 @@ impl<E: Send> CoreCtx<E> {
         };
         debug_assert_eq!(removed.generation, conn.generation);
         if !matches!(removed.phase, Phase::Handshake { .. }) {
-            self.stats.count_closed();
+            self.stats().count_closed();
         }
     }
 
