@@ -89,8 +89,9 @@ pub struct Config {
     /// the core waits before its next pass, so each socket's frames go out in fewer,
     /// larger writes (a loopback write costs ~3 µs whatever its size). Default 1000 µs.
     /// Only a core already busy fanning out waits (request/response traffic, a single
-    /// message's fan-out and quiet cores never do; see `conn::pacing`); 0 turns it off. Costs up to this much latency,
-    /// plus the runtime timer's 1 ms granularity, under fan-out load.
+    /// message's fan-out and quiet cores never do; see `conn::pacing`); 0 turns it off.
+    /// Costs up to this much latency, plus the runtime timer's 1 ms granularity, under
+    /// fan-out load.
     pub flush_pace_us: u64,
     /// Rooms app: messages per second a client may send, sustained; a message over the
     /// limit gets the error `Rate limit exceeded` and is dropped (the connection stays
