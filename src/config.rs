@@ -109,6 +109,36 @@ pub struct Config {
     /// so other sites' pages cannot use their visitors' browsers as clients
     /// (RFC 6455 §10.2).
     pub allowed_origins: Vec<String>,
+    /// Rooms app: rooms one client may be in at once; a join over it gets the error
+    /// `Too many rooms` (the connection stays open). Default 100. Bounds what one
+    /// client costs the server: its room list, its leaves on disconnect, and its share
+    /// of every room's member index (about 100 bytes per membership).
+    pub max_rooms_per_client: usize,
+    /// Rooms app: longest room name, in bytes of UTF-8; a longer join gets the error
+    /// `Room name too long`. Default 128. A room's name is kept once per core that
+    /// knows the room.
+    pub max_room_name_bytes: usize,
+    /// Rooms app: largest metadata object a client may have, as the merged object's
+    /// JSON text; a `set_metadata` that would pass it gets the error
+    /// `Metadata too large` and changes nothing. Default 16 KiB: each
+    /// `metadata_updated` carries the whole object, so this bounds that reply too.
+    pub max_metadata_bytes: usize,
+    /// SO_SNDBUF of every accepted socket, in bytes. Default: none (the kernel's
+    /// autotuned buffer, `net.ipv4.tcp_wmem`). A small value caps the kernel memory a
+    /// slow reader can pin, at the cost of throughput to fast, distant readers
+    /// (tuning/README.md). The kernel doubles the value it is given.
+    pub send_buffer_bytes: Option<usize>,
+    /// SO_RCVBUF of every accepted socket, in bytes. Default: none (the kernel's
+    /// autotuned buffer, `net.ipv4.tcp_rmem`). The kernel doubles the value it is given.
+    pub recv_buffer_bytes: Option<usize>,
+    /// Connections one IP address may have open at once, counted across all cores
+    /// (handshakes included); more get HTTP 429 with `Retry-After`. Default 0: no limit.
+    /// Set it on a public server, so one host cannot take every descriptor.
+    pub max_conns_per_ip: usize,
+    /// Connections the whole server holds at once (handshakes included); more get HTTP
+    /// 503 with `Retry-After`. Default 0: no limit but the open-files limit
+    /// (`ulimit -n`). Keep it below that limit, so refusals are answered, not dropped.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -134,6 +164,13 @@ impl Default for Config {
             rate_limit_per_s: 0,
             rate_limit_burst: 100,
             allowed_origins: Vec::new(),
+            max_rooms_per_client: 100,
+            max_room_name_bytes: 128,
+            max_metadata_bytes: 16 * 1024,
+            send_buffer_bytes: None,
+            recv_buffer_bytes: None,
+            max_conns_per_ip: 0,
+            max_connections: 0,
         }
     }
 }
@@ -178,7 +215,7 @@ impl Config {
 
     /// Checks every field once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [(bool, &'static str, &'static str); 13] = [
+        let rules: [(bool, &'static str, &'static str); 18] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -223,6 +260,31 @@ impl Config {
             ),
             (self.cores != Some(0), "cores", "at least 1"),
             (
+                self.max_rooms_per_client >= 1,
+                "max_rooms_per_client",
+                "at least 1",
+            ),
+            (
+                self.max_room_name_bytes >= 1,
+                "max_room_name_bytes",
+                "at least 1",
+            ),
+            (
+                self.max_metadata_bytes >= 2,
+                "max_metadata_bytes",
+                "at least 2 (the empty object `{}`)",
+            ),
+            (
+                self.send_buffer_bytes.is_none_or(|b| (1024..=1 << 30).contains(&b)),
+                "send_buffer_bytes",
+                "between 1024 and 1073741824",
+            ),
+            (
+                self.recv_buffer_bytes.is_none_or(|b| (1024..=1 << 30).contains(&b)),
+                "recv_buffer_bytes",
+                "between 1024 and 1073741824",
+            ),
+            (
                 self.allowed_origins.iter().all(|o| is_origin(o)),
                 "allowed_origins",
                 "a list of origins like \"https://chat.example.com\" (scheme://host[:port], no path)",
@@ -249,6 +311,15 @@ impl Config {
         crate::rooms::RateLimit {
             per_second: self.rate_limit_per_s,
             burst: self.rate_limit_burst,
+        }
+    }
+
+    /// The rooms app's per-client limits.
+    pub fn room_limits(&self) -> crate::rooms::ClientLimits {
+        crate::rooms::ClientLimits {
+            max_rooms: self.max_rooms_per_client,
+            max_room_name_bytes: self.max_room_name_bytes,
+            max_metadata_bytes: self.max_metadata_bytes,
         }
     }
 

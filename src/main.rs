@@ -67,6 +67,21 @@ struct ServeArgs {
     /// more. Replaces the config file's `allowed_origins` [default: any origin].
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// Connections one IP address may hold; more get HTTP 429 [default: 0, no limit].
+    #[arg(long, value_name = "N")]
+    max_conns_per_ip: Option<usize>,
+    /// Connections the server holds in all; more get HTTP 503 [default: 0, no limit].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Rooms app: rooms one client may be in; more get "Too many rooms" [default: 100].
+    #[arg(long, value_name = "N")]
+    max_rooms_per_client: Option<usize>,
+    /// SO_SNDBUF of accepted sockets, in bytes [default: the kernel's].
+    #[arg(long, value_name = "BYTES")]
+    send_buffer: Option<usize>,
+    /// SO_RCVBUF of accepted sockets, in bytes [default: the kernel's].
+    #[arg(long, value_name = "BYTES")]
+    recv_buffer: Option<usize>,
 }
 
 impl ServeArgs {
@@ -100,6 +115,21 @@ impl ServeArgs {
         if !self.allow_origins.is_empty() {
             config.allowed_origins = self.allow_origins;
         }
+        if let Some(max) = self.max_conns_per_ip {
+            config.max_conns_per_ip = max;
+        }
+        if let Some(max) = self.max_connections {
+            config.max_connections = max;
+        }
+        if let Some(max) = self.max_rooms_per_client {
+            config.max_rooms_per_client = max;
+        }
+        if let Some(bytes) = self.send_buffer {
+            config.send_buffer_bytes = Some(bytes);
+        }
+        if let Some(bytes) = self.recv_buffer {
+            config.recv_buffer_bytes = Some(bytes);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -121,8 +151,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AppKind::Rooms => {
             let cores = cpus.len();
             let rate_limit = config.rate_limit();
+            let limits = config.room_limits();
             runtime::start(config, move |core| {
-                RoomsApp::new(core, cores).with_rate_limit(rate_limit)
+                RoomsApp::new(core, cores)
+                    .with_rate_limit(rate_limit)
+                    .with_limits(limits)
             })
         }
     }?;

@@ -9,6 +9,39 @@
 //! queues are bounded, a client that does not read is closed with 1008). Turn it on
 //! for public servers where one client may fan out to large rooms.
 
+/// What one client may hold in the room app (config `max_rooms_per_client`,
+/// `max_room_name_bytes`, `max_metadata_bytes`). A request over a limit gets an error
+/// reply ([`TOO_MANY_ROOMS`], [`ROOM_NAME_TOO_LONG`], [`METADATA_TOO_LARGE`]) and
+/// changes nothing; the connection stays open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Rooms a client may be in at once.
+    pub max_rooms: usize,
+    /// Longest room name a client may join, in bytes.
+    pub max_room_name_bytes: usize,
+    /// Largest merged metadata object, as JSON text.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for ClientLimits {
+    /// The config's defaults: 100 rooms, 128-byte names, 16 KiB of metadata.
+    fn default() -> Self {
+        ClientLimits {
+            max_rooms: 100,
+            max_room_name_bytes: 128,
+            max_metadata_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The error for a join past [`ClientLimits::max_rooms`].
+pub const TOO_MANY_ROOMS: &str = "Too many rooms";
+/// The error for a join of a room whose name passes [`ClientLimits::max_room_name_bytes`].
+pub const ROOM_NAME_TOO_LONG: &str = "Room name too long";
+/// The error for a `set_metadata` whose merged object would pass
+/// [`ClientLimits::max_metadata_bytes`].
+pub const METADATA_TOO_LARGE: &str = "Metadata too large";
+
 /// How many messages a connection may send. `per_second == 0` means no limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {

@@ -49,7 +49,7 @@ mod wire;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-pub use limit::RateLimit;
+pub use limit::{ClientLimits, RateLimit, METADATA_TOO_LARGE, ROOM_NAME_TOO_LONG, TOO_MANY_ROOMS};
 pub use state::{
     client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
@@ -80,6 +80,12 @@ impl RoomsApp {
     /// Limits the messages each client may send (PROTOCOL.md ext `Rate limit exceeded`).
     pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
         self.state = self.state.with_rate_limit(rate_limit);
+        self
+    }
+
+    /// Bounds what each client may hold (see [`ClientLimits`]).
+    pub fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.state = self.state.with_limits(limits);
         self
     }
 

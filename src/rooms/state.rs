@@ -11,7 +11,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::limit::{Bucket, RateLimit};
+use super::limit::{
+    Bucket, ClientLimits, RateLimit, METADATA_TOO_LARGE, ROOM_NAME_TOO_LONG, TOO_MANY_ROOMS,
+};
 use super::replies::ReplyQueue;
 use super::wire::{error_frame, parse_request, Encoder, Request, RATE_LIMITED};
 use crate::ws::FrameBuffer;
@@ -211,6 +213,8 @@ pub struct RoomsCore {
     blocked: usize,
     /// Messages each client may send (default: no limit).
     rate_limit: RateLimit,
+    /// What each client may hold (rooms, room name length, metadata).
+    limits: ClientLimits,
 }
 
 /// The `client_id` of a connection: it names the owning core, so messages to it are
@@ -258,7 +262,14 @@ impl RoomsCore {
             homed: HashMap::new(),
             blocked: 0,
             rate_limit: RateLimit::OFF,
+            limits: ClientLimits::default(),
         }
+    }
+
+    /// Bounds what each client may hold (see [`ClientLimits`]).
+    pub fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Limits the messages each client may send (see `limit`).
