@@ -28,6 +28,11 @@ impl ReplyQueue {
         !self.slots.is_empty()
     }
 
+    /// Frames and held places waiting.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Holds a place for a reply another core will send; returns its token.
     pub fn hold(&mut self) -> u32 {
         self.next_token = self.next_token.wrapping_add(1);

@@ -833,6 +833,23 @@ impl RoomsCore {
         self.local_members.get(room).map_or(&[], Vec::as_slice)
     }
 
+    /// The authoritative member count of a room homed on this core (0 if none), for
+    /// tests, fuzzing and stats.
+    pub fn home_member_count(&self, room: &str) -> usize {
+        self.homed.get(room).map_or(0, |home| home.members)
+    }
+
+    /// Clients this core knows (connected and not yet closed).
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Frames and held places waiting in a client's reply queue (0 for almost every
+    /// client), for tests and fuzzing.
+    pub fn pending_replies(&self, conn: ConnId) -> usize {
+        self.clients.get(&conn).map_or(0, |c| c.replies.len())
+    }
+
     /// Local members of a room that have been counted (for tests and stats).
     pub fn local_member_count(&self, room: &str) -> usize {
         self.local_members.get(room).map_or(0, Vec::len)
