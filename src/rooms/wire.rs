@@ -79,7 +79,18 @@ pub fn parse_request(payload: &[u8]) -> (Result<Request<'_>, BadRequest>, Option
 
 fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Option<&'a RawValue>) {
     let bad = || BadRequest(INVALID_FORMAT.to_string());
-    let Ok(fields) = serde_json::from_slice::<Fields<'a>>(payload) else {
+    // JSON is UTF-8 (RFC 8259 §8.1), but serde_json skips the fields it does not read
+    // without checking them: check it all here (a text frame's payload already was;
+    // a binary frame's, parsed alike, was not).
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return (Err(bad()), None);
+    };
+    // serde would also read `Fields` from an array, by position; only an object is a
+    // request (PROTOCOL.md: "not an object" is `Invalid message format`).
+    if !text.trim_ascii_start().starts_with('{') {
+        return (Err(bad()), None);
+    }
+    let Ok(fields) = serde_json::from_str::<Fields<'a>>(text) else {
         return (Err(bad()), None);
     };
     let id = fields.id.filter(|raw| is_string_or_number(raw));

@@ -120,3 +120,30 @@ fn error_frame_carries_the_id() {
         r#"{"type":"error","message":"Room does not exist","timestamp":9,"id":"x"}"#
     );
 }
+
+/// Regression (fuzz target `room_request`, crash f1f19f81): serde_json skips a field it
+/// does not read without checking its UTF-8, so a binary frame with invalid UTF-8 in an
+/// unknown field was served as a request. JSON is UTF-8 (RFC 8259 §8.1): not JSON.
+#[test]
+fn invalid_utf8_anywhere_is_invalid_message_format() {
+    let payload = b"{\"type\":\"broadcast\",\"messagg\":\"h\xff\xff\xff\xffello\",\"id\":-2e3}";
+    let (request, id) = parse_request(payload);
+    assert_eq!(request.unwrap_err().0, INVALID_FORMAT);
+    assert!(id.is_none(), "an id from a message that is not JSON");
+}
+
+/// Regression: serde reads a struct from a JSON array too (all six fields by position:
+/// type, room, to, message, metadata, id), so `["join_room","lobby",null,null,null,null]`
+/// joined `lobby`. PROTOCOL.md: a message that is not an object is `Invalid message format`.
+#[test]
+fn a_json_array_is_not_a_request() {
+    for json in [
+        r#"["join_room","lobby",null,null,null,null]"#,
+        r#"["broadcast",null,null,"hi",null,1]"#,
+        r#" ["dance",null,null,null,null,7]"#,
+    ] {
+        let (request, id) = parse_request(json.as_bytes());
+        assert_eq!(request.unwrap_err().0, INVALID_FORMAT, "{json}");
+        assert!(id.is_none(), "{json}");
+    }
+}
