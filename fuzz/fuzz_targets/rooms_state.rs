@@ -6,15 +6,16 @@
 //! is drained.
 //! Checks: no panic and quiescence; a core never posts to itself or to a core that
 //! does not exist; every frame sent is one text frame holding a JSON object with a
-//! `type`; a private message reaches only the client it names; a client's reply
-//! queue stays within the steps taken so far (and, at rest, is empty); at rest, each
-//! room's count on its home core equals the sum of every core's local members and the
-//! members the clients' own requests give (join/leave, under the client limits), each
-//! core's local members are its open clients in the room, and each core knows exactly
-//! its open clients.
+//! `type`; a private message reaches only the client it names; replies come in request
+//! order (the sim tags requests with growing ids); a client's reply queue stays within
+//! twice the steps taken so far (and, at rest, is empty); at rest, each room's count
+//! on its home core equals the sum of every core's local members and the members the
+//! clients' own requests give (join/leave, under the client limits), each core's
+//! local members are its open clients in the room, and each core knows exactly its
+//! open clients.
 #![no_main]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
@@ -53,8 +54,12 @@ enum Op {
     Open { core: u8, reuse: bool },
     /// Client number `client` (of all ever opened) disconnects, if open.
     Close { client: u8 },
-    /// Client number `client` sends a request, if open.
-    Send { client: u8, request: Req },
+    /// Client number `client` sends a request, if open; `tagged` gives it an `id`.
+    Send {
+        client: u8,
+        request: Req,
+        tagged: bool,
+    },
     /// The inbox of core `core` (or the next non-empty one) delivers its oldest envelope.
     Deliver { core: u8 },
 }
@@ -63,7 +68,6 @@ enum Op {
 enum Req {
     Join {
         room: u8,
-        id: Option<u16>,
     },
     Leave {
         room: u8,
@@ -78,19 +82,17 @@ enum Req {
     SetMetadata {
         key: u8,
         value: u8,
-        id: Option<u16>,
     },
     Broadcast,
     Raw(Vec<u8>),
 }
 
 impl Req {
-    fn to_json(&self, sim: &Sim) -> Vec<u8> {
+    /// The request's JSON; `id`: the `"r<n>"` id to give it.
+    fn to_json(&self, sim: &Sim, id: Option<u64>) -> Vec<u8> {
         let room = |i: &u8| Value::from(ROOMS[usize::from(*i) % ROOMS.len()]);
         let value = match self {
-            Req::Join { room: r, id } => {
-                serde_json::json!({"type": "join_room", "room": room(r), "id": id})
-            }
+            Req::Join { room: r } => serde_json::json!({"type": "join_room", "room": room(r)}),
             Req::Leave { room: r } => serde_json::json!({"type": "leave_room", "room": room(r)}),
             Req::RoomMessage { room: r } => {
                 serde_json::json!({"type": "room_message", "room": room(r), "message": "hi"})
@@ -100,17 +102,16 @@ impl Req {
                 let to = client_id(to);
                 serde_json::json!({"type": "private_message", "to": to, "message": format!("to:{to}")})
             }
-            Req::SetMetadata { key, value, id } => serde_json::json!({
+            Req::SetMetadata { key, value } => serde_json::json!({
                 "type": "set_metadata",
                 "metadata": {format!("k{}", key % 8): "x".repeat(usize::from(value % 40))},
-                "id": id,
             }),
             Req::Broadcast => serde_json::json!({"type": "broadcast", "message": {"n": 1}}),
             Req::Raw(bytes) => return bytes.clone(),
         };
         let mut value = value;
-        if value.get("id") == Some(&Value::Null) {
-            value.as_object_mut().unwrap().remove("id");
+        if let Some(id) = id {
+            value["id"] = Value::from(format!("r{id}"));
         }
         serde_json::to_vec(&value).unwrap()
     }
@@ -139,6 +140,10 @@ struct Sim {
     slots: Vec<Slots>,
     steps: usize,
     effects: Vec<Effect>,
+    /// The last `"r<n>"` id the sim gave a request; the ids grow.
+    last_tag: u64,
+    /// The last `"r<n>"` id each client got a reply with: replies come in request order.
+    last_reply: HashMap<ConnId, u64>,
 }
 
 impl Sim {
@@ -153,6 +158,8 @@ impl Sim {
             slots: (0..cores).map(|_| Slots::default()).collect(),
             steps: 0,
             effects: Vec::new(),
+            last_tag: 0,
+            last_reply: HashMap::new(),
         }
     }
 
@@ -197,9 +204,17 @@ impl Sim {
         self.apply(conn.core.index());
     }
 
-    fn send(&mut self, client: usize, payload: &[u8]) {
+    /// Client number `client` sends `payload`, tagged by the sim with id `"r<tag>"`.
+    fn send(&mut self, client: usize, payload: &[u8], tag: Option<u64>) {
         let conn = self.clients[client].conn;
-        match parse_request(payload).0 {
+        let (request, id) = parse_request(payload);
+        // Replies with an id "r<n>" are checked for order (see `apply`): a raw request
+        // may not forge one.
+        let id = id.and_then(|id| serde_json::from_str::<String>(id.get()).ok());
+        if tag.is_none() && id.is_some_and(|id| id.starts_with('r')) {
+            return;
+        }
+        match request {
             Ok(Request::JoinRoom { room }) => {
                 let rooms = &mut self.clients[client].rooms;
                 let admitted = !room.is_empty()
@@ -263,6 +278,12 @@ impl Sim {
                         if let Some(text) = message["message"].as_str() {
                             assert_eq!(text, format!("to:{}", client_id(to)), "misrouted");
                         }
+                    }
+                    let tag = message.get("id").and_then(Value::as_str);
+                    if let Some(tag) = tag.and_then(|id| id.strip_prefix('r')?.parse().ok()) {
+                        let last = self.last_reply.entry(to).or_default();
+                        assert!(tag > *last, "reply r{tag} to {to} after r{last}");
+                        *last = tag;
                     }
                 }
                 Effect::SendToAll { frame, .. } | Effect::SendToMembers { frame, .. } => {
@@ -348,11 +369,19 @@ fuzz_target!(|input: Input| {
                     sim.close(client);
                 }
             }
-            Op::Send { client, request } => {
+            Op::Send {
+                client,
+                request,
+                tagged,
+            } => {
                 let client = usize::from(*client) % sim.clients.len();
                 if sim.clients[client].open {
-                    let payload = request.to_json(&sim);
-                    sim.send(client, &payload);
+                    let tag = tagged.then(|| {
+                        sim.last_tag += 1;
+                        sim.last_tag
+                    });
+                    let payload = request.to_json(&sim, tag);
+                    sim.send(client, &payload, tag);
                 }
             }
             Op::Deliver { core } => {
