@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI's short fuzz pass (FUZZING.md): builds every cargo-fuzz target and runs each for
-# FUZZ_SECONDS (default 20) from its seeds and whatever corpus earlier runs left.
+# FUZZ_SECONDS (default 15) from its seeds and whatever corpus earlier runs left.
 # Needs nightly Rust; without it, says so and passes. A crash fails the pass and
 # leaves its input in fuzz/artifacts/<target>/.
 set -euo pipefail
@@ -12,7 +12,7 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
 fi
 command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked
 
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 cargo +nightly fuzz build
 for target in $(cargo +nightly fuzz list); do
     mkdir -p "corpus/$target"
