@@ -101,7 +101,7 @@ impl RoomClient {
     pub fn send_burst(&mut self, requests: &[Value]) {
         let mut burst = Vec::new();
         for (n, request) in requests.iter().enumerate() {
-            let mask = [n as u8 + 1, 0x5A, 0xA5, 0x3C];
+            let mask = [(n as u8).wrapping_add(1), 0x5A, 0xA5, 0x3C];
             let payload = request.to_string();
             burst.extend_from_slice(&encode_masked(Opcode::Text, true, payload.as_bytes(), mask));
         }
