@@ -11,8 +11,8 @@
 
 /// What one client may hold in the room app (config `max_rooms_per_client`,
 /// `max_room_name_bytes`, `max_metadata_bytes`). A request over a limit gets an error
-/// reply ([`TOO_MANY_ROOMS`], [`ROOM_NAME_TOO_LONG`], [`METADATA_TOO_LARGE`]) and
-/// changes nothing; the connection stays open.
+/// reply (`Too many rooms`, `Room name too long`, `Metadata too large`: see
+/// `RequestError`) and changes nothing; the connection stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientLimits {
     /// Rooms a client may be in at once.
@@ -33,14 +33,6 @@ impl Default for ClientLimits {
         }
     }
 }
-
-/// The error for a join past [`ClientLimits::max_rooms`].
-pub const TOO_MANY_ROOMS: &str = "Too many rooms";
-/// The error for a join of a room whose name passes [`ClientLimits::max_room_name_bytes`].
-pub const ROOM_NAME_TOO_LONG: &str = "Room name too long";
-/// The error for a `set_metadata` whose merged object would pass
-/// [`ClientLimits::max_metadata_bytes`].
-pub const METADATA_TOO_LARGE: &str = "Metadata too large";
 
 /// How many messages a connection may send. `per_second == 0` means no limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

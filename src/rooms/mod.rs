@@ -56,11 +56,11 @@ mod wire;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-pub use limit::{ClientLimits, RateLimit, METADATA_TOO_LARGE, ROOM_NAME_TOO_LONG, TOO_MANY_ROOMS};
+pub use limit::{ClientLimits, RateLimit};
 pub use state::{
     client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
-pub use wire::{parse_request, BadRequest, Encoder, Request};
+pub use wire::{parse_request, Encoder, Request, RequestError};
 
 use crate::app::{App, CoreCtx, Message};
 use crate::ws::OutFrame;
@@ -105,14 +105,9 @@ impl RoomsApp {
                 Effect::SendToAll { except, frame } => {
                     ctx.send_to_all_except(except, &OutFrame::preencoded(frame))
                 }
-                Effect::SendToMembers {
-                    room,
-                    except,
-                    frame,
-                } => {
-                    let members = self.state.local_members(&room);
-                    let members = members.filter(|m| Some(*m) != except);
-                    ctx.send_to_each(members, &OutFrame::preencoded(frame));
+                Effect::SendToEach { to, except, frame } => {
+                    let to = to.iter().copied().filter(|m| Some(*m) != except);
+                    ctx.send_to_each(to, &OutFrame::preencoded(frame));
                 }
                 Effect::Post { core, envelope } => ctx.post(core, envelope),
             }

@@ -13,10 +13,36 @@ use serde_json::{Map, Value};
 
 use crate::ws::{encode_unmasked, FrameBuffer, Opcode};
 
-/// The error text for anything that is not a well-formed request (PROTOCOL.md, Errors).
-pub const INVALID_FORMAT: &str = "Invalid message format";
-/// The error for a message over the client's rate limit (**ext**).
-pub const RATE_LIMITED: &str = "Rate limit exceeded";
+/// Why a request is refused: each variant's `Display` is the exact `message` of the
+/// `error` reply (PROTOCOL.md, Errors; **ext** marks ringcast's additions).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not JSON, not an object, no string `type`, or a field of the wrong JSON type.
+    #[error("Invalid message format")]
+    InvalidFormat,
+    #[error("Unknown message type: {0}")]
+    UnknownType(String),
+    #[error("Room name required")]
+    RoomNameRequired,
+    #[error("Room does not exist")]
+    RoomDoesNotExist,
+    #[error("You are not in this room")]
+    NotInRoom,
+    #[error("Recipient not found")]
+    RecipientNotFound,
+    /// **ext**: over `rate_limit_per_s`.
+    #[error("Rate limit exceeded")]
+    RateLimited,
+    /// **ext**: a join past `max_rooms_per_client`.
+    #[error("Too many rooms")]
+    TooManyRooms,
+    /// **ext**: a join of a name over `max_room_name_bytes`.
+    #[error("Room name too long")]
+    RoomNameTooLong,
+    /// **ext**: merged metadata over `max_metadata_bytes`.
+    #[error("Metadata too large")]
+    MetadataTooLarge,
+}
 
 /// A client request, borrowing from the message bytes.
 #[derive(Debug)]
@@ -42,10 +68,6 @@ pub enum Request<'a> {
         metadata: Map<String, Value>,
     },
 }
-
-/// A request that cannot be served, with the error text to answer.
-#[derive(Debug, PartialEq, Eq)]
-pub struct BadRequest(pub String);
 
 /// Every field is first taken as raw JSON: which fields must have which JSON type
 /// depends on `type`, and a single pass over the bytes keeps `message` borrowed.
@@ -73,12 +95,14 @@ fn empty_string() -> &'static RawValue {
 /// Parses one client message. Returns the request (or the error to answer) and the
 /// request's `id` (**ext**) whenever the message was a JSON object with a valid one,
 /// so even an error reply carries it.
-pub fn parse_request(payload: &[u8]) -> (Result<Request<'_>, BadRequest>, Option<&RawValue>) {
+pub fn parse_request(payload: &[u8]) -> (Result<Request<'_>, RequestError>, Option<&RawValue>) {
     parse_fields(payload)
 }
 
-fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Option<&'a RawValue>) {
-    let bad = || BadRequest(INVALID_FORMAT.to_string());
+fn parse_fields<'a>(
+    payload: &'a [u8],
+) -> (Result<Request<'a>, RequestError>, Option<&'a RawValue>) {
+    let bad = || RequestError::InvalidFormat;
     let Ok(fields) = serde_json::from_slice::<Fields<'a>>(payload) else {
         return (Err(bad()), None);
     };
@@ -89,7 +113,7 @@ fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Opti
     let Some(kind) = fields.kind.and_then(as_string) else {
         return (Err(bad()), id);
     };
-    let text = |raw: Option<&'a RawValue>| -> Result<Cow<'a, str>, BadRequest> {
+    let text = |raw: Option<&'a RawValue>| -> Result<Cow<'a, str>, RequestError> {
         match raw {
             None => Ok(Cow::Borrowed("")),
             Some(raw) => as_string(raw).ok_or_else(bad),
@@ -113,7 +137,7 @@ fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Opti
                 .map(|metadata| Request::SetMetadata { metadata })
                 .map_err(|_| bad()),
         },
-        other => Err(BadRequest(format!("Unknown message type: {other}"))),
+        other => Err(RequestError::UnknownType(other.to_string())),
     };
     (request, id)
 }
@@ -211,9 +235,9 @@ fn write_string(out: &mut Vec<u8>, value: &str) {
 }
 
 /// An `error` message.
-pub fn error_frame(text: &str, now: u64, id: Option<&RawValue>) -> Bytes {
+pub fn error_frame(error: &RequestError, now: u64, id: Option<&RawValue>) -> Bytes {
     Encoder::new("error")
-        .string("message", text)
+        .string("message", &error.to_string())
         .number("timestamp", now)
         .id(id)
         .frame()
