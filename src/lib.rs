@@ -4,7 +4,8 @@
 //! - [`ws`]: RFC 6455, sans-IO: handshake, frame decoder and encoder, UTF-8, masking.
 //! - [`conn`]: one connection's state and its reader and writer tasks.
 //! - [`hub`]: cross-core inboxes (bounded lock-free queues) and the ordered outbox.
-//! - [`runtime`]: pinned core threads, listeners, heartbeat sweep, graceful shutdown.
+//! - [`runtime`]: pinned core threads, listeners, admission (connection limits),
+//!   heartbeat sweep, graceful shutdown.
 //! - [`app`]: the seam apps plug into, and the echo and broadcast apps.
 //! - [`rooms`]: the room protocol (PROTOCOL.md): wire format and per-core room logic.
 //! - [`config`]: every knob, its default, the TOML file.

@@ -1,9 +1,11 @@
 //! The engine: one thread per configured CPU, each pinned and running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
 //! listener and its own table of connections (`slots.rs`: a chunked slab whose
-//! entries never move). Cores share only the hub of inboxes and
-//! the shutdown signal. Start it with [`start`]; the app is built once per core.
+//! entries never move). Cores share only the hub of inboxes, the shutdown signal and
+//! the connection counts (`admission.rs`: `max_conns_per_ip`, `max_connections`).
+//! Start it with [`start`]; the app is built once per core.
 
+mod admission;
 mod core;
 mod ctx;
 mod listener;
@@ -25,6 +27,7 @@ pub use ctx::CoreCtx;
 pub use listener::ListenError;
 pub use stats::{render_backlogs, render_metrics, CoreStats, Stats};
 
+use self::admission::Admission;
 use self::shutdown::Shutdown;
 use crate::app::App;
 use crate::config::{Config, ConfigError};
@@ -158,16 +161,18 @@ where
     let config = Arc::new(config);
     let hub = Hub::<A::Envelope>::new(cpus.len(), config.inbox_capacity);
     let shutdown = Arc::new(Shutdown::new(cpus.len()));
+    let admission = Arc::new(Admission::new(&config));
     let make_app = Arc::new(make_app);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
     let stats: Arc<[Arc<CoreStats>]> = cpus.iter().map(|_| Arc::default()).collect();
     for (index, (cpu, listener)) in cpus.iter().copied().zip(listeners).enumerate() {
         let id = CoreId(index as u16);
-        let (config, hub, shutdown, make_app, ready, all_stats) = (
+        let (config, hub, shutdown, admission, make_app, ready, all_stats) = (
             config.clone(),
             hub.clone(),
             shutdown.clone(),
+            admission.clone(),
             make_app.clone(),
             ready_tx.clone(),
             stats.clone(),
@@ -195,7 +200,7 @@ where
                     let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });
                     let _ = ready.send((id, Ok(driver)));
-                    self::core::run_core(core, listener, hub, shutdown).await
+                    self::core::run_core(core, listener, hub, shutdown, admission).await
                 })
             })
             .map_err(|e| StartError::Core {
