@@ -1,6 +1,7 @@
 //! `--app rooms`: the room protocol of PROTOCOL.md (the seed's Ratchet server), exact,
-//! on every core. `wire.rs` parses and encodes; `state.rs` is the per-core logic as a
-//! pure state machine; [`RoomsApp`] drives it from the engine. No I/O here.
+//! on every core. `crate::proto` parses and encodes; `state` is the per-core logic as a
+//! pure state machine (home, replica and client roles); [`RoomsApp`] drives it from the
+//! engine. No I/O here.
 //!
 //! # How rooms span cores
 //! - **Home core.** Every room has a home core (a fixed hash of its name) that keeps
@@ -52,7 +53,6 @@ mod join_order;
 mod limit;
 mod replies;
 mod state;
-mod wire;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,7 +60,6 @@ pub use limit::{ClientLimits, RateLimit};
 pub use state::{
     client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
-pub use wire::{parse_request, Encoder, Request, RequestError};
 
 use crate::app::{App, CoreCtx, Message};
 use crate::ws::OutFrame;

@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{client_id, parse_client_id, Effect, Envelope, RoomsCore};
+use crate::proto::{error_frame, Encoder, Request, RequestError};
 use crate::rooms::join_order::JoinOrder;
 use crate::rooms::limit::Bucket;
 use crate::rooms::replies::ReplyQueue;
-use crate::rooms::wire::{error_frame, Encoder, Request, RequestError};
 use crate::ws::FrameBuffer;
 use crate::ConnId;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::{client_id, CoreSet, Effect, Envelope, RoomsCore};
-use crate::rooms::wire::Encoder;
+use crate::proto::Encoder;
 use crate::ws::FrameBuffer;
 use crate::{ConnId, CoreId};
 

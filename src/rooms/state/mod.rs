@@ -27,7 +27,7 @@ use self::client::Client;
 use self::home::HomeRoom;
 use self::replica::LocalRoom;
 use super::limit::{ClientLimits, RateLimit};
-use super::wire::{error_frame, parse_request, Encoder, RequestError};
+use crate::proto::{error_frame, parse_request, Encoder, RequestError};
 use crate::{ConnId, CoreId};
 
 /// The most cores the room app supports (core sets are a 128-bit mask).

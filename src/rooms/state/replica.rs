@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{CoreSet, Effect, Joined, RoomsCore};
+use crate::proto::Encoder;
 use crate::rooms::join_order::JoinOrder;
-use crate::rooms::wire::Encoder;
 use crate::ConnId;
 
 /// A room's members on this core whose join was counted.

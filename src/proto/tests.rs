@@ -1,4 +1,6 @@
-//! Request parsing and message encoding on literal JSON.
+//! Request parsing and message encoding on literal JSON (the server's side).
+
+use serde_json::value::RawValue;
 
 use super::*;
 
