@@ -49,6 +49,7 @@ pub mod load;
 pub mod proto;
 pub mod rooms;
 pub mod runtime;
+pub mod stats;
 pub mod ws;
 
 pub use ids::{ConnId, CoreId};

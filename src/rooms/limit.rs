@@ -9,6 +9,8 @@
 //! queues are bounded, a client that does not read is closed with 1008). Turn it on
 //! for public servers where one client may fan out to large rooms.
 
+use crate::config::Config;
+
 /// What one client may hold in the room app (config `max_rooms_per_client`,
 /// `max_room_name_bytes`, `max_metadata_bytes`). A request over a limit gets an error
 /// reply (`Too many rooms`, `Room name too long`, `Metadata too large`: see
@@ -21,6 +23,18 @@ pub struct ClientLimits {
     pub max_room_name_bytes: usize,
     /// Largest merged metadata object, as JSON text.
     pub max_metadata_bytes: usize,
+}
+
+impl ClientLimits {
+    /// The limits `config` names (`max_rooms_per_client`, `max_room_name_bytes`,
+    /// `max_metadata_bytes`).
+    pub fn from_config(config: &Config) -> Self {
+        ClientLimits {
+            max_rooms: config.max_rooms_per_client,
+            max_room_name_bytes: config.max_room_name_bytes,
+            max_metadata_bytes: config.max_metadata_bytes,
+        }
+    }
 }
 
 impl Default for ClientLimits {
@@ -49,6 +63,14 @@ impl RateLimit {
         per_second: 0,
         burst: 0,
     };
+
+    /// The limit `config` names (`rate_limit_per_s`, `rate_limit_burst`).
+    pub fn from_config(config: &Config) -> Self {
+        RateLimit {
+            per_second: config.rate_limit_per_s,
+            burst: config.rate_limit_burst,
+        }
+    }
 
     pub fn is_off(self) -> bool {
         self.per_second == 0

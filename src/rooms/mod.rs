@@ -61,7 +61,7 @@ pub use state::{
     client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
 
-use crate::app::{App, CoreCtx, Message};
+use crate::app::{App, AppSetup, CoreCtx, Message};
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
 
@@ -81,6 +81,14 @@ impl RoomsApp {
             effects: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// The room app of a core, with the rate limit and client limits its config names
+    /// (what `ringcast serve` runs).
+    pub fn configured(setup: AppSetup<'_>) -> Self {
+        RoomsApp::new(setup.core, setup.cores)
+            .with_rate_limit(RateLimit::from_config(setup.config))
+            .with_limits(ClientLimits::from_config(setup.config))
     }
 
     /// Limits the messages each client may send (PROTOCOL.md ext `Rate limit exceeded`).

@@ -19,11 +19,12 @@ use monoio::io::{
 use monoio::net::{TcpListener, TcpStream};
 
 use super::admission::{Admission, Admitted, Refusal, RETRY_AFTER_S};
-use super::ctx::CoreCtx;
+use super::reader::run_connection;
 use super::shutdown::Shutdown;
+use super::writer::run_flusher;
 use crate::app::App;
 use crate::config::Config;
-use crate::conn::{abort_socket, run_connection, run_flusher, set_nonblocking, Tick};
+use crate::conn::{abort_socket, set_nonblocking, CoreCtx, Tick};
 use crate::hub::Hub;
 use crate::ws::handshake;
 use crate::ws::{Opcode, OutFrame};
@@ -380,7 +381,7 @@ mod tests {
             let admission = Arc::new(Admission::new(&config));
             let ctx = CoreCtx::new(
                 CoreId(0),
-                Arc::new(config),
+                Arc::new(config.resolve().expect("a valid config")),
                 Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
                 vec![Default::default()].into(),
             );

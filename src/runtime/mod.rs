@@ -7,11 +7,10 @@
 
 mod admission;
 mod core;
-mod ctx;
 mod listener;
+mod reader;
 mod shutdown;
-mod slots;
-mod stats;
+mod writer;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -23,14 +22,14 @@ use monoio::time::TimeDriver;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 pub(crate) use self::core::Core;
-pub use ctx::CoreCtx;
+pub use crate::conn::CoreCtx;
+pub use crate::stats::{CoreStats, Stats};
 pub use listener::ListenError;
-pub use stats::{render_backlogs, render_metrics, CoreStats, Stats};
 
 use self::admission::Admission;
 use self::shutdown::Shutdown;
-use crate::app::App;
-use crate::config::{Config, ConfigError};
+use crate::app::{App, AppSetup};
+use crate::config::{ConfigError, ServerConfig, UringMode};
 use crate::hub::{Hub, Outbox};
 use crate::CoreId;
 
@@ -76,12 +75,12 @@ impl ServerHandle {
 
     /// The sum of every core's counters now.
     pub fn stats(&self) -> Stats {
-        stats::sum(self.stats.iter().map(|s| &**s))
+        crate::stats::sum(self.stats.iter().map(|s| &**s))
     }
 
     /// Counters of one core.
     pub fn core_stats(&self, core: CoreId) -> Stats {
-        stats::sum([&*self.stats[core.index()]])
+        crate::stats::sum([&*self.stats[core.index()]])
     }
 
     /// A handle that can start a graceful shutdown from any thread.
@@ -118,14 +117,14 @@ type CoreRuntime =
 /// Builds a core's runtime: io_uring with deferred task-run (completions are processed
 /// when the core asks for them, not by interrupting it: fewer interrupts under load),
 /// else plain io_uring on kernels before 6.1, else epoll.
-fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
+fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, String> {
     let mut ring = io_uring::IoUring::builder();
-    match std::env::var("RINGCAST_URING_MODE").as_deref() {
-        Ok("plain") => {}
-        Ok("coop") => {
+    match mode {
+        UringMode::Plain => {}
+        UringMode::Coop => {
             ring.setup_coop_taskrun().setup_taskrun_flag();
         }
-        _ => {
+        UringMode::Defer => {
             ring.setup_defer_taskrun().setup_single_issuer();
         }
     }
@@ -146,13 +145,12 @@ fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
 
 /// Starts the server: validates the config, binds every core's listener, starts and
 /// pins every core, and returns once all of them are accepting.
-pub fn start<A, F>(config: Config, make_app: F) -> Result<ServerHandle, StartError>
+pub fn start<A, F>(config: ServerConfig, make_app: F) -> Result<ServerHandle, StartError>
 where
     A: App,
-    F: Fn(CoreId) -> A + Send + Sync + 'static,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
-    config.validate()?;
-    let cpus = config.core_cpus()?;
+    let cpus = config.cpus().to_vec();
     let listeners = listener::bind_listeners(config.listen, cpus.len(), config.listen_backlog)?;
     let local_addr = listeners[0].local_addr().map_err(|e| ListenError::Io {
         addr: config.listen,
@@ -182,7 +180,8 @@ where
             .spawn(move || {
                 let pinned = monoio::utils::bind_to_cpu_set([cpu])
                     .map_err(|e| format!("pinning to CPU {cpu}: {e}"));
-                let runtime = pinned.and_then(|()| build_runtime(config.uring_entries));
+                let runtime =
+                    pinned.and_then(|()| build_runtime(config.uring_entries, config.uring_mode));
                 let mut runtime = match runtime {
                     Ok(runtime) => runtime,
                     Err(reason) => {
@@ -196,8 +195,13 @@ where
                 };
                 runtime.block_on(async move {
                     let outbox = Outbox::new(hub.clone(), id);
+                    let setup = AppSetup {
+                        core: id,
+                        cores: config.cores(),
+                        config: &config,
+                    };
+                    let app = RefCell::new(make_app(setup));
                     let ctx = CoreCtx::new(id, config, outbox, all_stats);
-                    let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });
                     let _ = ready.send((id, Ok(driver)));
                     self::core::run_core(core, listener, hub, shutdown, admission).await

@@ -43,7 +43,7 @@ mod shutdown;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringcast::app::App;
+use ringcast::app::{App, AppSetup};
 use ringcast::config::Config;
 use ringcast::runtime::{ServerHandle, Stats};
 use ringcast::CoreId;
@@ -102,7 +102,7 @@ impl Drop for Server {
 pub fn start_server<A, F>(make_app: F, cores: usize, tweak: impl FnOnce(&mut Config)) -> Server
 where
     A: App,
-    F: Fn(CoreId) -> A + Send + Sync + 'static,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -111,6 +111,7 @@ where
         ..Config::default()
     };
     tweak(&mut config);
+    let config = config.resolve().expect("a valid test config");
     let handle = ringcast::runtime::start(config, make_app).expect("server starts");
     assert_eq!(
         handle.drivers().len(),

@@ -31,7 +31,7 @@ use crate::proto::{error_frame, parse_request, Encoder, RequestError};
 use crate::{ConnId, CoreId};
 
 /// The most cores the room app supports (core sets are a 128-bit mask).
-pub const MAX_CORES: usize = 128;
+pub const MAX_CORES: usize = crate::config::MAX_ROOM_CORES;
 
 /// Cores that have members of a room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
