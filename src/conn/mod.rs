@@ -130,7 +130,8 @@ impl Conn {
         if !self.outbound.is_empty() && self.queued_bytes + len > max_outbound {
             self.outbound.clear();
             self.queued_bytes = 0;
-            self.begin_close(1008, "outbound buffer limit exceeded", close_deadline());
+            let code = crate::ws::close_code::POLICY_VIOLATION;
+            self.begin_close(code, "outbound buffer limit exceeded", close_deadline());
             return Pushed::Overflowed;
         }
         self.enqueue(frame);

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::conn::{abort_socket, set_nonblocking, CoreCtx, Tick};
 use crate::hub::Hub;
 use crate::ws::handshake;
-use crate::ws::{Opcode, OutFrame};
+use crate::ws::{close_code, Opcode, OutFrame};
 
 /// Envelopes handed to the app per inbox wake-up.
 const INBOX_BATCH: usize = 256;
@@ -287,7 +287,7 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
                     core.ctx.kick(slot, conn);
                 }
                 Tick::IdleTimeout => {
-                    conn.begin_close(1001, "idle timeout", close_deadline);
+                    conn.begin_close(close_code::GOING_AWAY, "idle timeout", close_deadline);
                     core.ctx.kick(slot, conn);
                 }
                 // A handshake past its deadline, or a close the peer has not answered
@@ -306,7 +306,7 @@ async fn close_all<A: App>(core: &Core<A>) {
     let deadline = now + Duration::from_millis(config.shutdown_timeout_ms);
     for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
         if conn.is_open() {
-            conn.begin_close(1001, "server shutting down", deadline);
+            conn.begin_close(close_code::GOING_AWAY, "server shutting down", deadline);
             core.ctx.kick(slot, conn);
         } else if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
             abort_socket(conn.fd);

@@ -50,7 +50,20 @@ pub enum StartError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error("core {core} failed to start: {reason}")]
-    Core { core: u16, reason: String },
+    Core { core: u16, reason: CoreFailure },
+}
+
+/// Why one core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreFailure {
+    #[error("pinning to CPU {cpu}: {source}")]
+    Pin { cpu: usize, source: std::io::Error },
+    #[error("building the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("spawning the thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the core thread exited during start-up")]
+    Exited,
 }
 
 /// A running server.
@@ -117,7 +130,7 @@ type CoreRuntime =
 /// Builds a core's runtime: io_uring with deferred task-run (completions are processed
 /// when the core asks for them, not by interrupting it: fewer interrupts under load),
 /// else plain io_uring on kernels before 6.1, else epoll.
-fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, String> {
+fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, CoreFailure> {
     let mut ring = io_uring::IoUring::builder();
     match mode {
         UringMode::Plain => {}
@@ -140,7 +153,7 @@ fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, String> {
                 .with_entries(entries)
                 .build()
         })
-        .map_err(|e| format!("building the runtime: {e}"))
+        .map_err(CoreFailure::Runtime)
 }
 
 /// Starts the server: validates the config, binds every core's listener, starts and
@@ -178,8 +191,11 @@ where
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-core-{index}"))
             .spawn(move || {
-                let pinned = monoio::utils::bind_to_cpu_set([cpu])
-                    .map_err(|e| format!("pinning to CPU {cpu}: {e}"));
+                let pinned =
+                    monoio::utils::bind_to_cpu_set([cpu]).map_err(|errno| CoreFailure::Pin {
+                        cpu,
+                        source: errno.into(),
+                    });
                 let runtime =
                     pinned.and_then(|()| build_runtime(config.uring_entries, config.uring_mode));
                 let mut runtime = match runtime {
@@ -209,7 +225,7 @@ where
             })
             .map_err(|e| StartError::Core {
                 core: index as u16,
-                reason: e.to_string(),
+                reason: CoreFailure::Thread(e),
             })?;
         threads.push(thread);
     }
@@ -225,7 +241,7 @@ where
             Err(_) => {
                 return Err(StartError::Core {
                     core: 0,
-                    reason: "a core thread exited during start-up".into(),
+                    reason: CoreFailure::Exited,
                 })
             }
         }

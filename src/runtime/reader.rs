@@ -20,8 +20,8 @@ use super::Core;
 use crate::app::{App, Message};
 use crate::conn::shutdown_socket;
 use crate::stats::{render_backlogs, render_metrics};
-use crate::ws::handshake::{self, Request};
-use crate::ws::{Decoder, Incoming, Opcode, OutFrame, Role};
+use crate::ws::handshake::{self, HttpRequest};
+use crate::ws::{close_code, Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
 
 /// First buffer for the upgrade request (browsers send ~500 bytes); transient.
@@ -158,19 +158,19 @@ async fn upgrade<A: App>(
     let allowed_origins = &core.ctx.config.allowed_origins;
     loop {
         let request = handshake::parse_request(buf, max).and_then(|request| {
-            if let Some((Request::Upgrade { origin, .. }, _)) = &request {
+            if let Some((HttpRequest::Upgrade { origin, .. }, _)) = &request {
                 handshake::check_origin(origin.as_deref(), allowed_origins)?;
             }
             Ok(request)
         });
         let response = match request {
-            Ok(Some((Request::Upgrade { key, .. }, len))) => {
+            Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
                 buf.advance(len);
                 let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
                 return result.is_ok();
             }
-            Ok(Some((Request::Health, _))) => handshake::health_response().to_vec(),
-            Ok(Some((Request::Metrics, _))) => {
+            Ok(Some((HttpRequest::Health, _))) => handshake::health_response().to_vec(),
+            Ok(Some((HttpRequest::Metrics, _))) => {
                 let mut text = render_metrics(&core.ctx.all_stats);
                 render_backlogs(&mut text, &core.ctx.outbox.backlogs());
                 handshake::metrics_response(&text)
@@ -274,7 +274,7 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
         Incoming::Close(frame) => {
             // RFC 6455 §5.5.1: echo the status code, then the server closes TCP first.
             // If we sent our close first, this completes the handshake.
-            let code = frame.map_or(1000, |(code, _)| code);
+            let code = frame.map_or(close_code::NORMAL, |(code, _)| code);
             ctx.close(id, code, "");
             return Some(ReadEnd::Flush);
         }

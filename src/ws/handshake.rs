@@ -10,7 +10,7 @@ const MAX_HEADERS: usize = 32;
 
 /// What a complete request asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum HttpRequest {
     /// A valid WebSocket upgrade; answer with [`accept_response`] once
     /// [`check_origin`] allows its `origin` (the `Origin` header, which browsers send).
     Upgrade {
@@ -101,7 +101,7 @@ fn reason_phrase(status: u16) -> &'static str {
 pub fn parse_request(
     buf: &[u8],
     max_bytes: usize,
-) -> Result<Option<(Request, usize)>, HandshakeError> {
+) -> Result<Option<(HttpRequest, usize)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -143,8 +143,8 @@ pub fn parse_request(
     if !has_token("upgrade", "websocket") {
         if header("upgrade").next().is_none() {
             match path.as_str() {
-                "/healthz" => return Ok(Some((Request::Health, len))),
-                "/metrics" => return Ok(Some((Request::Metrics, len))),
+                "/healthz" => return Ok(Some((HttpRequest::Health, len))),
+                "/metrics" => return Ok(Some((HttpRequest::Metrics, len))),
                 _ => {}
             }
         }
@@ -167,7 +167,7 @@ pub fn parse_request(
     let origin = header("origin")
         .next()
         .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned());
-    Ok(Some((Request::Upgrade { key, path, origin }, len)))
+    Ok(Some((HttpRequest::Upgrade { key, path, origin }, len)))
 }
 
 /// Whether a request with this `Origin` may upgrade: always when `allowed` is empty or

@@ -2,6 +2,7 @@
 //! and encoding, masking and UTF-8 validation, for both the server and the client role.
 //! Nothing here touches a socket or a clock; `conn` and `client` drive it.
 
+pub mod close_code;
 pub mod decoder;
 pub mod frame;
 pub mod handshake;

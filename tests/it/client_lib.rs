@@ -13,7 +13,7 @@ use ringcast::client::{
     Phase, ReconnectPolicy, RequestId, ServerMessage, StopReason,
 };
 use ringcast::rooms::RoomsApp;
-use ringcast::ws::handshake::{accept_response, parse_request, Request};
+use ringcast::ws::handshake::{accept_response, parse_request, HttpRequest};
 use ringcast::ws::{encode_unmasked, Opcode};
 use serde_json::{json, Map, Value};
 
@@ -427,8 +427,8 @@ fn fake_server(
             buf.extend_from_slice(&chunk[..n]);
             if let Some((request, _)) = parse_request(&buf, 8192).expect("a valid request") {
                 break match request {
-                    Request::Upgrade { key, .. } => Some(key),
-                    Request::Health | Request::Metrics => None,
+                    HttpRequest::Upgrade { key, .. } => Some(key),
+                    HttpRequest::Health | HttpRequest::Metrics => None,
                 };
             }
         };

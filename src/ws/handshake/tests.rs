@@ -34,7 +34,7 @@ fn valid_upgrade_parses_at_every_split_and_keeps_pipelined_bytes() {
     assert_eq!(len, head_len);
     assert_eq!(
         req,
-        Request::Upgrade {
+        HttpRequest::Upgrade {
             key: RFC_KEY.into(),
             path: "/chat".into(),
             origin: Some("http://example.com".into()),
@@ -164,7 +164,7 @@ fn healthz_without_upgrade_is_a_health_check() {
     let wire = request(&["GET /healthz HTTP/1.1", "Host: x"]);
     assert_eq!(
         parse_request(&wire, 8192),
-        Ok(Some((Request::Health, wire.len())))
+        Ok(Some((HttpRequest::Health, wire.len())))
     );
     assert!(health_response().starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
@@ -174,7 +174,7 @@ fn metrics_without_upgrade_is_a_metrics_request() {
     let wire = request(&["GET /metrics HTTP/1.1", "Host: x"]);
     assert_eq!(
         parse_request(&wire, 8192),
-        Ok(Some((Request::Metrics, wire.len())))
+        Ok(Some((HttpRequest::Metrics, wire.len())))
     );
     let response = metrics_response("a 1\n");
     assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
@@ -190,7 +190,7 @@ fn client_request_round_trips_through_the_server_parser() {
     let (req, _) = parse_request(&wire, 8192).unwrap().unwrap();
     assert_eq!(
         req,
-        Request::Upgrade {
+        HttpRequest::Upgrade {
             key: key.clone(),
             path: "/room".into(),
             origin: None,
