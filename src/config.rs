@@ -247,7 +247,8 @@ impl Config {
         })
     }
 
-    /// Checks every field.
+    /// Checks every field. Long because it is one table: a rule per field, in the
+    /// order of the struct, each with the text the error shows.
     fn validate(&self) -> Result<(), ConfigError> {
         let rules: [(bool, &'static str, &'static str); 18] = [
             (

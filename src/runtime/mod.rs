@@ -156,8 +156,34 @@ fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, CoreFailu
         .map_err(CoreFailure::Runtime)
 }
 
-/// Starts the server: validates the config, binds every core's listener, starts and
-/// pins every core, and returns once all of them are accepting.
+/// What every core shares, handed to each core thread.
+struct Shared<A: App, F> {
+    config: Arc<ServerConfig>,
+    hub: Arc<Hub<A::Envelope>>,
+    shutdown: Arc<Shutdown>,
+    admission: Arc<Admission>,
+    make_app: Arc<F>,
+    stats: Arc<[Arc<CoreStats>]>,
+}
+
+impl<A: App, F> Clone for Shared<A, F> {
+    fn clone(&self) -> Self {
+        Shared {
+            config: self.config.clone(),
+            hub: self.hub.clone(),
+            shutdown: self.shutdown.clone(),
+            admission: self.admission.clone(),
+            make_app: self.make_app.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// A core thread's report once it accepts (its I/O driver) or failed to start.
+type Ready = (CoreId, Result<Driver, CoreFailure>);
+
+/// Starts the server: binds every core's listener, starts and pins every core, and
+/// returns once all of them are accepting.
 pub fn start<A, F>(config: ServerConfig, make_app: F) -> Result<ServerHandle, StartError>
 where
     A: App,
@@ -169,62 +195,24 @@ where
         addr: config.listen,
         source: e,
     })?;
-    let config = Arc::new(config);
-    let hub = Hub::<A::Envelope>::new(cpus.len(), config.inbox_capacity);
-    let shutdown = Arc::new(Shutdown::new(cpus.len()));
-    let admission = Arc::new(Admission::new(&config));
-    let make_app = Arc::new(make_app);
+    let shared = Shared::<A, F> {
+        hub: Hub::new(cpus.len(), config.inbox_capacity),
+        shutdown: Arc::new(Shutdown::new(cpus.len())),
+        admission: Arc::new(Admission::new(&config)),
+        make_app: Arc::new(make_app),
+        stats: cpus.iter().map(|_| Arc::default()).collect(),
+        config: Arc::new(config),
+    };
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    let stats: Arc<[Arc<CoreStats>]> = cpus.iter().map(|_| Arc::default()).collect();
     for (index, (cpu, listener)) in cpus.iter().copied().zip(listeners).enumerate() {
         let id = CoreId(index as u16);
-        let (config, hub, shutdown, admission, make_app, ready, all_stats) = (
-            config.clone(),
-            hub.clone(),
-            shutdown.clone(),
-            admission.clone(),
-            make_app.clone(),
-            ready_tx.clone(),
-            stats.clone(),
-        );
+        let (shared, ready) = (shared.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-core-{index}"))
-            .spawn(move || {
-                let pinned =
-                    monoio::utils::bind_to_cpu_set([cpu]).map_err(|errno| CoreFailure::Pin {
-                        cpu,
-                        source: errno.into(),
-                    });
-                let runtime =
-                    pinned.and_then(|()| build_runtime(config.uring_entries, config.uring_mode));
-                let mut runtime = match runtime {
-                    Ok(runtime) => runtime,
-                    Err(reason) => {
-                        let _ = ready.send((id, Err(reason)));
-                        return Ok(());
-                    }
-                };
-                let driver = match runtime {
-                    FusionRuntime::Uring(_) => Driver::IoUring,
-                    FusionRuntime::Legacy(_) => Driver::Epoll,
-                };
-                runtime.block_on(async move {
-                    let outbox = Outbox::new(hub.clone(), id);
-                    let setup = AppSetup {
-                        core: id,
-                        cores: config.cores(),
-                        config: &config,
-                    };
-                    let app = RefCell::new(make_app(setup));
-                    let ctx = CoreCtx::new(id, config, outbox, all_stats);
-                    let core = Rc::new(Core { ctx, app });
-                    let _ = ready.send((id, Ok(driver)));
-                    self::core::run_core(core, listener, hub, shutdown, admission).await
-                })
-            })
+            .spawn(move || run_core_thread(id, cpu, listener, shared, ready))
             .map_err(|e| StartError::Core {
-                core: index as u16,
+                core: id.0,
                 reason: CoreFailure::Thread(e),
             })?;
         threads.push(thread);
@@ -235,7 +223,7 @@ where
         match ready_rx.recv() {
             Ok((id, Ok(driver))) => drivers[id.index()] = driver,
             Ok((id, Err(reason))) => {
-                shutdown.trigger();
+                shared.shutdown.trigger();
                 return Err(StartError::Core { core: id.0, reason });
             }
             Err(_) => {
@@ -249,8 +237,60 @@ where
     Ok(ServerHandle {
         local_addr,
         drivers,
-        shutdown,
-        stats,
+        shutdown: shared.shutdown,
+        stats: shared.stats,
         threads,
+    })
+}
+
+/// One core thread: pins itself, builds its runtime and app, reports ready, and runs
+/// the core until shutdown.
+fn run_core_thread<A, F>(
+    id: CoreId,
+    cpu: usize,
+    listener: std::net::TcpListener,
+    shared: Shared<A, F>,
+    ready: mpsc::Sender<Ready>,
+) -> std::io::Result<()>
+where
+    A: App,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
+{
+    let Shared {
+        config,
+        hub,
+        shutdown,
+        admission,
+        make_app,
+        stats,
+    } = shared;
+    let pinned = monoio::utils::bind_to_cpu_set([cpu]).map_err(|errno| CoreFailure::Pin {
+        cpu,
+        source: errno.into(),
+    });
+    let runtime = pinned.and_then(|()| build_runtime(config.uring_entries, config.uring_mode));
+    let mut runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(reason) => {
+            let _ = ready.send((id, Err(reason)));
+            return Ok(());
+        }
+    };
+    let driver = match runtime {
+        FusionRuntime::Uring(_) => Driver::IoUring,
+        FusionRuntime::Legacy(_) => Driver::Epoll,
+    };
+    runtime.block_on(async move {
+        let outbox = Outbox::new(hub.clone(), id);
+        let setup = AppSetup {
+            core: id,
+            cores: config.cores(),
+            config: &config,
+        };
+        let app = RefCell::new(make_app(setup));
+        let ctx = CoreCtx::new(id, config, outbox, stats);
+        let core = Rc::new(Core { ctx, app });
+        let _ = ready.send((id, Ok(driver)));
+        self::core::run_core(core, listener, hub, shutdown, admission).await
     })
 }
