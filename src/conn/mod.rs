@@ -275,6 +275,31 @@ pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Ends a connection whose peer will not read: SO_LINGER 0, so the close that follows
+/// sends a TCP reset and frees the socket's unsent data at once, instead of leaving an
+/// orphan in FIN-WAIT-1 that holds its send buffer for as long as the peer stalls;
+/// then shuts the socket, so its pending reads and writes complete and its tasks clean
+/// up (the reader closes the descriptor).
+pub fn abort_socket(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a live local; the
+    // descriptor is still owned by the core's slab. Failure (not a socket, already
+    // closed) leaves a plain shutdown, which is still correct.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    shutdown_socket(fd);
+}
+
 /// Shuts both directions of a socket so its pending reads and writes complete at once.
 /// The only way another task can end a connection whose read is in flight.
 pub fn shutdown_socket(fd: RawFd) {

@@ -18,7 +18,7 @@ use monoio::net::TcpStream;
 
 use super::shutdown_socket;
 use crate::app::{App, Message};
-use crate::runtime::{render_metrics, Core};
+use crate::runtime::{render_backlogs, render_metrics, Core};
 use crate::ws::handshake::{self, Request};
 use crate::ws::{Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
@@ -170,7 +170,9 @@ async fn upgrade<A: App>(
             }
             Ok(Some((Request::Health, _))) => handshake::health_response().to_vec(),
             Ok(Some((Request::Metrics, _))) => {
-                handshake::metrics_response(&render_metrics(&core.ctx.all_stats))
+                let mut text = render_metrics(&core.ctx.all_stats);
+                render_backlogs(&mut text, &core.ctx.outbox.backlogs());
+                handshake::metrics_response(&text)
             }
             Ok(None) => {
                 if buf.len() == buf.capacity() {
@@ -304,7 +306,7 @@ mod tests {
             let ctx = CoreCtx::new(
                 CoreId(0),
                 Arc::new(Config::default()),
-                Outbox::new(Hub::<()>::new(1, 16)),
+                Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
                 vec![Default::default()].into(),
             );
             let core = Rc::new(Core {

@@ -3,7 +3,7 @@
 //! push [`Effect`]s (frames to send, envelopes to post) and never do I/O.
 //! See the module docs of `rooms` for how cores share rooms.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::join_order::JoinOrder;
 use super::limit::{
     Bucket, ClientLimits, RateLimit, METADATA_TOO_LARGE, ROOM_NAME_TOO_LONG, TOO_MANY_ROOMS,
 };
@@ -61,7 +62,7 @@ pub enum Envelope {
     Leave {
         room: Arc<str>,
         member: ConnId,
-        then: Vec<Arc<str>>,
+        then: VecDeque<Arc<str>>,
     },
     /// From the home to the joiner's core: the join is counted; the room's core set.
     Joined {
@@ -126,7 +127,8 @@ pub enum Effect {
 struct Client {
     /// Rooms joined (counted or on the way), in join order, with the token of the
     /// join: a `Joined` for an earlier join of the same room is recognised as stale.
-    rooms: Vec<(Arc<str>, u32)>,
+    /// At most `ClientLimits::max_rooms`.
+    rooms: JoinOrder<Arc<str>, u32>,
     metadata: Map<String, Value>,
     replies: ReplyQueue,
     /// What is left of the client's message allowance (see `limit`).
@@ -204,7 +206,7 @@ pub struct RoomsCore {
     cores: usize,
     clients: HashMap<ConnId, Client>,
     /// Local members whose join was counted, per room, in join order.
-    local_members: HashMap<Arc<str>, Vec<ConnId>>,
+    local_members: HashMap<Arc<str>, JoinOrder<ConnId, ()>>,
     /// Replica of every room's core set (the room exists while it is here).
     room_cores: HashMap<Arc<str>, CoreSet>,
     /// Rooms whose home is this core.
@@ -215,6 +217,10 @@ pub struct RoomsCore {
     rate_limit: RateLimit,
     /// What each client may hold (rooms, room name length, metadata).
     limits: ClientLimits,
+    /// Envelopes this core sent itself, handled in order before a `handle_*` call
+    /// returns: a loop, not recursion, so a client leaving 20,000 rooms on one core
+    /// costs a queue, not 20,000 stack frames.
+    local_work: VecDeque<Envelope>,
 }
 
 /// The `client_id` of a connection: it names the owning core, so messages to it are
@@ -263,6 +269,7 @@ impl RoomsCore {
             blocked: 0,
             rate_limit: RateLimit::OFF,
             limits: ClientLimits::default(),
+            local_work: VecDeque::new(),
         }
     }
 
@@ -303,21 +310,22 @@ impl RoomsCore {
         if client.replies.is_blocked() {
             self.blocked -= 1;
         }
-        let mut rooms: Vec<Arc<str>> = client.rooms.into_iter().map(|(room, _)| room).collect();
+        let mut rooms: VecDeque<Arc<str>> =
+            client.rooms.into_entries().map(|(room, _)| room).collect();
         for room in &rooms {
             self.leave_locally(conn, room);
         }
-        if rooms.is_empty() {
+        let Some(room) = rooms.pop_front() else {
             return;
-        }
-        let room = rooms.remove(0);
+        };
         let home = self.home(&room);
         let leave = Envelope::Leave {
             room,
             member: conn,
             then: rooms,
         };
-        self.post(home, leave, now, out);
+        self.post(home, leave, out);
+        self.run_local_work(now, out);
     }
 
     /// A message from a client. `now_ms` is a monotonic time in milliseconds, read
@@ -344,6 +352,7 @@ impl RoomsCore {
         if let Err(text) = result {
             self.deliver(conn, error_frame(&text, now, id), out);
         }
+        self.run_local_work(now, out);
     }
 
     fn handle_request(
@@ -374,12 +383,19 @@ impl RoomsCore {
                 if room.is_empty() {
                     return Err("Room name required".into());
                 }
-                if self.client(conn).rooms.iter().any(|(r, _)| **r == *room) {
+                if room.len() > self.limits.max_room_name_bytes {
+                    return Err(ROOM_NAME_TOO_LONG.into());
+                }
+                let joined = &self.client(conn).rooms;
+                if joined.contains(&*room) {
                     return Ok(()); // a second join does nothing
+                }
+                if joined.len() >= self.limits.max_rooms {
+                    return Err(TOO_MANY_ROOMS.into());
                 }
                 let room = self.intern(&room);
                 let token = self.hold_reply(conn);
-                self.client(conn).rooms.push((room.clone(), token));
+                self.client(conn).rooms.insert(room.clone(), token);
                 let id = id.map(RawValue::to_owned);
                 let join = Envelope::Join {
                     room: room.clone(),
@@ -387,29 +403,23 @@ impl RoomsCore {
                     token,
                     id,
                 };
-                self.post(self.home(&room), join, now, out);
+                self.post(self.home(&room), join, out);
             }
             Request::LeaveRoom { room } => {
-                let client = self.client(conn);
-                if let Some(index) = client.rooms.iter().position(|(r, _)| **r == *room) {
-                    let (room, _) = client.rooms.remove(index);
+                if let Some((room, _)) = self.client(conn).rooms.remove(&*room) {
                     self.leave_locally(conn, &room);
                     let home = self.home(&room);
-                    self.post(
-                        home,
-                        Envelope::Leave {
-                            room,
-                            member: conn,
-                            then: Vec::new(),
-                        },
-                        now,
-                        out,
-                    );
+                    let leave = Envelope::Leave {
+                        room,
+                        member: conn,
+                        then: VecDeque::new(),
+                    };
+                    self.post(home, leave, out);
                 }
             }
             Request::RoomMessage { room, message } => {
-                let joined = self.clients[&conn].rooms.iter().find(|(r, _)| **r == *room);
-                let Some(room) = joined.map(|(r, _)| r.clone()) else {
+                let joined = self.clients[&conn].rooms.get_key(&*room);
+                let Some(room) = joined.cloned() else {
                     return Err(if self.room_cores.contains_key(&*room) {
                         "You are not in this room".into()
                     } else {
@@ -429,7 +439,7 @@ impl RoomsCore {
                         except: Some(conn),
                         frame: frame.clone(),
                     };
-                    self.post(core, envelope, now, out);
+                    self.post(core, envelope, out);
                 }
             }
             Request::PrivateMessage { to, message } => {
@@ -463,10 +473,17 @@ impl RoomsCore {
                 }
             }
             Request::SetMetadata { metadata } => {
+                let max = self.limits.max_metadata_bytes;
                 let client = self.client(conn);
-                client.metadata.extend(metadata);
+                let mut merged = client.metadata.clone();
+                merged.extend(metadata);
+                let text = serde_json::to_vec(&merged).expect("a JSON map always serializes");
+                if text.len() > max {
+                    return Err(METADATA_TOO_LARGE.into());
+                }
+                client.metadata = merged;
                 let frame = Encoder::new("metadata_updated")
-                    .object("metadata", &client.metadata)
+                    .json("metadata", &text)
                     .id(id)
                     .frame();
                 self.deliver(conn, frame, out);
@@ -475,16 +492,29 @@ impl RoomsCore {
         Ok(())
     }
 
-    /// An envelope from another core (or this one).
+    /// An envelope from another core.
     pub fn handle_envelope(&mut self, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
+        self.dispatch(envelope, now, out);
+        self.run_local_work(now, out);
+    }
+
+    /// Handles the envelopes this core sent itself, and those they send, in order.
+    fn run_local_work(&mut self, now: u64, out: &mut Vec<Effect>) {
+        while let Some(envelope) = self.local_work.pop_front() {
+            self.dispatch(envelope, now, out);
+        }
+    }
+
+    /// Acts on one envelope, from another core or this one.
+    fn dispatch(&mut self, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
         match envelope {
             Envelope::Join {
                 room,
                 member,
                 token,
                 id,
-            } => self.home_join(room, member, token, id, now, out),
-            Envelope::Leave { room, member, then } => self.home_leave(room, member, then, now, out),
+            } => self.home_join(room, member, token, id, out),
+            Envelope::Leave { room, member, then } => self.home_leave(room, member, then, out),
             Envelope::Joined {
                 room,
                 member,
@@ -499,11 +529,9 @@ impl RoomsCore {
                 let Some(client) = self.clients.get(&member) else {
                     return; // gone before its join was counted; its leave follows
                 };
-                if client.rooms.iter().any(|(r, t)| *r == room && *t == token) {
+                if client.rooms.get(&room) == Some(&token) {
                     let local = self.local_members.entry(room.clone()).or_default();
-                    if !local.contains(&member) {
-                        local.push(member);
-                    }
+                    local.insert(member, ());
                 }
                 let frame = Encoder::new("room_joined")
                     .string("room", &room)
@@ -535,7 +563,7 @@ impl RoomsCore {
                     });
                 } else {
                     let members: Vec<ConnId> = members
-                        .iter()
+                        .keys()
                         .copied()
                         .filter(|m| Some(*m) != except)
                         .collect();
@@ -579,7 +607,6 @@ impl RoomsCore {
         member: ConnId,
         token: u32,
         id: Option<Box<RawValue>>,
-        now: u64,
         out: &mut Vec<Effect>,
     ) {
         let cores = self.cores;
@@ -606,9 +633,9 @@ impl RoomsCore {
             token,
             id,
         };
-        self.post(member.core, joined, now, out);
+        self.post(member.core, joined, out);
         if grew {
-            self.post_to_every_core(&room, set, now, out);
+            self.post_to_every_core(&room, set, out);
         }
         let notice = Notice {
             kind: "member_joined",
@@ -616,7 +643,7 @@ impl RoomsCore {
             members,
             set,
         };
-        self.notify_members(&room, notice, Some(member), now, out);
+        self.notify_members(&room, notice, Some(member), out);
     }
 
     /// On the home core: count a leave; an emptied room ceases to exist silently.
@@ -625,8 +652,7 @@ impl RoomsCore {
         &mut self,
         room: Arc<str>,
         member: ConnId,
-        mut then: Vec<Arc<str>>,
-        now: u64,
+        mut then: VecDeque<Arc<str>>,
         out: &mut Vec<Effect>,
     ) {
         if let Some(home) = self.homed.get_mut(&room) {
@@ -641,7 +667,7 @@ impl RoomsCore {
                 self.homed.remove(&room);
             }
             if shrank {
-                self.post_to_every_core(&room, set, now, out);
+                self.post_to_every_core(&room, set, out);
             }
             if members > 0 {
                 let notice = Notice {
@@ -650,22 +676,17 @@ impl RoomsCore {
                     members,
                     set,
                 };
-                self.notify_members(&room, notice, None, now, out);
+                self.notify_members(&room, notice, None, out);
             }
         }
-        if !then.is_empty() {
-            let next = then.remove(0);
+        if let Some(next) = then.pop_front() {
             let home = self.home(&next);
-            self.post(
-                home,
-                Envelope::Leave {
-                    room: next,
-                    member,
-                    then,
-                },
-                now,
-                out,
-            );
+            let leave = Envelope::Leave {
+                room: next,
+                member,
+                then,
+            };
+            self.post(home, leave, out);
         }
     }
 
@@ -740,7 +761,6 @@ impl RoomsCore {
         room: &Arc<str>,
         notice: Notice,
         except: Option<ConnId>,
-        now: u64,
         out: &mut Vec<Effect>,
     ) {
         let encoder = Encoder::new(notice.kind)
@@ -761,17 +781,11 @@ impl RoomsCore {
                 except,
                 frame: frame.clone(),
             };
-            self.post(core, envelope, now, out);
+            self.post(core, envelope, out);
         }
     }
 
-    fn post_to_every_core(
-        &mut self,
-        room: &Arc<str>,
-        cores: CoreSet,
-        now: u64,
-        out: &mut Vec<Effect>,
-    ) {
+    fn post_to_every_core(&mut self, room: &Arc<str>, cores: CoreSet, out: &mut Vec<Effect>) {
         for core in 0..self.cores as u16 {
             self.post(
                 CoreId(core),
@@ -779,17 +793,17 @@ impl RoomsCore {
                     room: room.clone(),
                     cores,
                 },
-                now,
                 out,
             );
         }
     }
 
-    /// Sends to another core, or handles at once when it is this core: envelopes a
-    /// core sends itself keep their order relative to everything else it sends.
-    fn post(&mut self, core: CoreId, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
+    /// Sends to another core, or (this core) queues it on the local work list that
+    /// the `handle_*` call runs before it returns. Either way it is handled before any
+    /// envelope that arrives later, as if this core had a FIFO inbox of its own.
+    fn post(&mut self, core: CoreId, envelope: Envelope, out: &mut Vec<Effect>) {
         if core == self.core {
-            self.handle_envelope(envelope, now, out);
+            self.local_work.push_back(envelope);
         } else {
             out.push(Effect::Post { core, envelope });
         }
@@ -797,7 +811,7 @@ impl RoomsCore {
 
     fn leave_locally(&mut self, conn: ConnId, room: &Arc<str>) {
         if let Some(members) = self.local_members.get_mut(room) {
-            members.retain(|m| *m != conn);
+            members.remove(&conn);
             if members.is_empty() {
                 self.local_members.remove(room);
             }
@@ -827,10 +841,13 @@ impl RoomsCore {
             .unwrap_or_else(|| Arc::from(room))
     }
 
-    /// The local members of `room` whose join was counted, in join order (empty if
+    /// The local members of `room` whose join was counted, in join order (none if
     /// none): what [`Effect::SendToMembers`] sends to.
-    pub fn local_members(&self, room: &str) -> &[ConnId] {
-        self.local_members.get(room).map_or(&[], Vec::as_slice)
+    pub fn local_members(&self, room: &str) -> impl Iterator<Item = ConnId> + '_ {
+        self.local_members
+            .get(room)
+            .into_iter()
+            .flat_map(|members| members.keys().copied())
     }
 
     /// The authoritative member count of a room homed on this core (0 if none), for
@@ -852,7 +869,7 @@ impl RoomsCore {
 
     /// Local members of a room that have been counted (for tests and stats).
     pub fn local_member_count(&self, room: &str) -> usize {
-        self.local_members.get(room).map_or(0, Vec::len)
+        self.local_members.get(room).map_or(0, JoinOrder::len)
     }
 }
 

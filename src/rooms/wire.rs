@@ -171,6 +171,13 @@ impl Encoder {
         self
     }
 
+    /// Writes `value`, which is already JSON text (e.g. serialized by serde_json).
+    pub fn json(mut self, key: &str, value: &[u8]) -> Self {
+        self.key(key);
+        self.json.extend_from_slice(value);
+        self
+    }
+
     /// Adds `"id"` when the request carried one (**ext**).
     pub fn id(self, id: Option<&RawValue>) -> Self {
         match id {

@@ -15,7 +15,7 @@ use monoio::net::TcpListener;
 use super::ctx::CoreCtx;
 use super::shutdown::Shutdown;
 use crate::app::App;
-use crate::conn::{run_connection, run_flusher, set_nonblocking, shutdown_socket, Tick};
+use crate::conn::{abort_socket, run_connection, run_flusher, set_nonblocking, Tick};
 use crate::hub::Hub;
 use crate::ws::{Opcode, OutFrame};
 
@@ -141,7 +141,9 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
                     conn.begin_close(1001, "idle timeout", close_deadline);
                     core.ctx.kick(slot, conn);
                 }
-                Tick::Abort => shutdown_socket(conn.fd),
+                // A handshake past its deadline, or a close the peer has not answered
+                // (or could not be sent: the peer stopped reading): reset.
+                Tick::Abort => abort_socket(conn.fd),
             }
         }
     }
@@ -158,7 +160,7 @@ async fn close_all<A: App>(core: &Core<A>) {
             conn.begin_close(1001, "server shutting down", deadline);
             core.ctx.kick(slot, conn);
         } else if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
-            shutdown_socket(conn.fd);
+            abort_socket(conn.fd);
         }
     }
     let empty = || core.ctx.conns.borrow().is_empty();
@@ -166,7 +168,7 @@ async fn close_all<A: App>(core: &Core<A>) {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     for (_, conn) in core.ctx.conns.borrow().iter() {
-        shutdown_socket(conn.fd);
+        abort_socket(conn.fd);
     }
     let abort_deadline = Instant::now() + ABORT_GRACE;
     while !empty() && Instant::now() < abort_deadline {

@@ -23,7 +23,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 pub(crate) use self::core::Core;
 pub use ctx::CoreCtx;
 pub use listener::ListenError;
-pub use stats::{render_metrics, CoreStats, Stats};
+pub use stats::{render_backlogs, render_metrics, CoreStats, Stats};
 
 use self::shutdown::Shutdown;
 use crate::app::App;
@@ -190,7 +190,7 @@ where
                     FusionRuntime::Legacy(_) => Driver::Epoll,
                 };
                 runtime.block_on(async move {
-                    let outbox = Outbox::new(hub.clone());
+                    let outbox = Outbox::new(hub.clone(), id);
                     let ctx = CoreCtx::new(id, config, outbox, all_stats);
                     let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });

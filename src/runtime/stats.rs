@@ -116,6 +116,30 @@ pub fn render_metrics(cores: &[Arc<CoreStats>]) -> String {
     out
 }
 
+/// Each core's cross-core backlog (see `hub`), `(depth now, envelopes that ever
+/// waited)` in core order, appended to [`render_metrics`]'s text.
+pub fn render_backlogs(out: &mut String, backlogs: &[(usize, u64)]) {
+    let gauges = [
+        (
+            "ringcast_backlog_envelopes",
+            "gauge",
+            "Envelopes waiting in the core's backlog for a full inbox (readers pause while any core has one).",
+        ),
+        (
+            "ringcast_backlogged_envelopes_total",
+            "counter",
+            "Envelopes that ever waited in the core's backlog (a sign inbox_capacity is small).",
+        ),
+    ];
+    for (index, (name, kind, help)) in gauges.into_iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (core, (depth, total)) in backlogs.iter().enumerate() {
+            let value = if index == 0 { *depth as u64 } else { *total };
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
+        }
+    }
+}
+
 macro_rules! counters {
     ($($count:ident => $field:ident),* $(,)?) => {
         impl CoreStats {

@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -41,6 +42,11 @@ pub struct TestClient {
 }
 
 impl TestClient {
+    /// The socket, for tests that look at it without reading (e.g. its TCP state).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
     /// Connects and completes the upgrade; panics if the server refuses it.
     pub fn connect(addr: SocketAddr) -> TestClient {
         let stream = TcpStream::connect(addr).expect("connect");
@@ -260,3 +266,24 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
         body: raw[len..].to_vec(),
     }
 }
+
+/// The kernel's TCP state of a socket (`TCP_INFO`): 7 is `TCP_CLOSE`, which a client
+/// socket reaches when it receives a reset.
+pub fn tcp_state(stream: &TcpStream) -> u8 {
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a live local.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_state
+}
+
+pub const TCP_CLOSE: u8 = 7;

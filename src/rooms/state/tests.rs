@@ -47,6 +47,15 @@ impl Sim {
         self
     }
 
+    fn with_limits(mut self, limits: ClientLimits) -> Sim {
+        self.cores = self
+            .cores
+            .into_iter()
+            .map(|core| core.with_limits(limits))
+            .collect();
+        self
+    }
+
     fn connect(&mut self, core: u16) -> ConnId {
         self.next_generation += 1;
         let conn = ConnId {
@@ -101,7 +110,7 @@ impl Sim {
                     except,
                     frame,
                 } => {
-                    for to in self.cores[core].local_members(&room).to_vec() {
+                    for to in self.cores[core].local_members(&room).collect::<Vec<_>>() {
                         if Some(to) != except {
                             self.deliver(to, &frame);
                         }
@@ -640,4 +649,110 @@ fn counts_stay_exact_under_interleaved_joins_and_leaves_on_many_cores() {
             .any(|m| m.get("total_members") == Some(&json!(7))
                 || m.get("members") == Some(&json!(7))));
     }
+}
+
+#[test]
+fn requests_over_a_client_limit_get_an_error_with_their_id_and_change_nothing() {
+    let limits = ClientLimits {
+        max_rooms: 2,
+        max_room_name_bytes: 8,
+        max_metadata_bytes: 40,
+    };
+    let mut sim = Sim::new(2, 9).with_limits(limits);
+    let (a, b) = (sim.connect(0), sim.connect(1));
+    sim.take(a);
+    sim.take(b);
+    let error =
+        |text: &str, id: i32| json!({"type": "error", "message": text, "timestamp": NOW, "id": id});
+
+    // Room names: 8 bytes of UTF-8 pass, 9 do not ("é" counts 2).
+    sim.send(a, json!({"type": "join_room", "room": "12345678"}));
+    sim.send(
+        a,
+        json!({"type": "join_room", "room": "1234567\u{e9}", "id": 1}),
+    );
+    sim.settle();
+    let got = sim.take(a);
+    assert_eq!(got[0]["type"], "room_joined");
+    assert_eq!(got[1], error("Room name too long", 1));
+
+    // Rooms per client: a second room passes, a third does not; joining one already
+    // joined is still the silent no-op it was; after a leave there is room again.
+    sim.send(a, json!({"type": "join_room", "room": "two"}));
+    sim.send(a, json!({"type": "join_room", "room": "three", "id": 2}));
+    sim.send(a, json!({"type": "join_room", "room": "two", "id": 3}));
+    sim.settle();
+    let got = sim.take(a);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1], error("Too many rooms", 2));
+    sim.send(
+        b,
+        json!({"type": "room_message", "room": "three", "message": "x", "id": 4}),
+    );
+    sim.settle();
+    assert_eq!(
+        sim.take(b),
+        vec![error("Room does not exist", 4)],
+        "three was never made"
+    );
+    sim.send(a, json!({"type": "leave_room", "room": "two"}));
+    sim.send(a, json!({"type": "join_room", "room": "three"}));
+    sim.settle();
+    assert_eq!(sim.take(a)[0]["type"], "room_joined");
+
+    // Metadata: the merged object's JSON text is what counts; over it, the old stays.
+    sim.send(
+        a,
+        json!({"type": "set_metadata", "metadata": {"name": "ann"}}),
+    );
+    sim.send(
+        a,
+        json!({"type": "set_metadata", "metadata": {"bio": "x".repeat(30)}, "id": 5}),
+    );
+    sim.send(
+        a,
+        json!({"type": "set_metadata", "metadata": {"name": "bo"}}),
+    );
+    let got = sim.take(a);
+    assert_eq!(got[0]["metadata"], json!({"name": "ann"}));
+    assert_eq!(got[1], error("Metadata too large", 5));
+    assert_eq!(
+        got[2]["metadata"],
+        json!({"name": "bo"}),
+        "the refused key was not kept"
+    );
+}
+
+#[test]
+fn a_client_in_20000_rooms_on_one_core_leaves_them_all_without_recursing() {
+    // Each leave used to handle the next one in a nested call: 20,000 frames deep.
+    // Run on a small thread stack, so recursion would overflow it.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let limits = ClientLimits {
+                max_rooms: 20_000,
+                ..ClientLimits::default()
+            };
+            let mut sim = Sim::new(1, 1).with_limits(limits);
+            let (a, b) = (sim.connect(0), sim.connect(0));
+            for n in 0..20_000 {
+                sim.send(a, json!({"type": "join_room", "room": format!("r{n}")}));
+            }
+            sim.send(b, json!({"type": "join_room", "room": "r19999"}));
+            sim.settle();
+            sim.take(b);
+            sim.close(a);
+            sim.settle();
+            assert_eq!(sim.cores[0].home_member_count("r0"), 0);
+            assert_eq!(sim.cores[0].home_member_count("r19999"), 1);
+            assert_eq!(sim.cores[0].local_member_count("r19999"), 1);
+            let got = sim.take(b);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0]["type"], "member_left");
+            assert_eq!(got[0]["total_members"], 1);
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow, every room left");
 }

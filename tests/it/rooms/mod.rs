@@ -378,13 +378,17 @@ impl Rooms {
     }
 
     /// A server with `tweak` applied to the test config; the rooms app gets the rate
-    /// limit the config names, as `ringcast serve` gives it.
+    /// limit and client limits the config names, as `ringcast serve` gives them.
     pub fn start_with(cores: usize, tweak: impl Fn(&mut Config)) -> Rooms {
         let mut wanted = Config::default();
         tweak(&mut wanted);
-        let rate_limit = wanted.rate_limit();
+        let (rate_limit, limits) = (wanted.rate_limit(), wanted.room_limits());
         let server = start_server(
-            move |core| RoomsApp::new(core, cores).with_rate_limit(rate_limit),
+            move |core| {
+                RoomsApp::new(core, cores)
+                    .with_rate_limit(rate_limit)
+                    .with_limits(limits)
+            },
             cores,
             tweak,
         );
