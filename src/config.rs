@@ -1,8 +1,11 @@
 //! Every knob of the server, in one place: defaults, the TOML file format, and
-//! validation at start-up. It does not parse the command line (main.rs does and
-//! overrides fields here) and holds no runtime state.
+//! resolution at start-up. A [`Config`] is what the file and the flags say (main.rs
+//! parses the command line and overrides fields); [`Config::resolve`] checks it once
+//! and fixes the CPU list, giving the [`ServerConfig`] the runtime runs. Holds no
+//! runtime state.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +23,23 @@ pub enum AppKind {
     /// The room protocol of PROTOCOL.md (the seed's Ratchet server).
     #[default]
     Rooms,
+}
+
+/// The most cores the rooms app supports: its core sets are 128-bit masks.
+pub const MAX_ROOM_CORES: usize = 128;
+
+/// How each core sets up its io_uring (see `runtime::build_runtime`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UringMode {
+    /// Deferred task-run, single issuer (Linux 6.1+): completions are processed when
+    /// the core asks for them, not by interrupting it. The default.
+    #[default]
+    Defer,
+    /// Cooperative task-run: completions without an inter-processor interrupt.
+    Coop,
+    /// io_uring with no task-run flags (the kernel's default).
+    Plain,
 }
 
 /// Which CPUs get a core thread.
@@ -139,6 +159,9 @@ pub struct Config {
     /// 503 with `Retry-After`. Default 0: no limit but the open-files limit
     /// (`ulimit -n`). Keep it below that limit, so refusals are answered, not dropped.
     pub max_connections: usize,
+    /// io_uring setup of every core: `defer` (default), `coop` or `plain`. A kernel
+    /// that refuses the mode gets a plain ring, and one without io_uring epoll.
+    pub uring_mode: UringMode,
 }
 
 impl Default for Config {
@@ -171,6 +194,7 @@ impl Default for Config {
             recv_buffer_bytes: None,
             max_conns_per_ip: 0,
             max_connections: 0,
+            uring_mode: UringMode::Defer,
         }
     }
 }
@@ -213,8 +237,18 @@ impl Config {
         })
     }
 
-    /// Checks every field once, at start-up.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field and fixes the CPU list, once, at start-up.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        self.validate()?;
+        let cpus = self.core_cpus()?;
+        Ok(ServerConfig {
+            settings: self,
+            cpus,
+        })
+    }
+
+    /// Checks every field.
+    fn validate(&self) -> Result<(), ConfigError> {
         let rules: [(bool, &'static str, &'static str); 18] = [
             (
                 self.max_message_bytes >= 125,
@@ -293,7 +327,7 @@ impl Config {
                 self.app != AppKind::Rooms
                     || self
                         .core_cpus()
-                        .map_or(true, |c| c.len() <= crate::rooms::MAX_CORES),
+                        .map_or(true, |c| c.len() <= MAX_ROOM_CORES),
                 "cores",
                 "at most 128 for the rooms app",
             ),
@@ -306,25 +340,8 @@ impl Config {
         self.core_cpus().map(|_| ())
     }
 
-    /// The rooms app's per-client message limit.
-    pub fn rate_limit(&self) -> crate::rooms::RateLimit {
-        crate::rooms::RateLimit {
-            per_second: self.rate_limit_per_s,
-            burst: self.rate_limit_burst,
-        }
-    }
-
-    /// The rooms app's per-client limits.
-    pub fn room_limits(&self) -> crate::rooms::ClientLimits {
-        crate::rooms::ClientLimits {
-            max_rooms: self.max_rooms_per_client,
-            max_room_name_bytes: self.max_room_name_bytes,
-            max_metadata_bytes: self.max_metadata_bytes,
-        }
-    }
-
     /// The CPU each core thread is pinned to, in core order.
-    pub fn core_cpus(&self) -> Result<Vec<usize>, ConfigError> {
+    fn core_cpus(&self) -> Result<Vec<usize>, ConfigError> {
         let allowed = allowed_cpus();
         let mut cpus = match &self.cpus {
             CpuSelection::All(_) => allowed.clone(),
@@ -347,6 +364,34 @@ impl Config {
 
     pub fn duration(ms: u64) -> Duration {
         Duration::from_millis(ms)
+    }
+}
+
+/// A configuration that passed [`Config::resolve`]: every field checked, and the CPU
+/// of each core fixed. Reads as the [`Config`] it came from.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    settings: Config,
+    cpus: Vec<usize>,
+}
+
+impl ServerConfig {
+    /// The CPU each core thread is pinned to, in core order.
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
+    }
+
+    /// How many cores the server runs.
+    pub fn cores(&self) -> usize {
+        self.cpus.len()
+    }
+}
+
+impl Deref for ServerConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.settings
     }
 }
 

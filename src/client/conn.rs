@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::config::ConnectOptions;
 use super::error::{ClientError, Phase};
 use super::frames::{random_nonce, FrameReader, FrameWriter};
-use super::message::{ClientMessage, Received, RequestId, ServerMessage};
 use super::url::WsUrl;
+use crate::proto::{ClientMessage, Received, RequestId, ServerMessage};
 use crate::ws::handshake::{client_request, parse_response, UpgradeRejected};
 use crate::ws::{Incoming, Opcode};
 

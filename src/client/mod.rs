@@ -20,14 +20,13 @@ mod config;
 mod conn;
 mod error;
 mod frames;
-mod message;
 mod reconnect;
 mod url;
 
+pub use crate::proto::{ClientMessage, Received, RequestId, ServerMessage};
 pub use backoff::Backoff;
 pub use config::{ClientConfig, ConnectOptions, ReconnectPolicy};
 pub use conn::{ConnReader, ConnSender, Connection};
 pub use error::{ClientError, Phase};
-pub use message::{ClientMessage, Received, RequestId, ServerMessage};
 pub use reconnect::{Client, ClientHandle, Event, StopReason, EVENT_CAPACITY};
 pub use url::WsUrl;

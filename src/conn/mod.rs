@@ -7,9 +7,9 @@
 //! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
 //! state and tested without sockets; the tasks only carry them out.
 
-mod pacing;
-mod reader;
-mod writer;
+mod ctx;
+pub(crate) mod pacing;
+mod slots;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -21,8 +21,7 @@ use monoio::net::TcpStream;
 
 use crate::ws::OutFrame;
 
-pub(crate) use reader::run_connection;
-pub(crate) use writer::run_flusher;
+pub use ctx::CoreCtx;
 
 /// The write half of a connection's socket, and who has it.
 #[derive(Debug)]

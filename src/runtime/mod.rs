@@ -1,15 +1,16 @@
 //! The engine: one thread per configured CPU, each pinned and running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
 //! listener and its own table of connections (`slots.rs`: a chunked slab whose
-//! entries never move). Cores share only the hub of inboxes and
-//! the shutdown signal. Start it with [`start`]; the app is built once per core.
+//! entries never move). Cores share only the hub of inboxes, the shutdown signal and
+//! the connection counts (`admission.rs`: `max_conns_per_ip`, `max_connections`).
+//! Start it with [`start`]; the app is built once per core.
 
+mod admission;
 mod core;
-mod ctx;
 mod listener;
+mod reader;
 mod shutdown;
-mod slots;
-mod stats;
+mod writer;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -21,13 +22,14 @@ use monoio::time::TimeDriver;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 pub(crate) use self::core::Core;
-pub use ctx::CoreCtx;
+pub use crate::conn::CoreCtx;
+pub use crate::stats::{CoreStats, Stats};
 pub use listener::ListenError;
-pub use stats::{render_backlogs, render_metrics, CoreStats, Stats};
 
+use self::admission::Admission;
 use self::shutdown::Shutdown;
-use crate::app::App;
-use crate::config::{Config, ConfigError};
+use crate::app::{App, AppSetup};
+use crate::config::{ConfigError, ServerConfig, UringMode};
 use crate::hub::{Hub, Outbox};
 use crate::CoreId;
 
@@ -73,12 +75,12 @@ impl ServerHandle {
 
     /// The sum of every core's counters now.
     pub fn stats(&self) -> Stats {
-        stats::sum(self.stats.iter().map(|s| &**s))
+        crate::stats::sum(self.stats.iter().map(|s| &**s))
     }
 
     /// Counters of one core.
     pub fn core_stats(&self, core: CoreId) -> Stats {
-        stats::sum([&*self.stats[core.index()]])
+        crate::stats::sum([&*self.stats[core.index()]])
     }
 
     /// A handle that can start a graceful shutdown from any thread.
@@ -115,14 +117,14 @@ type CoreRuntime =
 /// Builds a core's runtime: io_uring with deferred task-run (completions are processed
 /// when the core asks for them, not by interrupting it: fewer interrupts under load),
 /// else plain io_uring on kernels before 6.1, else epoll.
-fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
+fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, String> {
     let mut ring = io_uring::IoUring::builder();
-    match std::env::var("RINGCAST_URING_MODE").as_deref() {
-        Ok("plain") => {}
-        Ok("coop") => {
+    match mode {
+        UringMode::Plain => {}
+        UringMode::Coop => {
             ring.setup_coop_taskrun().setup_taskrun_flag();
         }
-        _ => {
+        UringMode::Defer => {
             ring.setup_defer_taskrun().setup_single_issuer();
         }
     }
@@ -143,13 +145,12 @@ fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
 
 /// Starts the server: validates the config, binds every core's listener, starts and
 /// pins every core, and returns once all of them are accepting.
-pub fn start<A, F>(config: Config, make_app: F) -> Result<ServerHandle, StartError>
+pub fn start<A, F>(config: ServerConfig, make_app: F) -> Result<ServerHandle, StartError>
 where
     A: App,
-    F: Fn(CoreId) -> A + Send + Sync + 'static,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
-    config.validate()?;
-    let cpus = config.core_cpus()?;
+    let cpus = config.cpus().to_vec();
     let listeners = listener::bind_listeners(config.listen, cpus.len(), config.listen_backlog)?;
     let local_addr = listeners[0].local_addr().map_err(|e| ListenError::Io {
         addr: config.listen,
@@ -158,16 +159,18 @@ where
     let config = Arc::new(config);
     let hub = Hub::<A::Envelope>::new(cpus.len(), config.inbox_capacity);
     let shutdown = Arc::new(Shutdown::new(cpus.len()));
+    let admission = Arc::new(Admission::new(&config));
     let make_app = Arc::new(make_app);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
     let stats: Arc<[Arc<CoreStats>]> = cpus.iter().map(|_| Arc::default()).collect();
     for (index, (cpu, listener)) in cpus.iter().copied().zip(listeners).enumerate() {
         let id = CoreId(index as u16);
-        let (config, hub, shutdown, make_app, ready, all_stats) = (
+        let (config, hub, shutdown, admission, make_app, ready, all_stats) = (
             config.clone(),
             hub.clone(),
             shutdown.clone(),
+            admission.clone(),
             make_app.clone(),
             ready_tx.clone(),
             stats.clone(),
@@ -177,7 +180,8 @@ where
             .spawn(move || {
                 let pinned = monoio::utils::bind_to_cpu_set([cpu])
                     .map_err(|e| format!("pinning to CPU {cpu}: {e}"));
-                let runtime = pinned.and_then(|()| build_runtime(config.uring_entries));
+                let runtime =
+                    pinned.and_then(|()| build_runtime(config.uring_entries, config.uring_mode));
                 let mut runtime = match runtime {
                     Ok(runtime) => runtime,
                     Err(reason) => {
@@ -191,11 +195,16 @@ where
                 };
                 runtime.block_on(async move {
                     let outbox = Outbox::new(hub.clone(), id);
+                    let setup = AppSetup {
+                        core: id,
+                        cores: config.cores(),
+                        config: &config,
+                    };
+                    let app = RefCell::new(make_app(setup));
                     let ctx = CoreCtx::new(id, config, outbox, all_stats);
-                    let app = RefCell::new(make_app(id));
                     let core = Rc::new(Core { ctx, app });
                     let _ = ready.send((id, Ok(driver)));
-                    self::core::run_core(core, listener, hub, shutdown).await
+                    self::core::run_core(core, listener, hub, shutdown, admission).await
                 })
             })
             .map_err(|e| StartError::Core {

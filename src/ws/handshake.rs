@@ -89,7 +89,9 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Bad Request",
     }
 }
@@ -210,6 +212,18 @@ pub fn metrics_response(body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
+    )
+    .into_bytes()
+}
+
+/// The answer to a connection refused before its request is read (too many
+/// connections): `status` (429 or 503) with `Retry-After` in seconds (RFC 6585 §4,
+/// RFC 9110 §10.2.3) and `reason` as a one-line text body.
+pub fn busy_response(status: u16, retry_after_s: u32, reason: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {}\r\nRetry-After: {retry_after_s}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
+        reason_phrase(status),
+        reason.len() + 1
     )
     .into_bytes()
 }

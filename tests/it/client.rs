@@ -236,8 +236,14 @@ impl HttpResponse {
 /// the connection (which it must, within [`WAIT`]).
 pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     stream.write_all(request).expect("send request");
+    read_http_response(&mut stream)
+}
+
+/// Reads an HTTP answer on `stream` until the server closes the connection (which it
+/// must, within [`WAIT`]).
+pub fn read_http_response(stream: &mut TcpStream) -> HttpResponse {
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)

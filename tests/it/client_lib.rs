@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::{start_server, Server, WAIT};
 
 fn rooms_server(tweak: impl FnOnce(&mut ringcast::config::Config)) -> Server {
-    start_server(move |core| RoomsApp::new(core, 1), 1, tweak)
+    start_server(RoomsApp::configured, 1, tweak)
 }
 
 fn url(addr: SocketAddr) -> String {

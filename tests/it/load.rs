@@ -3,7 +3,7 @@
 
 use ringcast::app::{BroadcastApp, EchoApp};
 use ringcast::load::{run_report, LoadArgs, Report};
-use ringcast::rooms::{RateLimit, RoomsApp};
+use ringcast::rooms::RoomsApp;
 
 use crate::start_server;
 
@@ -47,7 +47,7 @@ fn broadcast_scenario_counts_every_delivery_exactly_once() {
 
 #[test]
 fn rooms_scenario_delivers_every_room_message_once_in_order_across_two_cores() {
-    let server = start_server(|core| RoomsApp::new(core, 2), 2, |_| {});
+    let server = start_server(RoomsApp::configured, 2, |_| {});
     let url = format!("ws://{}/", server.addr());
     let report = load(&["rooms", &url, "-c", "24", "-r", "4", "-k", "6", "-w", "4"]);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -119,15 +119,10 @@ fn churn_beside_a_rooms_run_with_guests_leaves_its_deliveries_exact() {
 
 #[test]
 fn rooms_scenario_reports_a_server_that_refuses_messages() {
-    let limit = RateLimit {
-        per_second: 1,
-        burst: 2,
-    };
-    let server = start_server(
-        move |core| RoomsApp::new(core, 1).with_rate_limit(limit),
-        1,
-        |_| {},
-    );
+    let server = start_server(RoomsApp::configured, 1, |c| {
+        c.rate_limit_per_s = 1;
+        c.rate_limit_burst = 2;
+    });
     let url = format!("ws://{}/", server.addr());
     let args = LoadArgs::parse_words(
         ["rooms", &url, "-c", "4", "-r", "1", "-k", "1", "-w", "8"]

@@ -15,6 +15,9 @@
 //! - `protocol_errors`: 1009, 1007, 1002, and the server surviving a bad client.
 //! - `backpressure`: a client that stops reading is closed with 1008, others unaffected.
 //! - `heartbeat`: server pings, the idle timeout.
+//! - `limits`: connections per address (429) and in all (503) refused at accept with
+//!   `Retry-After` and released when clients leave; a silent flood refused at once; a
+//!   handshake trickled byte by byte cut at its deadline; socket buffer sizes.
 //! - `shutdown`: graceful shutdown sends 1001 and waits for the closing handshakes.
 //! - `serve_cli`: `ringcast serve` as a process: a taken port is refused, SIGTERM exits 0.
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
@@ -28,6 +31,7 @@ mod client_lib;
 mod cores;
 mod handshake;
 mod heartbeat;
+mod limits;
 mod load;
 mod messages;
 mod pacing;
@@ -39,7 +43,7 @@ mod shutdown;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringcast::app::App;
+use ringcast::app::{App, AppSetup};
 use ringcast::config::Config;
 use ringcast::runtime::{ServerHandle, Stats};
 use ringcast::CoreId;
@@ -98,7 +102,7 @@ impl Drop for Server {
 pub fn start_server<A, F>(make_app: F, cores: usize, tweak: impl FnOnce(&mut Config)) -> Server
 where
     A: App,
-    F: Fn(CoreId) -> A + Send + Sync + 'static,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -107,6 +111,7 @@ where
         ..Config::default()
     };
     tweak(&mut config);
+    let config = config.resolve().expect("a valid test config");
     let handle = ringcast::runtime::start(config, make_app).expect("server starts");
     assert_eq!(
         handle.drivers().len(),

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::BytesMut;
 use serde_json::{json, Value};
 
+use super::home::BIG_ROOM;
 use super::*;
 use crate::ws::{Decoder, Incoming, Role};
 
@@ -105,12 +106,8 @@ impl Sim {
                         }
                     }
                 }
-                Effect::SendToMembers {
-                    room,
-                    except,
-                    frame,
-                } => {
-                    for to in self.cores[core].local_members(&room).collect::<Vec<_>>() {
+                Effect::SendToEach { to, except, frame } => {
+                    for &to in to.iter() {
                         if Some(to) != except {
                             self.deliver(to, &frame);
                         }
@@ -273,7 +270,7 @@ fn fan_out_frames(sim: &mut Sim, from: ConnId, texts: &[&str]) -> Vec<Bytes> {
                     envelope: Envelope::ToMembers { frame, .. },
                     ..
                 }
-                | Effect::SendToMembers { frame, .. } => Some(frame.clone()),
+                | Effect::SendToEach { frame, .. } => Some(frame.clone()),
                 _ => None,
             });
             sim.apply(from.core.index(), out);

@@ -214,3 +214,26 @@ fn client_request_round_trips_through_the_server_parser() {
 fn base64_of_the_rfc_nonce_matches_the_rfc_key() {
     assert_eq!(base64_16(*b"the sample nonce"), RFC_KEY);
 }
+
+#[test]
+fn busy_answers_carry_retry_after_and_close_the_connection() {
+    for (status, phrase) in [(429, "Too Many Requests"), (503, "Service Unavailable")] {
+        let raw = busy_response(status, 5, "server full");
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match response.parse(&raw) {
+            Ok(httparse::Status::Complete(len)) => len,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(response.code, Some(status));
+        assert_eq!(response.reason, Some(phrase));
+        let header = |name: &str| {
+            let h = response.headers.iter().find(|h| h.name == name).unwrap();
+            std::str::from_utf8(h.value).unwrap().to_string()
+        };
+        assert_eq!(header("Retry-After"), "5");
+        assert_eq!(header("Connection"), "close");
+        assert_eq!(&raw[len..], b"server full\n");
+        assert_eq!(header("Content-Length"), (raw.len() - len).to_string());
+    }
+}

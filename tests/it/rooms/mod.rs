@@ -101,7 +101,7 @@ impl RoomClient {
     pub fn send_burst(&mut self, requests: &[Value]) {
         let mut burst = Vec::new();
         for (n, request) in requests.iter().enumerate() {
-            let mask = [n as u8 + 1, 0x5A, 0xA5, 0x3C];
+            let mask = [(n as u8).wrapping_add(1), 0x5A, 0xA5, 0x3C];
             let payload = request.to_string();
             burst.extend_from_slice(&encode_masked(Opcode::Text, true, payload.as_bytes(), mask));
         }
@@ -380,18 +380,7 @@ impl Rooms {
     /// A server with `tweak` applied to the test config; the rooms app gets the rate
     /// limit and client limits the config names, as `ringcast serve` gives them.
     pub fn start_with(cores: usize, tweak: impl Fn(&mut Config)) -> Rooms {
-        let mut wanted = Config::default();
-        tweak(&mut wanted);
-        let (rate_limit, limits) = (wanted.rate_limit(), wanted.room_limits());
-        let server = start_server(
-            move |core| {
-                RoomsApp::new(core, cores)
-                    .with_rate_limit(rate_limit)
-                    .with_limits(limits)
-            },
-            cores,
-            tweak,
-        );
+        let server = start_server(RoomsApp::configured, cores, tweak);
         let mut rooms = Rooms {
             server,
             cores,

@@ -21,10 +21,10 @@ use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
-use super::pacing::FlushPacing;
-use super::{shutdown_socket, Writer};
+use super::Core;
 use crate::app::App;
-use crate::runtime::Core;
+use crate::conn::pacing::FlushPacing;
+use crate::conn::{shutdown_socket, Writer};
 use crate::ws::OutFrame;
 use crate::ConnId;
 

@@ -13,17 +13,17 @@ use monoio::io::OwnedWriteHalf;
 use monoio::net::TcpStream;
 
 use super::slots::Slots;
-use super::stats::CoreStats;
-use crate::config::Config;
-use crate::conn::{abort_socket, Conn, Phase, Pushed, Writer};
+use super::{abort_socket, Conn, Phase, Pushed, Writer};
+use crate::config::ServerConfig;
 use crate::hub::Outbox;
+use crate::stats::CoreStats;
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
 
 /// One core's connections and cross-core sending side, as apps see them.
 pub struct CoreCtx<E> {
     id: CoreId,
-    pub(crate) config: Arc<Config>,
+    pub(crate) config: Arc<ServerConfig>,
     pub(crate) conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
     /// Every core's counters (this core writes its own; `GET /metrics` reads all).
@@ -41,7 +41,7 @@ pub struct CoreCtx<E> {
 impl<E: Send> CoreCtx<E> {
     pub(crate) fn new(
         id: CoreId,
-        config: Arc<Config>,
+        config: Arc<ServerConfig>,
         outbox: Outbox<E>,
         all_stats: Arc<[Arc<CoreStats>]>,
     ) -> Self {

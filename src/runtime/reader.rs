@@ -16,9 +16,10 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
-use super::shutdown_socket;
+use super::Core;
 use crate::app::{App, Message};
-use crate::runtime::{render_backlogs, render_metrics, Core};
+use crate::conn::shutdown_socket;
+use crate::stats::{render_backlogs, render_metrics};
 use crate::ws::handshake::{self, Request};
 use crate::ws::{Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
@@ -305,7 +306,7 @@ mod tests {
         runtime.block_on(async {
             let ctx = CoreCtx::new(
                 CoreId(0),
-                Arc::new(Config::default()),
+                Arc::new(Config::default().resolve().expect("the defaults are valid")),
                 Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
                 vec![Default::default()].into(),
             );

@@ -14,6 +14,8 @@ pub struct CoreStats {
     rejected_handshakes: AtomicU64,
     protocol_errors: AtomicU64,
     slow_consumers: AtomicU64,
+    refused_per_ip: AtomicU64,
+    refused_total: AtomicU64,
 }
 
 /// A sum of every core's counters at one moment.
@@ -31,6 +33,12 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Connections closed with 1008 for passing their outbound limit.
     pub slow_consumers: u64,
+    /// Connections turned away at accept with 429: their address held
+    /// `max_conns_per_ip`. Not counted in `accepted`.
+    pub refused_per_ip: u64,
+    /// Connections turned away at accept with 503: the server held `max_connections`.
+    /// Not counted in `accepted`.
+    pub refused_total: u64,
 }
 
 impl Stats {
@@ -41,57 +49,70 @@ impl Stats {
     }
 }
 
-/// One metric `GET /metrics` serves: its name, Prometheus type and help, and how to
-/// read its value from a core's counters.
+/// One metric `GET /metrics` serves: its name, Prometheus type and help, and its
+/// series (each once per core).
 struct Metric {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    value: fn(&Stats) -> u64,
+    series: &'static [Series],
 }
 
-const METRICS: [Metric; 7] = [
+/// Labels besides `core` (`""`, or e.g. `,reason="per_ip"`) and how to read the
+/// series' value from a core's counters.
+type Series = (&'static str, fn(&Stats) -> u64);
+
+const METRICS: [Metric; 8] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
         help: "TCP connections accepted.",
-        value: |s| s.accepted,
+        series: &[("", |s| s.accepted)],
     },
     Metric {
         name: "ringcast_connections_opened_total",
         kind: "counter",
         help: "Connections that completed the WebSocket upgrade.",
-        value: |s| s.opened,
+        series: &[("", |s| s.opened)],
     },
     Metric {
         name: "ringcast_connections_closed_total",
         kind: "counter",
         help: "Upgraded connections that have ended.",
-        value: |s| s.closed,
+        series: &[("", |s| s.closed)],
     },
     Metric {
         name: "ringcast_connections_open",
         kind: "gauge",
         help: "Upgraded connections open now.",
-        value: Stats::open,
+        series: &[("", Stats::open)],
     },
     Metric {
         name: "ringcast_handshakes_rejected_total",
         kind: "counter",
         help: "Upgrade requests answered with an HTTP error.",
-        value: |s| s.rejected_handshakes,
+        series: &[("", |s| s.rejected_handshakes)],
     },
     Metric {
         name: "ringcast_protocol_errors_total",
         kind: "counter",
         help: "Connections failed with close code 1002, 1007 or 1009.",
-        value: |s| s.protocol_errors,
+        series: &[("", |s| s.protocol_errors)],
     },
     Metric {
         name: "ringcast_slow_consumers_total",
         kind: "counter",
         help: "Connections closed with 1008 for passing max_outbound_bytes.",
-        value: |s| s.slow_consumers,
+        series: &[("", |s| s.slow_consumers)],
+    },
+    Metric {
+        name: "ringcast_connections_refused_total",
+        kind: "counter",
+        help: "Connections turned away at accept: reason=\"per_ip\" (429, max_conns_per_ip), reason=\"total\" (503, max_connections).",
+        series: &[
+            (",reason=\"per_ip\"", |s| s.refused_per_ip),
+            (",reason=\"total\"", |s| s.refused_total),
+        ],
     },
 ];
 
@@ -105,12 +126,14 @@ pub fn render_metrics(cores: &[Arc<CoreStats>]) -> String {
         name,
         kind,
         help,
-        value,
+        series,
     } in METRICS
     {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (core, stats) in snapshots.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(stats));
+        for (labels, value) in series {
+            for (core, stats) in snapshots.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{core=\"{core}\"{labels}}} {}", value(stats));
+            }
         }
     }
     out
@@ -166,6 +189,8 @@ counters! {
     count_rejected_handshake => rejected_handshakes,
     count_protocol_error => protocol_errors,
     count_slow_consumer => slow_consumers,
+    count_refused_per_ip => refused_per_ip,
+    count_refused_total => refused_total,
 }
 
 #[cfg(test)]
@@ -187,6 +212,9 @@ mod tests {
         cores[0].count_rejected_handshake();
         cores[1].count_protocol_error();
         cores[1].count_slow_consumer();
+        cores[0].count_refused_per_ip();
+        cores[0].count_refused_per_ip();
+        cores[1].count_refused_total();
         let text = render_metrics(&cores);
         for line in [
             "# TYPE ringcast_connections_accepted_total counter",
@@ -200,15 +228,20 @@ mod tests {
             "ringcast_handshakes_rejected_total{core=\"0\"} 1",
             "ringcast_protocol_errors_total{core=\"1\"} 1",
             "ringcast_slow_consumers_total{core=\"1\"} 1",
+            "# TYPE ringcast_connections_refused_total counter",
+            "ringcast_connections_refused_total{core=\"0\",reason=\"per_ip\"} 2",
+            "ringcast_connections_refused_total{core=\"1\",reason=\"per_ip\"} 0",
+            "ringcast_connections_refused_total{core=\"0\",reason=\"total\"} 0",
+            "ringcast_connections_refused_total{core=\"1\",reason=\"total\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
-        // 7 metrics: HELP, TYPE and one line per core each.
-        assert_eq!(text.lines().count(), 7 * (2 + cores.len()));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 7);
+        // 8 metrics: HELP, TYPE and one line per core each; the refusals two per core.
+        assert_eq!(text.lines().count(), 8 * 2 + 9 * cores.len());
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 8);
     }
 
     #[test]
