@@ -67,7 +67,7 @@ fn rooms_scenario_delivers_every_room_message_once_in_order_across_two_cores() {
 
 #[test]
 fn churn_beside_a_rooms_run_with_guests_leaves_its_deliveries_exact() {
-    let server = start_server(|core| RoomsApp::new(core, 2), 2, |_| {});
+    let server = start_server(RoomsApp::configured, 2, |_| {});
     let url = format!("ws://{}/", server.addr());
     let steady_url = url.clone();
     let steady = std::thread::spawn(move || {
