@@ -9,6 +9,7 @@
 //! - `client`: one connection: connect, upgrade, frame reader, outbox and writer.
 //! - `echo`, `broadcast`, `rooms`, `connect`: the scenarios (`rooms` has its own
 //!   bookkeeping and wire modules).
+//! - `churn`: short-lived clients on blocking sockets, the background of a soak test.
 //! - `payload`: what the tool writes inside messages to account for them.
 //! - `accounting`, `histogram`: exactly-once bookkeeping and latency percentiles.
 //! - `measure`, `sys`: /proc figures of the server, and the tool's own syscalls.
@@ -17,6 +18,7 @@
 mod accounting;
 mod args;
 mod broadcast;
+mod churn;
 mod client;
 mod connect;
 mod driver;
@@ -32,6 +34,7 @@ mod sys;
 
 pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};
+pub use churn::ChurnCounts;
 pub use histogram::Percentiles;
 pub use report::Report;
 pub use rooms::RoomChecks;
@@ -79,6 +82,7 @@ pub fn run_report(args: LoadArgs) -> Result<Report, LoadError> {
         Scenario::Broadcast => broadcast::run(shared),
         Scenario::Rooms => rooms::run(shared),
         Scenario::Connect => connect::run(shared),
+        Scenario::Churn => churn::run(shared.plan.clone()),
     }
     .map_err(LoadError::Run)
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::accounting::Tally;
 use super::args::Plan;
+use super::churn::ChurnCounts;
 use super::driver::Interval;
 use super::histogram::{Histogram, Percentiles};
 use super::rooms::RoomChecks;
@@ -82,6 +83,9 @@ pub struct Report {
     /// Broadcast: payloads that were not the tool's own messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub foreign: Option<u64>,
+    /// Churn: what the short-lived clients did and how they ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnCounts>,
     /// Connect: failed attempts by kind, and the first failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_failures: Option<Vec<(String, u64)>>,
@@ -277,6 +281,21 @@ impl Report {
                 "  {:<18}misrouted {}, own messages {}, inexact counts {}, errors {}, unexpected {}",
                 "protocol", c.misrouted, c.own_messages, c.count_errors, c.server_errors, c.unexpected
             );
+            if c.guest_notices > 0 {
+                let _ = writeln!(out, "  {:<18}{} notices", "guests", c.guest_notices);
+            }
+        }
+        if let Some(c) = &self.churn {
+            let _ = writeln!(
+                out,
+                "  {:<18}{} upgraded ({} closed cleanly, {} reset, {} dropped), {} half-open",
+                "churn clients", c.upgraded, c.clean_closes, c.resets, c.vanished, c.half_open
+            );
+            let _ = writeln!(
+                out,
+                "  {:<18}{} joins, {} leaves, {} room messages, {} metadata; {} failed",
+                "churn requests", c.joins, c.leaves, c.messages, c.metadata, c.failures
+            );
         }
         if let Some(failures) = &self.connect_failures {
             for (kind, n) in failures {
@@ -320,6 +339,7 @@ mod tests {
             window: 1,
             rooms: 1,
             rate: None,
+            guests: false,
             join_timeout: Duration::from_secs(1),
             sources: vec![],
             hold: Duration::ZERO,

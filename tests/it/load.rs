@@ -66,6 +66,58 @@ fn rooms_scenario_delivers_every_room_message_once_in_order_across_two_cores() {
 }
 
 #[test]
+fn churn_beside_a_rooms_run_with_guests_leaves_its_deliveries_exact() {
+    let server = start_server(RoomsApp::configured, 2, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let steady_url = url.clone();
+    let steady = std::thread::spawn(move || {
+        let args = [
+            "rooms",
+            &steady_url,
+            "-c",
+            "24",
+            "-r",
+            "4",
+            "-k",
+            "4",
+            "-w",
+            "4",
+        ];
+        let extra = ["--guests", "--quiet", "--duration", "2.5", "--drain", "2"];
+        run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
+    });
+    server.wait_for_stats("24 steady members", |s| s.opened >= 24);
+    // Guests may only enter a room once it is full (the rooms run checks exact counts
+    // while filling), and nothing tells a third party that it is: 24 joins take a few
+    // milliseconds; this margin is for a loaded machine.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let args = ["churn", &url, "-c", "4", "-r", "4", "--rate", "100"];
+    let extra = ["--quiet", "--duration", "1"];
+    let churn = run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
+        .expect("the churn run completes");
+    assert!(churn.problems.is_empty(), "{:?}", churn.problems);
+    let counts = churn.churn.expect("churn reports its counts");
+    assert!(counts.upgraded > 0 && counts.joins > 0, "{counts:?}");
+    assert_eq!(
+        counts.attempts,
+        counts.upgraded + counts.half_open + counts.failures
+    );
+    let report = steady.join().unwrap().expect("the rooms run completes");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let delivery = report.delivery.expect("rooms reports its tally");
+    assert_eq!(
+        (delivery.lost, delivery.duplicates, delivery.reordered),
+        (0, 0, 0)
+    );
+    let checks = report.room_checks.expect("rooms reports its checks");
+    assert!(
+        checks.guest_notices > 0,
+        "the churn visited the steady rooms"
+    );
+    server.wait_for_stats("every connection closed", |s| s.closed == s.opened);
+}
+
+#[test]
 fn rooms_scenario_reports_a_server_that_refuses_messages() {
     let server = start_server(RoomsApp::configured, 1, |c| {
         c.rate_limit_per_s = 1;

@@ -43,6 +43,12 @@
 //! A delivery's time is when the read that brought it completed (one clock read per
 //! read, not per message), minus the send time it carries.
 //!
+//! # Guests
+//! With `--guests`, clients of another program (`ringcast load churn`) may join,
+//! leave and talk in the rooms once they have filled: what members see of them is
+//! counted (`guest_notices`) and skipped. Exactly-once, in-order delivery of the
+//! tool's own messages is checked as always.
+//!
 //! # Checks
 //! Each member must receive every message of every other publisher in its room exactly
 //! once, in the publisher's order, and nothing else: loss, duplicates, reordering,
@@ -58,8 +64,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use state::RoomChecks;
-use state::{Book, Handled, Layout};
+use state::{Book, Handled};
+pub use state::{Layout, RoomChecks};
 
 use super::accounting::Tally;
 use super::client::{FrameReader, Outbox};
@@ -197,13 +203,16 @@ fn problems(tally: &Tally, checks: &RoomChecks) -> Vec<String> {
 async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, String> {
     let plan = ctx.plan();
     let mine = layout(&ctx.shared).connections_of(ctx.index);
-    let book = Book::new(
+    let mut book = Book::new(
         layout(&ctx.shared),
         &mine,
         plan.window,
         plan.size,
         plan.rate,
     );
+    if plan.guests {
+        book.allow_guests();
+    }
     let rooms = Rc::new(RefCell::new(ThreadRooms {
         outboxes: vec![None; book.members()],
         book,

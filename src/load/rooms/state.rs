@@ -50,6 +50,10 @@ impl Layout {
 pub struct RoomChecks {
     /// `member_joined` notices received while the rooms filled (expected noise).
     pub join_notices: u64,
+    /// With guests allowed (`--guests`): `member_joined`, `member_left` and
+    /// `room_message`s of clients this tool did not open, after the room filled
+    /// (expected noise, like `join_notices`).
+    pub guest_notices: u64,
     /// `room_message`s to a member of another room, or naming the wrong room or sender.
     pub misrouted: u64,
     /// A publisher's own messages relayed back to it.
@@ -68,6 +72,7 @@ pub struct RoomChecks {
 impl RoomChecks {
     pub fn merge(&mut self, other: &RoomChecks) {
         self.join_notices += other.join_notices;
+        self.guest_notices += other.guest_notices;
         self.misrouted += other.misrouted;
         self.own_messages += other.own_messages;
         self.count_errors += other.count_errors;
@@ -161,6 +166,8 @@ pub struct Book {
     period_ns: Option<f64>,
     start_ns: u64,
     completed: Vec<u64>,
+    /// Clients of other programs may join, leave and talk in settled rooms.
+    guests: bool,
 }
 
 impl Book {
@@ -235,7 +242,17 @@ impl Book {
             period_ns: rate.map(|rate| 1e9 / rate),
             start_ns: 0,
             completed: Vec::new(),
+            guests: false,
         }
+    }
+
+    /// Lets clients this tool did not open (a churn generator's) come and go in a room
+    /// once it has filled: their `member_joined`, `member_left` and `room_message`s are
+    /// counted as `guest_notices` instead of problems, and `total_members` is no longer
+    /// checked after a member settled (guests change it). Our own members must still
+    /// never leave, and every message of ours must still arrive exactly once in order.
+    pub fn allow_guests(&mut self) {
+        self.guests = true;
     }
 
     /// Global index of local member `member`.
@@ -283,7 +300,9 @@ impl Book {
                 }
             },
             b"room_joined" => self.handle_room_joined(member, &notice, payload),
+            b"member_joined" if self.is_guest_notice(member, &notice) => handled,
             b"member_joined" => self.handle_member_joined(member, &notice, payload),
+            b"member_left" if self.is_guest_notice(member, &notice) => handled,
             b"error" => {
                 self.checks.server_errors += 1;
                 let text = String::from_utf8_lossy(payload).into_owned();
@@ -295,6 +314,28 @@ impl Book {
                 handled
             }
         }
+    }
+
+    /// Whether `notice` (to a settled `member`, about its room) is a guest's doing,
+    /// with guests allowed; counts it if so. A `member_left` or `room_message` naming
+    /// one of our own members is not a guest's.
+    fn is_guest_notice(&mut self, member: usize, notice: &super::wire::Notice<'_>) -> bool {
+        let m = &self.members[member];
+        let room = &self.rooms[m.room];
+        if !self.guests || !m.settled || notice.room != Some(room.name.as_bytes()) {
+            return false;
+        }
+        let who = notice.client_id.or(notice.from);
+        let ours = who.is_some_and(|who| {
+            room.members
+                .iter()
+                .any(|&o| self.members[o].client_id.as_deref() == Some(who))
+        });
+        if ours {
+            return false;
+        }
+        self.checks.guest_notices += 1;
+        true
     }
 
     fn unexpected(&mut self, member: usize, payload: &[u8], what: &str) {
@@ -408,6 +449,9 @@ impl Book {
             .and_then(parse_broadcast)
             .filter(|stamp| stamp.kind == Kind::Data);
         let Some(stamp) = stamp else {
+            if self.is_guest_notice(member, notice) {
+                return handled;
+            }
             let text = notice.message.unwrap_or_default().to_vec();
             self.unexpected(member, &text, "a room_message the load tool did not send");
             return handled;
