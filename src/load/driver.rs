@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::args::Plan;
-use super::progress::Progress;
+use super::progress::{Progress, Totals};
 use super::{measure, sys};
 
 /// Where the run is. Threads only ever see it move forward.
@@ -167,15 +167,6 @@ impl Shared {
             totals: self.totals(),
         })
     }
-}
-
-/// All threads' counters added up.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Totals {
-    pub sent: u64,
-    pub received: u64,
-    pub dropped: u64,
-    pub opened: u64,
 }
 
 /// Clocks and counters at one instant.
@@ -409,7 +400,7 @@ impl<T> Threads<T> {
             if started.elapsed() >= limit {
                 return Ok(false);
             }
-            progress.tick(&self.shared, label, unit, started);
+            progress.tick(self.shared.totals(), label, unit, started);
             std::thread::sleep(Duration::from_millis(2));
         }
     }

@@ -18,6 +18,7 @@
 mod accounting;
 mod args;
 mod broadcast;
+mod checks;
 mod churn;
 mod client;
 mod connect;

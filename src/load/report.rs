@@ -8,10 +8,9 @@ use serde::Serialize;
 
 use super::accounting::Tally;
 use super::args::Plan;
-use super::churn::ChurnCounts;
+use super::checks::{ChurnCounts, RoomChecks};
 use super::driver::Interval;
 use super::histogram::{Histogram, Percentiles};
-use super::rooms::RoomChecks;
 
 /// Everything a run found. Fields that do not apply to the scenario are `None` and left
 /// out of the JSON.

@@ -12,11 +12,15 @@
 //!   send ([`ClientMessage`], with the `id` extension's [`RequestId`]) and typed server
 //!   messages to receive ([`ServerMessage`]).
 //! - `error.rs`: [`RequestError`], whose `Display` is each error's exact text.
+//! - [`scan`]: the load tool's allocation-free scanner of server messages and its
+//!   request templates, beside the typed messages it specialises (and the bench that
+//!   justifies it).
 
 mod client;
 mod encode;
 mod error;
 mod request;
+pub mod scan;
 
 pub use client::{ClientMessage, Received, RequestId, ServerMessage};
 pub use encode::{error_frame, Encoder};

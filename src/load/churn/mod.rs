@@ -30,13 +30,13 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::json;
 use socket2::SockRef;
 
 use client::{connect, nonce, Client};
 
 use super::args::Plan;
+pub use super::checks::ChurnCounts;
 use super::driver::Interval;
 use super::report::Report;
 use super::rooms::Layout;
@@ -54,48 +54,6 @@ const DEFAULT_RATE: f64 = 100.0;
 
 /// A worker this far behind its schedule starts afresh instead of bursting to catch up.
 const MAX_LAG: Duration = Duration::from_secs(1);
-
-/// What the churn clients did, added up over workers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ChurnCounts {
-    /// Clients started, whatever became of them.
-    pub attempts: u64,
-    /// Upgraded and welcomed.
-    pub upgraded: u64,
-    pub clean_closes: u64,
-    pub resets: u64,
-    /// Dropped without a close frame (a FIN, or an RST if replies were unread).
-    pub vanished: u64,
-    /// Sockets that sent part of an upgrade request, or none, and were dropped.
-    pub half_open: u64,
-    pub joins: u64,
-    pub leaves: u64,
-    pub messages: u64,
-    pub metadata: u64,
-    /// Clients that failed: refused, timed out, closed early, an `error`, a bad reply.
-    pub failures: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_failure: Option<String>,
-}
-
-impl ChurnCounts {
-    pub fn merge(&mut self, other: &ChurnCounts) {
-        self.attempts += other.attempts;
-        self.upgraded += other.upgraded;
-        self.clean_closes += other.clean_closes;
-        self.resets += other.resets;
-        self.vanished += other.vanished;
-        self.half_open += other.half_open;
-        self.joins += other.joins;
-        self.leaves += other.leaves;
-        self.messages += other.messages;
-        self.metadata += other.metadata;
-        self.failures += other.failures;
-        if self.first_failure.is_none() {
-            self.first_failure.clone_from(&other.first_failure);
-        }
-    }
-}
 
 /// How an upgraded client ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

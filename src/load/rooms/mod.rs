@@ -1,7 +1,7 @@
 //! The rooms scenario, against a server speaking the room protocol (PROTOCOL.md,
 //! `ringcast serve --app rooms`): C clients in R rooms, K publishers sending
 //! `room_message`s to their own room, every delivery checked and timed. It drives
-//! sockets and clocks; the bookkeeping is `state.rs`, the JSON `wire.rs`.
+//! sockets and clocks; the bookkeeping is `state.rs`, the JSON `crate::proto::scan`.
 //!
 //! # Setup
 //! Connection `i` joins room `load-{i % R}`; connections `0..K` publish (so publishers
@@ -56,7 +56,6 @@
 //! are each problems that fail the run.
 
 mod state;
-mod wire;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -64,8 +63,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use super::checks::RoomChecks;
+pub use state::Layout;
 use state::{Book, Handled};
-pub use state::{Layout, RoomChecks};
 
 use super::accounting::Tally;
 use super::client::{FrameReader, Outbox};
@@ -290,7 +290,7 @@ fn send_join(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize) {
         return;
     };
     if let Some(outbox) = &rooms.outboxes[member] {
-        outbox.push(opcode(ctx), &wire::join_room(room));
+        outbox.push(opcode(ctx), &crate::proto::scan::join_room(room));
     }
 }
 

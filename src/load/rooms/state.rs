@@ -3,12 +3,11 @@
 //! protocol check. Server messages and `now` go in; counts, and what to send, come out
 //! through return values and callbacks. It never touches a socket or a clock.
 
-use serde::Serialize;
-
-use super::wire::{scan, string_contents, RoomMessageTemplate};
 use crate::load::accounting::{Arrival, FanoutWindow, SeqTracker, Tally};
+use crate::load::checks::RoomChecks;
 use crate::load::histogram::Histogram;
 use crate::load::payload::{parse_broadcast, Kind, Stamp};
+use crate::proto::scan::{scan, string_contents, Notice, RoomMessageTemplate};
 
 /// Which connection is in which room, publishes, and runs on which load thread.
 /// Connection `i` joins room `i % rooms`; connections `0..publishers` publish (so
@@ -41,60 +40,6 @@ impl Layout {
         (0..self.connections)
             .filter(|&i| self.room_of(i) % self.threads == thread)
             .collect()
-    }
-}
-
-/// Protocol checks beyond exactly-once delivery; every non-zero count but
-/// `join_notices` is a problem.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RoomChecks {
-    /// `member_joined` notices received while the rooms filled (expected noise).
-    pub join_notices: u64,
-    /// With guests allowed (`--guests`): `member_joined`, `member_left` and
-    /// `room_message`s of clients this tool did not open, after the room filled
-    /// (expected noise, like `join_notices`).
-    pub guest_notices: u64,
-    /// `room_message`s to a member of another room, or naming the wrong room or sender.
-    pub misrouted: u64,
-    /// A publisher's own messages relayed back to it.
-    pub own_messages: u64,
-    /// `members` / `total_members` values that exact counting rules out.
-    pub count_errors: u64,
-    /// `error` messages from the server.
-    pub server_errors: u64,
-    /// Anything else: unparseable, unknown type, out of turn, a member leaving.
-    pub unexpected: u64,
-    /// The first problem seen, for the report.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first: Option<String>,
-}
-
-impl RoomChecks {
-    pub fn merge(&mut self, other: &RoomChecks) {
-        self.join_notices += other.join_notices;
-        self.guest_notices += other.guest_notices;
-        self.misrouted += other.misrouted;
-        self.own_messages += other.own_messages;
-        self.count_errors += other.count_errors;
-        self.server_errors += other.server_errors;
-        self.unexpected += other.unexpected;
-        if self.first.is_none() {
-            self.first.clone_from(&other.first);
-        }
-    }
-
-    pub fn problems(&self) -> u64 {
-        self.misrouted
-            + self.own_messages
-            + self.count_errors
-            + self.server_errors
-            + self.unexpected
-    }
-
-    fn note(&mut self, what: impl FnOnce() -> String) {
-        if self.first.is_none() {
-            self.first = Some(what());
-        }
     }
 }
 
@@ -319,7 +264,7 @@ impl Book {
     /// Whether `notice` (to a settled `member`, about its room) is a guest's doing,
     /// with guests allowed; counts it if so. A `member_left` or `room_message` naming
     /// one of our own members is not a guest's.
-    fn is_guest_notice(&mut self, member: usize, notice: &super::wire::Notice<'_>) -> bool {
+    fn is_guest_notice(&mut self, member: usize, notice: &Notice<'_>) -> bool {
         let m = &self.members[member];
         let room = &self.rooms[m.room];
         if !self.guests || !m.settled || notice.room != Some(room.name.as_bytes()) {
@@ -353,7 +298,7 @@ impl Book {
     fn handle_room_joined(
         &mut self,
         member: usize,
-        notice: &super::wire::Notice<'_>,
+        notice: &Notice<'_>,
         payload: &[u8],
     ) -> Handled {
         let m = &self.members[member];
@@ -387,7 +332,7 @@ impl Book {
     fn handle_member_joined(
         &mut self,
         member: usize,
-        notice: &super::wire::Notice<'_>,
+        notice: &Notice<'_>,
         payload: &[u8],
     ) -> Handled {
         self.checks.join_notices += 1;
@@ -438,7 +383,7 @@ impl Book {
     fn handle_room_message(
         &mut self,
         member: usize,
-        notice: &super::wire::Notice<'_>,
+        notice: &Notice<'_>,
         now_ns: u64,
         running: bool,
     ) -> Handled {
