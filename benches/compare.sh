@@ -22,7 +22,9 @@
 # Knobs (environment): SERVER_CPU (0), LOAD_CPU (1), RUNS (3), DURATION (5 s),
 # SCENARIOS ("echo echo-p16 broadcast connect rooms rooms-big"), CONNECT_N (10000),
 # ROOMS_BIG_N (10000), PORT (19400), CARGO_TARGET_DIR (target), KEEP (keep the raw
-# JSON directory).
+# JSON directory), BEFORE (a ringcast binary built from an earlier commit: it runs as
+# `ringcast-before` in echo, echo-p16, broadcast, rooms and rooms-big, so x is this
+# build's rate per server CPU-second over that one's, in the same interleaved run).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -68,6 +70,13 @@ cargo build --release --examples --bin ringcast >&2
 # The servers each scenario runs against: name, the CPUs the server is pinned to,
 # then the command (without address). The first is the reference for the ratios.
 servers_for() {
+    if [[ -n "${BEFORE:-}" ]]; then
+        case "$1" in
+            echo | echo-p16) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app echo --cpus $SERVER_CPU --listen" ;;
+            broadcast) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app broadcast --cpus $SERVER_CPU --listen" ;;
+            rooms | rooms-big) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app rooms --cpus $SERVER_CPU --listen" ;;
+        esac
+    fi
     case "$1" in
         echo | echo-p16 | connect)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"

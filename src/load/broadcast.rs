@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::accounting::{Arrival, SeqTracker, Tally};
-use super::client::{FrameReader, Outbox, WsStream};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue, WsStream};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
 use super::histogram::Histogram;
 use super::open::open_connections;
 use super::payload::{fill_broadcast, parse_broadcast, Kind, Stamp};
@@ -34,7 +34,7 @@ struct Publisher {
 
 /// One connection's bookkeeping, shared between its reader task and its thread.
 struct BroadcastConn {
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
     /// What this connection received from each publisher.
     trackers: Vec<SeqTracker>,
     publisher: Option<Publisher>,
@@ -60,7 +60,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let connections = plan.connections;
     let measured = (|| {
         threads.wait_opened(&mut progress)?;
-        shared.set_phase(Phase::Syncing);
+        shared.set_stage(Stage::Syncing);
         threads.wait(
             plan.connect_timeout,
             |s| s.synced.load(Relaxed) == connections,
@@ -129,7 +129,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
     })
     .await?;
     ctx.report_ready();
-    ctx.wait_until(|s| s.phase() >= Phase::Syncing).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Syncing).await?;
 
     let plan = ctx.plan();
     let latency = Rc::new(RefCell::new(Histogram::default()));
@@ -156,7 +156,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
     if let Some((_, conn)) = conns.iter().find(|(index, _)| *index == 0) {
         let outbox = conn.borrow().outbox.clone();
         let mut probe = 0;
-        while ctx.phase() == Phase::Syncing {
+        while ctx.stage() == Stage::Syncing {
             outbox.push_with(opcode(&ctx), plan.size, |out| {
                 let stamp = Stamp {
                     kind: Kind::Sync,
@@ -170,11 +170,11 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
             monoio::time::sleep(PROBE_EVERY).await;
         }
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     for (_, conn) in &conns {
         top_up(&ctx, &mut conn.borrow_mut());
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     drain(&ctx, &conns).await;
 
     let mut result = BroadcastThread {
@@ -211,7 +211,7 @@ fn top_up(ctx: &ThreadCtx, conn: &mut BroadcastConn) {
         return;
     }
     let plan = ctx.plan();
-    while publisher.unacked < plan.window && ctx.phase() == Phase::Running {
+    while publisher.unacked < plan.window && ctx.stage() == Stage::Running {
         let stamp = Stamp {
             kind: Kind::Data,
             publisher: publisher.id,
@@ -314,7 +314,7 @@ async fn receive(
         if arrival == Arrival::Duplicate {
             continue;
         }
-        if ctx.phase() == Phase::Running {
+        if ctx.stage() == Stage::Running {
             latency
                 .borrow_mut()
                 .record(now.saturating_sub(stamp.sent_ns));

@@ -1,6 +1,6 @@
 //! One load-generating WebSocket client connection on a monoio runtime: TCP connect
 //! (optionally from a chosen source address), the upgrade, then a reader half that
-//! decodes with the project's codec in the client role and an [`Outbox`] that a
+//! decodes with the project's codec in the client role and an [`SendQueue`] that a
 //! writer task flushes in one write per wake-up. What to send is the scenario's call.
 
 use std::cell::RefCell;
@@ -203,9 +203,9 @@ impl WsStream {
         self,
         max_message: usize,
         mask_seed: u64,
-    ) -> (FrameReader, Rc<Outbox>, FrameWriter) {
+    ) -> (FrameReader, Rc<SendQueue>, FrameWriter) {
         let (read, write) = self.stream.into_split();
-        let outbox = Rc::new(Outbox::new(mask_seed));
+        let outbox = Rc::new(SendQueue::new(mask_seed));
         let reader = FrameReader {
             half: read,
             buf: self.leftover,
@@ -260,11 +260,11 @@ impl FrameReader {
 
 /// Frames waiting to be written, encoded and masked as they are queued. The writer
 /// task takes the whole buffer per wake-up, so frames queued together go in one write.
-pub struct Outbox {
-    inner: RefCell<OutboxInner>,
+pub struct SendQueue {
+    inner: RefCell<SendQueueInner>,
 }
 
-struct OutboxInner {
+struct SendQueueInner {
     buf: BytesMut,
     waker: Option<Waker>,
     closed: bool,
@@ -273,10 +273,10 @@ struct OutboxInner {
     rng: u64,
 }
 
-impl Outbox {
+impl SendQueue {
     fn new(seed: u64) -> Self {
-        Outbox {
-            inner: RefCell::new(OutboxInner {
+        SendQueue {
+            inner: RefCell::new(SendQueueInner {
                 buf: BytesMut::with_capacity(256),
                 waker: None,
                 closed: false,
@@ -323,7 +323,7 @@ impl Outbox {
 /// The writing half: run [`FrameWriter::run`] as its own task.
 pub struct FrameWriter {
     half: OwnedWriteHalf<TcpStream>,
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
 }
 
 impl FrameWriter {

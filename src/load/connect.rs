@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{FrameReader, Outbox};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
 use super::histogram::Histogram;
 use super::measure::process_rss;
 use super::open::{open_connections, OpenOutcome};
@@ -38,13 +38,13 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let mut progress = Progress::new(plan.progress);
     let measured = (|| {
         let start = shared.snapshot()?;
-        shared.set_phase(Phase::Running);
+        shared.set_stage(Stage::Running);
         threads.wait_opened(&mut progress)?;
         let opened = shared.snapshot()?;
         threads.run_for(plan.hold, &mut progress, "holding", "connections")?;
         let rss_after = rss()?;
         let dropped = shared.totals().dropped;
-        shared.set_phase(Phase::Draining);
+        shared.set_stage(Stage::Draining);
         Ok::<_, String>((start, opened, rss_after, dropped))
     })();
     let (start, opened, rss_after, dropped) = match measured {
@@ -100,7 +100,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
 }
 
 async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     let latency = Rc::new(RefCell::new(Histogram::default()));
     let first_drop: Rc<RefCell<Option<String>>> = Rc::default();
     let opened = {
@@ -115,7 +115,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
     };
     let outcome = open_connections(&ctx, false, opened).await?;
     ctx.report_ready();
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     let first_drop = first_drop.take();
     Ok(ConnectThread {
         latency: latency.take(),
@@ -128,7 +128,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
 async fn hold(
     ctx: ThreadCtx,
     mut reader: FrameReader,
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
     first_drop: Rc<RefCell<Option<String>>>,
 ) {
     loop {

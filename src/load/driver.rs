@@ -1,5 +1,5 @@
 //! Load threads and how the main thread steers them: one pinned monoio runtime per
-//! `--cpus` entry, a shared phase (connect, sync, run, drain) the threads poll, per-thread
+//! `--cpus` entry, a shared stage (connect, sync, run, drain) the threads poll, per-thread
 //! counters the main thread samples, and waits that are always bounded. Scenario
 //! logic lives in the scenario files; this file only starts, steers and stops.
 
@@ -16,7 +16,7 @@ use super::{measure, sys};
 /// Where the run is. Threads only ever see it move forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
-pub enum Phase {
+pub enum Stage {
     /// Opening connections; nothing is sent.
     Connecting = 0,
     /// Broadcast: probing until every connection hears the relay. Rooms: joining
@@ -55,7 +55,7 @@ pub struct Shared {
     pub plan: Plan,
     /// Zero point of the timestamps carried in messages: all threads read one clock.
     pub epoch: Instant,
-    phase: AtomicU8,
+    stage: AtomicU8,
     ready: AtomicUsize,
     failure: Mutex<Option<String>>,
     counters: Box<[Counters]>,
@@ -81,7 +81,7 @@ impl Shared {
         Arc::new(Shared {
             plan,
             epoch: Instant::now(),
-            phase: AtomicU8::new(Phase::Connecting as u8),
+            stage: AtomicU8::new(Stage::Connecting as u8),
             ready: AtomicUsize::new(0),
             failure: Mutex::new(None),
             counters: (0..threads).map(|_| Counters::default()).collect(),
@@ -94,20 +94,20 @@ impl Shared {
         })
     }
 
-    pub fn phase(&self) -> Phase {
-        match self.phase.load(Relaxed) {
-            0 => Phase::Connecting,
-            1 => Phase::Syncing,
-            2 => Phase::Running,
-            3 => Phase::Draining,
-            _ => Phase::Aborted,
+    pub fn stage(&self) -> Stage {
+        match self.stage.load(Relaxed) {
+            0 => Stage::Connecting,
+            1 => Stage::Syncing,
+            2 => Stage::Running,
+            3 => Stage::Draining,
+            _ => Stage::Aborted,
         }
     }
 
-    /// Moves to `phase` unless the run has already aborted.
-    pub fn set_phase(&self, phase: Phase) {
-        let _ = self.phase.fetch_update(Relaxed, Relaxed, |now| {
-            (now != Phase::Aborted as u8).then_some(phase as u8)
+    /// Moves to `stage` unless the run has already aborted.
+    pub fn set_stage(&self, stage: Stage) {
+        let _ = self.stage.fetch_update(Relaxed, Relaxed, |now| {
+            (now != Stage::Aborted as u8).then_some(stage as u8)
         });
     }
 
@@ -115,7 +115,7 @@ impl Shared {
     pub fn fail(&self, message: String) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         failure.get_or_insert(message);
-        self.phase.store(Phase::Aborted as u8, Relaxed);
+        self.stage.store(Stage::Aborted as u8, Relaxed);
     }
 
     fn failure(&self) -> String {
@@ -229,8 +229,8 @@ impl ThreadCtx {
         &self.shared.counters[self.index]
     }
 
-    pub fn phase(&self) -> Phase {
-        self.shared.phase()
+    pub fn stage(&self) -> Stage {
+        self.shared.stage()
     }
 
     /// Nanoseconds since the shared epoch.
@@ -258,7 +258,7 @@ impl ThreadCtx {
     /// Polls until `done` holds; `Err` once the run is aborted.
     pub async fn wait_until(&self, done: impl Fn(&Shared) -> bool) -> Result<(), Aborted> {
         loop {
-            if self.phase() == Phase::Aborted {
+            if self.stage() == Stage::Aborted {
                 return Err(Aborted);
             }
             if done(&self.shared) {
@@ -274,7 +274,7 @@ impl ThreadCtx {
             if done() {
                 return true;
             }
-            if Instant::now() >= deadline || self.phase() == Phase::Aborted {
+            if Instant::now() >= deadline || self.stage() == Stage::Aborted {
                 return false;
             }
             monoio::time::sleep(Duration::from_millis(1)).await;
@@ -391,7 +391,7 @@ impl<T> Threads<T> {
     ) -> Result<bool, String> {
         let started = Instant::now();
         loop {
-            if self.shared.phase() == Phase::Aborted {
+            if self.shared.stage() == Stage::Aborted {
                 return Err(self.shared.failure());
             }
             if done(&self.shared) {
@@ -468,10 +468,10 @@ impl<T> Threads<T> {
         unit: &str,
     ) -> Result<(Snapshot, Snapshot), String> {
         let start = self.shared.snapshot()?;
-        self.shared.set_phase(Phase::Running);
+        self.shared.set_stage(Stage::Running);
         self.run_for(self.shared.plan.duration, progress, label, unit)?;
         let end = self.shared.snapshot()?;
-        self.shared.set_phase(Phase::Draining);
+        self.shared.set_stage(Stage::Draining);
         Ok((start, end))
     }
 
@@ -495,7 +495,7 @@ impl<T> Threads<T> {
                 Err(_) => return Err("a load thread panicked".into()),
             }
         }
-        if self.shared.phase() == Phase::Aborted {
+        if self.shared.stage() == Stage::Aborted {
             return Err(self.shared.failure());
         }
         Ok(results)

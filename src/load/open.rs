@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::args::Plan;
 use super::client::{self, WsStream};
-use super::driver::{bump, Aborted, Phase, ThreadCtx};
+use super::driver::{bump, Aborted, Stage, ThreadCtx};
 
 /// What opening this thread's connections came to.
 #[derive(Debug, Default)]
@@ -59,7 +59,7 @@ pub async fn open_connections_of(
                     let Some(index) = queue.borrow_mut().pop_front() else {
                         return;
                     };
-                    if ctx.phase() == Phase::Aborted {
+                    if ctx.stage() == Stage::Aborted {
                         return;
                     }
                     let plan = ctx.plan();
@@ -92,7 +92,7 @@ pub async fn open_connections_of(
     for worker in workers {
         worker.await;
     }
-    if ctx.phase() == Phase::Aborted {
+    if ctx.stage() == Stage::Aborted {
         return Err(Aborted);
     }
     Ok(Rc::try_unwrap(outcome)

@@ -68,8 +68,8 @@ pub use state::Layout;
 use state::{Book, Handled};
 
 use super::accounting::Tally;
-use super::client::{FrameReader, Outbox};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
 use super::histogram::Histogram;
 use super::open::open_connections_of;
 use super::payload::fill_broadcast;
@@ -92,7 +92,7 @@ pub struct RoomsThread {
 /// One load thread's rooms: the bookkeeping and each member's outbox.
 struct ThreadRooms {
     book: Book,
-    outboxes: Vec<Option<Rc<Outbox>>>,
+    outboxes: Vec<Option<Rc<SendQueue>>>,
     first_drop: Option<String>,
 }
 
@@ -116,7 +116,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let measured = (|| {
         threads.wait_opened(&mut progress)?;
         let joining = Instant::now();
-        shared.set_phase(Phase::Syncing);
+        shared.set_stage(Stage::Syncing);
         threads.wait(
             plan.join_timeout,
             |s| s.synced.load(Relaxed) == connections,
@@ -236,28 +236,28 @@ async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, String> {
     .await?;
     ctx.report_ready();
 
-    ctx.wait_until(|s| s.phase() >= Phase::Syncing).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Syncing).await?;
     {
         let mut rooms = rooms.borrow_mut();
         for member in 0..rooms.book.members() {
             send_join(&ctx, &mut rooms, member);
         }
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     let publishers = rooms.borrow().book.publishers();
     rooms.borrow_mut().book.start(ctx.now_ns());
     for &publisher in &publishers {
         top_up(&ctx, &mut rooms.borrow_mut(), publisher);
     }
     if plan.rate.is_some() {
-        while ctx.phase() == Phase::Running {
+        while ctx.stage() == Stage::Running {
             monoio::time::sleep(TICK).await;
             for &publisher in &publishers {
                 top_up(&ctx, &mut rooms.borrow_mut(), publisher);
             }
         }
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     let deadline = Instant::now() + plan.drain;
     ctx.wait_until_deadline(deadline, || rooms.borrow().book.all_delivered())
         .await;
@@ -296,7 +296,7 @@ fn send_join(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize) {
 
 /// Lets a publisher send what its window (and in rate mode its schedule) allows.
 fn top_up(ctx: &ThreadCtx, rooms: &mut ThreadRooms, publisher: (usize, usize)) {
-    if ctx.phase() != Phase::Running {
+    if ctx.stage() != Stage::Running {
         return;
     }
     let member = rooms.book.publisher_member(publisher);
@@ -351,20 +351,20 @@ async fn receive(
             }
         };
         let now = ctx.ns_at(reader.read_at());
-        let phase = ctx.phase();
+        let phase = ctx.stage();
         let mut rooms = rooms.borrow_mut();
         let handled = rooms
             .book
-            .handle(member, &payload, now, phase == Phase::Running);
+            .handle(member, &payload, now, phase == Stage::Running);
         act(&ctx, &mut rooms, member, handled, phase);
     }
 }
 
-fn act(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize, handled: Handled, phase: Phase) {
+fn act(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize, handled: Handled, phase: Stage) {
     let shared = &ctx.shared;
     if handled.welcomed {
         shared.welcomed.fetch_add(1, Relaxed);
-        if phase >= Phase::Syncing {
+        if phase >= Stage::Syncing {
             send_join(ctx, rooms, member);
         }
     }
