@@ -293,6 +293,8 @@ fn seconds(name: &str, value: f64, min: f64) -> Result<Duration, String> {
 
 impl Plan {
     /// Checks `args` against each other and the machine. `fd_limit`: open files allowed.
+    /// Long because it is one list of checks, each with the message the user sees
+    /// (scenario-specific ones are in `check_rooms` and `check_churn`).
     pub fn new(args: LoadArgs, fd_limit: u64) -> Result<Plan, String> {
         let target = parse_target(&args.url)?;
         if args.connections == 0 {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::accounting::{Arrival, SeqTracker, Tally};
 use super::client::{FrameReader, SendQueue, WsStream};
 use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::open::open_connections;
 use super::payload::{fill_broadcast, parse_broadcast, Kind, Stamp};
@@ -53,7 +54,7 @@ pub struct BroadcastThread {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
@@ -64,13 +65,10 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
         threads.wait(
             plan.connect_timeout,
             |s| s.synced.load(Relaxed) == connections,
-            |s| {
-                format!(
-                    "only {} of {connections} connections received the sync message within {:?}: \
-                     does the server relay every message to every connection (--app broadcast)?",
-                    s.synced.load(Relaxed),
-                    s.plan.connect_timeout
-                )
+            |s| RunError::NotSynced {
+                synced: s.synced.load(Relaxed),
+                connections,
+                timeout: s.plan.connect_timeout,
             },
             &mut progress,
             "syncing",
@@ -121,7 +119,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, RunError> {
     let opened: Rc<RefCell<Vec<(usize, WsStream)>>> = Rc::default();
     let sink = opened.clone();
     open_connections(&ctx, true, move |index, stream, _| {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::client::{FrameReader, SendQueue};
 use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::measure::process_rss;
 use super::open::{open_connections, OpenOutcome};
@@ -25,13 +26,13 @@ pub struct ConnectThread {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let rss = || {
         plan.server_pid
             .map(process_rss)
             .transpose()
-            .map_err(|e| e.to_string())
+            .map_err(RunError::from)
     };
     let rss_before = rss()?;
     let threads = driver::spawn(&shared, thread_main)?;
@@ -45,7 +46,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
         let rss_after = rss()?;
         let dropped = shared.totals().dropped;
         shared.set_stage(Stage::Draining);
-        Ok::<_, String>((start, opened, rss_after, dropped))
+        Ok::<_, RunError>((start, opened, rss_after, dropped))
     })();
     let (start, opened, rss_after, dropped) = match measured {
         Ok(measured) => measured,
@@ -69,7 +70,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     }
     let interval = Interval::between(&start, &opened);
     if interval.received == 0 {
-        return Err(first_failure.unwrap_or_else(|| "no connection opened".into()));
+        return Err(RunError::NoConnection { first_failure });
     }
     let mut report = Report::new(plan, shared.driver(), "connections", &interval);
     report.latency = latency.percentiles();
@@ -99,7 +100,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, RunError> {
     ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     let latency = Rc::new(RefCell::new(Histogram::default()));
     let first_drop: Rc<RefCell<Option<String>>> = Rc::default();

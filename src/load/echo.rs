@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{FrameReader, SendQueue, WsStream};
 use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::open::open_connections;
 use super::payload::{echo_matches, fill_echo};
@@ -37,7 +38,7 @@ pub struct EchoThread {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
@@ -81,7 +82,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, RunError> {
     let opened: Rc<RefCell<Vec<(usize, WsStream)>>> = Rc::default();
     let sink = opened.clone();
     open_connections(&ctx, true, move |index, stream, _| {

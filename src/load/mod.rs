@@ -24,6 +24,7 @@ mod client;
 mod connect;
 mod driver;
 mod echo;
+mod error;
 mod histogram;
 mod measure;
 mod open;
@@ -36,6 +37,7 @@ mod sys;
 pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};
 pub use churn::ChurnCounts;
+pub use error::RunError;
 pub use histogram::Percentiles;
 pub use report::Report;
 pub use rooms::RoomChecks;
@@ -45,8 +47,8 @@ pub use rooms::RoomChecks;
 pub enum LoadError {
     #[error("{0}")]
     Usage(String),
-    #[error("{0}")]
-    Run(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("the run found problems: {}", .0.join("; "))]
     Problems(Vec<String>),
 }
@@ -74,7 +76,7 @@ pub fn run_report(args: LoadArgs) -> Result<Report, LoadError> {
     let fd_limit = sys::raise_fd_limit();
     let plan = args::Plan::new(args, fd_limit).map_err(LoadError::Usage)?;
     if let Some(pid) = plan.server_pid {
-        measure::process_cpu_time(pid).map_err(|e| LoadError::Usage(e.to_string()))?;
+        measure::process_cpu_time(pid).map_err(RunError::from)?;
     }
     let scenario = plan.scenario;
     let shared = driver::Shared::new(plan);

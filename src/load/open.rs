@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::args::Plan;
 use super::client::{self, WsStream};
 use super::driver::{bump, Aborted, Stage, ThreadCtx};
+use super::error::RunError;
 
 /// What opening this thread's connections came to.
 #[derive(Debug, Default)]
@@ -78,7 +79,7 @@ pub async fn open_connections_of(
                             opened(index, stream, started.elapsed());
                         }
                         Err(err) if fail_fast => {
-                            ctx.shared.fail(format!("connection {index}: {err}"));
+                            ctx.shared.fail(RunError::Connection { index, source: err });
                             return;
                         }
                         Err(err) => outcome

@@ -172,9 +172,19 @@ impl Report {
         serde_json::to_string(self).expect("a report always serializes")
     }
 
-    /// The readable summary.
+    /// The readable summary: what was run, what was measured, what it cost, and what
+    /// was checked.
     pub fn summary(&self) -> String {
         let mut out = String::new();
+        self.summary_setup(&mut out);
+        self.summary_measured(&mut out);
+        self.summary_costs(&mut out);
+        self.summary_checks(&mut out);
+        out
+    }
+
+    /// The scenario, its target and its shape.
+    fn summary_setup(&self, out: &mut String) {
         let cpus = if self.load_cpus.is_empty() {
             "unpinned".to_string()
         } else {
@@ -209,6 +219,10 @@ impl Report {
         if !shape.is_empty() {
             let _ = writeln!(out, "  {}", shape.join(", "));
         }
+    }
+
+    /// The count, rate and latency measured.
+    fn summary_measured(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "  {:<18}{} {} in {:.2} s = {:.0}/s",
@@ -233,11 +247,15 @@ impl Report {
             );
         };
         if let Some(l) = &self.latency {
-            percentiles(&mut out, "latency", l);
+            percentiles(out, "latency", l);
         }
         if let Some(l) = &self.fanout_latency {
-            percentiles(&mut out, "to whole room", l);
+            percentiles(out, "to whole room", l);
         }
+    }
+
+    /// CPU and memory on both sides.
+    fn summary_costs(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "  {:<18}{:.2} s ({:.0}% of one CPU)",
@@ -267,6 +285,10 @@ impl Report {
                 None => out.push('\n'),
             }
         }
+    }
+
+    /// Correctness: delivery, protocol, churn, failures, and the verdict.
+    fn summary_checks(&self, out: &mut String) {
         if let Some(t) = &self.delivery {
             let _ = writeln!(
                 out,
@@ -312,7 +334,6 @@ impl Report {
                 let _ = writeln!(out, "  PROBLEM           {problem}");
             }
         }
-        out
     }
 }
 

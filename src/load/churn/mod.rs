@@ -38,6 +38,7 @@ use client::{connect, nonce, Client};
 use super::args::Plan;
 pub use super::checks::ChurnCounts;
 use super::driver::Interval;
+use super::error::RunError;
 use super::report::Report;
 use super::rooms::Layout;
 use super::{measure, sys};
@@ -145,12 +146,10 @@ impl Cycle {
 }
 
 /// Runs the scenario: `-c` workers for `--duration`, then the report.
-pub fn run(plan: Plan) -> Result<Report, String> {
+pub fn run(plan: Plan) -> Result<Report, RunError> {
     let plan = Arc::new(plan);
-    let server_cpu = |plan: &Plan| -> Result<Option<Duration>, String> {
-        plan.server_pid
-            .map(|pid| measure::process_cpu_time(pid).map_err(|e| e.to_string()))
-            .transpose()
+    let server_cpu = |plan: &Plan| -> Result<Option<Duration>, RunError> {
+        Ok(plan.server_pid.map(measure::process_cpu_time).transpose()?)
     };
     let (cpu_before, own_before) = (server_cpu(&plan)?, sys::own_cpu_time());
     let start = Instant::now();
@@ -161,7 +160,7 @@ pub fn run(plan: Plan) -> Result<Report, String> {
             .name(format!("churn-{worker}"))
             .stack_size(256 << 10)
             .spawn(move || run_worker(&plan, worker, start))
-            .map_err(|e| format!("cannot start a churn thread: {e}"))?;
+            .map_err(RunError::Spawn)?;
         handles.push(handle);
     }
     let mut counts = ChurnCounts::default();
@@ -169,7 +168,7 @@ pub fn run(plan: Plan) -> Result<Report, String> {
         match handle.join() {
             Ok(Ok(worker)) => counts.merge(&worker),
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("a churn thread panicked".into()),
+            Err(_) => return Err(RunError::Panicked),
         }
     }
     let interval = Interval {
@@ -201,10 +200,12 @@ pub fn run(plan: Plan) -> Result<Report, String> {
 }
 
 /// One worker: a client at a time on its share of the schedule, until the end.
-fn run_worker(plan: &Plan, worker: usize, start: Instant) -> Result<ChurnCounts, String> {
+fn run_worker(plan: &Plan, worker: usize, start: Instant) -> Result<ChurnCounts, RunError> {
     if let Some(&Some(cpu)) = plan.threads.get(worker % plan.threads.len()) {
-        monoio::utils::bind_to_cpu_set([cpu])
-            .map_err(|e| format!("cannot pin a churn thread to CPU {cpu}: {e}"))?;
+        monoio::utils::bind_to_cpu_set([cpu]).map_err(|errno| RunError::Pin {
+            cpu,
+            source: errno.into(),
+        })?;
     }
     let workers = plan.connections;
     let rate = plan.rate.unwrap_or(DEFAULT_RATE);

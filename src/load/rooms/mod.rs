@@ -55,6 +55,7 @@
 //! own messages, misrouted messages, inexact counts, `error`s and unexpected messages
 //! are each problems that fail the run.
 
+mod layout;
 mod state;
 
 use std::cell::RefCell;
@@ -64,12 +65,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use super::checks::RoomChecks;
-pub use state::Layout;
+pub use layout::Layout;
 use state::{Book, Handled};
 
 use super::accounting::Tally;
 use super::client::{FrameReader, SendQueue};
 use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::open::open_connections_of;
 use super::payload::fill_broadcast;
@@ -107,7 +109,7 @@ fn layout(shared: &Shared) -> Layout {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
@@ -120,16 +122,12 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
         threads.wait(
             plan.join_timeout,
             |s| s.synced.load(Relaxed) == connections,
-            |s| {
-                format!(
-                    "rooms did not fill within {:?} (--join-timeout): of {connections} connections, \
-                     {} got a welcome, {} got room_joined, {} saw their room full; is the server \
-                     speaking the room protocol (--app rooms)?",
-                    s.plan.join_timeout,
-                    s.welcomed.load(Relaxed),
-                    s.joined.load(Relaxed),
-                    s.synced.load(Relaxed),
-                )
+            |s| RunError::RoomsNotFilled {
+                timeout: s.plan.join_timeout,
+                connections,
+                welcomed: s.welcomed.load(Relaxed),
+                joined: s.joined.load(Relaxed),
+                full: s.synced.load(Relaxed),
             },
             &mut progress,
             "joining",
@@ -200,7 +198,7 @@ fn problems(tally: &Tally, checks: &RoomChecks) -> Vec<String> {
     problems
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, RunError> {
     let plan = ctx.plan();
     let mine = layout(&ctx.shared).connections_of(ctx.index);
     let mut book = Book::new(

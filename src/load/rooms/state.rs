@@ -3,45 +3,12 @@
 //! protocol check. Server messages and `now` go in; counts, and what to send, come out
 //! through return values and callbacks. It never touches a socket or a clock.
 
+use super::layout::Layout;
 use crate::load::accounting::{Arrival, FanoutWindow, SeqTracker, Tally};
 use crate::load::checks::RoomChecks;
 use crate::load::histogram::Histogram;
 use crate::load::payload::{parse_broadcast, Kind, Stamp};
 use crate::proto::scan::{scan, string_contents, Notice, RoomMessageTemplate};
-
-/// Which connection is in which room, publishes, and runs on which load thread.
-/// Connection `i` joins room `i % rooms`; connections `0..publishers` publish (so
-/// publishers spread over the rooms round-robin); room `r` lives on thread
-/// `r % threads`, with all its members, so a message's fan-out is accounted on one
-/// thread without locks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub connections: usize,
-    pub rooms: usize,
-    pub publishers: usize,
-    pub threads: usize,
-}
-
-impl Layout {
-    pub fn room_of(&self, connection: usize) -> usize {
-        connection % self.rooms
-    }
-
-    pub fn room_size(&self, room: usize) -> usize {
-        self.connections / self.rooms + usize::from(room < self.connections % self.rooms)
-    }
-
-    pub fn room_name(room: usize) -> String {
-        format!("load-{room}")
-    }
-
-    /// Global indices of the connections thread `thread` owns, in order.
-    pub fn connections_of(&self, thread: usize) -> Vec<usize> {
-        (0..self.connections)
-            .filter(|&i| self.room_of(i) % self.threads == thread)
-            .collect()
-    }
-}
 
 /// What handling one server message came to, for the driver to act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
