@@ -16,6 +16,7 @@ pub struct CoreStats {
     slow_consumers: AtomicU64,
     refused_per_ip: AtomicU64,
     refused_total: AtomicU64,
+    messages_received: AtomicU64,
 }
 
 /// A sum of every core's counters at one moment.
@@ -31,7 +32,7 @@ pub struct Stats {
     pub rejected_handshakes: u64,
     /// Connections failed with 1002, 1007 or 1009.
     pub protocol_errors: u64,
-    /// Connections closed with 1008 for passing their outbound limit.
+    /// Connections reset for passing their outbound limit (slow consumers).
     pub slow_consumers: u64,
     /// Connections turned away at accept with 429: their address held
     /// `max_conns_per_ip`. Not counted in `accepted`.
@@ -39,6 +40,8 @@ pub struct Stats {
     /// Connections turned away at accept with 503: the server held `max_connections`.
     /// Not counted in `accepted`.
     pub refused_total: u64,
+    /// Whole messages received from clients.
+    pub messages_received: u64,
 }
 
 impl Stats {
@@ -62,7 +65,7 @@ struct Metric {
 /// series' value from a core's counters.
 type Series = (&'static str, fn(&Stats) -> u64);
 
-const METRICS: [Metric; 8] = [
+const METRICS: [Metric; 9] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
@@ -102,8 +105,14 @@ const METRICS: [Metric; 8] = [
     Metric {
         name: "ringcast_slow_consumers_total",
         kind: "counter",
-        help: "Connections closed with 1008 for passing max_outbound_bytes.",
+        help: "Connections reset for letting their queue pass max_outbound_bytes (slow consumers).",
         series: &[("", |s| s.slow_consumers)],
+    },
+    Metric {
+        name: "ringcast_messages_received_total",
+        kind: "counter",
+        help: "Whole messages (text or binary) received from clients.",
+        series: &[("", |s| s.messages_received)],
     },
     Metric {
         name: "ringcast_connections_refused_total",
@@ -163,8 +172,10 @@ pub fn render_backlogs(out: &mut String, backlogs: &[(usize, u64)]) {
     }
 }
 
+/// The counting functions of event counters (`count => field`), and `sum` over those
+/// and the hot-path counters (`hot: field`), which count with their own functions.
 macro_rules! counters {
-    ($($count:ident => $field:ident),* $(,)?) => {
+    ($($count:ident => $field:ident),* ; hot: $($hot:ident),* $(,)?) => {
         impl CoreStats {
             $(pub(crate) fn $count(&self) {
                 self.$field.fetch_add(1, Relaxed);
@@ -176,6 +187,7 @@ macro_rules! counters {
             let mut total = Stats::default();
             for core in cores {
                 $(total.$field += core.$field.load(Relaxed);)*
+                $(total.$hot += core.$hot.load(Relaxed);)*
             }
             total
         }
@@ -190,7 +202,17 @@ counters! {
     count_protocol_error => protocol_errors,
     count_slow_consumer => slow_consumers,
     count_refused_per_ip => refused_per_ip,
-    count_refused_total => refused_total,
+    count_refused_total => refused_total;
+    hot: messages_received,
+}
+
+impl CoreStats {
+    /// Counts a message from a client. On the hot path, and only the owning core
+    /// writes it: a plain load and store, not a locked read-modify-write.
+    pub(crate) fn count_message_received(&self) {
+        let n = self.messages_received.load(Relaxed);
+        self.messages_received.store(n + 1, Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +237,9 @@ mod tests {
         cores[0].count_refused_per_ip();
         cores[0].count_refused_per_ip();
         cores[1].count_refused_total();
+        for _ in 0..5 {
+            cores[0].count_message_received();
+        }
         let text = render_metrics(&cores);
         for line in [
             "# TYPE ringcast_connections_accepted_total counter",
@@ -233,15 +258,17 @@ mod tests {
             "ringcast_connections_refused_total{core=\"1\",reason=\"per_ip\"} 0",
             "ringcast_connections_refused_total{core=\"0\",reason=\"total\"} 0",
             "ringcast_connections_refused_total{core=\"1\",reason=\"total\"} 1",
+            "ringcast_messages_received_total{core=\"0\"} 5",
+            "ringcast_messages_received_total{core=\"1\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
-        // 8 metrics: HELP, TYPE and one line per core each; the refusals two per core.
-        assert_eq!(text.lines().count(), 8 * 2 + 9 * cores.len());
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 8);
+        // 9 metrics: HELP, TYPE and one line per core each; the refusals two per core.
+        assert_eq!(text.lines().count(), 9 * 2 + 10 * cores.len());
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 9);
     }
 
     #[test]

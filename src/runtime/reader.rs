@@ -280,6 +280,7 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
         }
     };
     ctx.count_input();
+    ctx.stats().count_message_received();
     core.app.borrow_mut().on_message(ctx, id, message);
     None
 }

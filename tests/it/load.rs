@@ -86,11 +86,10 @@ fn churn_beside_a_rooms_run_with_guests_leaves_its_deliveries_exact() {
         let extra = ["--guests", "--quiet", "--duration", "2.5", "--drain", "2"];
         run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
     });
-    server.wait_for_stats("24 steady members", |s| s.opened >= 24);
     // Guests may only enter a room once it is full (the rooms run checks exact counts
-    // while filling), and nothing tells a third party that it is: 24 joins take a few
-    // milliseconds; this margin is for a loaded machine.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // while filling). The steady members send only their 24 joins until every room is
+    // full; the first message past those is a publisher's, so the rooms are full.
+    server.wait_for_stats("the steady run publishing", |s| s.messages_received > 24);
     let args = ["churn", &url, "-c", "4", "-r", "4", "--rate", "100"];
     let extra = ["--quiet", "--duration", "1"];
     let churn = run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
