@@ -466,16 +466,4 @@ fn open_stream(url: &WsUrl, timeout: Duration) -> Result<TcpStream, ClientError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mask_keys_differ_across_refills() {
-        let mut masks = MaskSource::default();
-        let keys: Vec<[u8; 4]> = (0..200).map(|_| masks.next_mask().unwrap()).collect();
-        let distinct: std::collections::HashSet<_> = keys.iter().collect();
-        // 200 draws from 2^32 collide with probability under 1e-5.
-        assert!(distinct.len() >= 199, "{} distinct keys", distinct.len());
-        assert_ne!(random_nonce().unwrap(), random_nonce().unwrap());
-    }
-}
+mod tests;
