@@ -13,7 +13,8 @@
 //!   replica and client roles) and its driver.
 //! - [`config`]: every knob, its default, the TOML file.
 //! - [`load`]: the load generator (`ringcast load`).
-//! - [`client`]: the room protocol's client (blocking, reconnecting) and `ringcast client`.
+//! - [`client`]: the blocking WebSocket connection, the room protocol's client on it
+//!   (reconnecting) and `ringcast client`.
 //!
 //! # Life of a room message
 //! 1. The kernel hands a connection to one core's SO_REUSEPORT listener; the core

@@ -231,10 +231,25 @@ pub fn busy_response(status: u16, retry_after_s: u32, reason: &str) -> Vec<u8> {
 /// The client role: the upgrade request for `host` and `path` with a 16-byte `nonce`.
 /// Returns the request bytes and the key to check the answer against.
 pub fn client_request(host: &str, path: &str, nonce: [u8; 16]) -> (Vec<u8>, String) {
+    client_request_with_headers(host, path, nonce, &[])
+}
+
+/// Like [`client_request`], with `headers` (name, value) added after the required ones
+/// (e.g. `Origin`), as given: nothing is checked, so a test can send a bad one.
+pub fn client_request_with_headers(
+    host: &str,
+    path: &str,
+    nonce: [u8; 16],
+    headers: &[(&str, &str)],
+) -> (Vec<u8>, String) {
     let key = base64_16(nonce);
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
     );
+    for (name, value) in headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
+    request.push_str("\r\n");
     (request.into_bytes(), key)
 }
 

@@ -10,5 +10,6 @@ pub mod utf8;
 
 pub use decoder::{Decoder, Incoming, ProtocolError, Role};
 pub use frame::{
-    encode_masked, encode_unmasked, FrameBuffer, HeaderBytes, Opcode, OutFrame, Payload,
+    encode_masked, encode_unmasked, put_masked, FrameBuffer, HeaderBytes, Opcode, OutFrame,
+    Payload, SeededMasks,
 };

@@ -1,10 +1,11 @@
 //! Integration tests over real sockets: one server per test on 127.0.0.1 port 0 with
-//! N cores, driven by a small blocking client built on the crate's own codec in the
-//! client role. Nothing here sleeps to synchronise: every wait is for an event
+//! N cores, driven by the library's blocking WebSocket connection
+//! (`ringcast::client::WsConnection`, wrapped as [`client::TestClient`]). Nothing here sleeps to synchronise: every wait is for an event
 //! (bytes on a socket, a counter reaching a value) under a deadline, so no test hangs.
 //!
 //! Layout:
-//! - `client`: the blocking test client ([`client::TestClient`]) and raw HTTP exchanges.
+//! - `client`: the test client ([`client::TestClient`], over the library's connection)
+//!   and raw HTTP exchanges.
 //! - `client_lib`: `ringcast::client` against the room server: every message type, a
 //!   server restart (reconnect on schedule, rejoin, metadata), and each error it names.
 //! - `client_cli`: `ringcast client` as a process: scripted stdin, stdout, exit codes.

@@ -211,6 +211,23 @@ fn client_request_round_trips_through_the_server_parser() {
 }
 
 #[test]
+fn extra_client_headers_reach_the_server_parser() {
+    let headers = [("Origin", "https://chat.example.com"), ("X-Trace", "1")];
+    let (wire, key) = client_request_with_headers("h:1", "/", [3; 16], &headers);
+    assert!(wire.ends_with(b"Origin: https://chat.example.com\r\nX-Trace: 1\r\n\r\n"));
+    let (req, len) = parse_request(&wire, 8192).unwrap().unwrap();
+    assert_eq!(len, wire.len());
+    assert_eq!(
+        req,
+        Request::Upgrade {
+            key,
+            path: "/".into(),
+            origin: Some("https://chat.example.com".into()),
+        }
+    );
+}
+
+#[test]
 fn base64_of_the_rfc_nonce_matches_the_rfc_key() {
     assert_eq!(base64_16(*b"the sample nonce"), RFC_KEY);
 }
