@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::thread::JoinHandle;
 
 use super::*;
-use crate::ws::handshake::{accept_response, parse_request, Request};
+use crate::ws::handshake::{accept_response, parse_request, HttpRequest};
 use crate::ws::ProtocolError;
 
 /// What the scripted peer decoded: a frame, or the error that ended decoding.
@@ -14,7 +14,7 @@ type Decoded = Result<Incoming, ProtocolError>;
 /// A peer on a local socket that answers the upgrade, sends `after` behind its
 /// 101, and returns the request and everything the client sent after it, decoded
 /// as a server would (frames until the first protocol error).
-fn scripted_server(after: &'static [u8]) -> (SocketAddr, JoinHandle<(Request, Vec<Decoded>)>) {
+fn scripted_server(after: &'static [u8]) -> (SocketAddr, JoinHandle<(HttpRequest, Vec<Decoded>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let thread = std::thread::spawn(move || {
@@ -29,7 +29,7 @@ fn scripted_server(after: &'static [u8]) -> (SocketAddr, JoinHandle<(Request, Ve
             buf.extend_from_slice(&chunk[..n]);
         };
         buf.advance(len);
-        let Request::Upgrade { key, .. } = &request else {
+        let HttpRequest::Upgrade { key, .. } = &request else {
             panic!("not an upgrade: {request:?}");
         };
         stream.write_all(&accept_response(key)).unwrap();
@@ -81,7 +81,7 @@ fn upgrade_sends_extra_headers_and_pipelined_frames_and_keeps_what_follows_the_1
     let (request, items) = server.join().unwrap();
     assert!(matches!(
         request,
-        Request::Upgrade { path, origin: Some(origin), .. }
+        HttpRequest::Upgrade { path, origin: Some(origin), .. }
             if path == "/room" && origin == "https://example.com"
     ));
     assert_eq!(

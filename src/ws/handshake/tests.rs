@@ -219,7 +219,7 @@ fn extra_client_headers_reach_the_server_parser() {
     assert_eq!(len, wire.len());
     assert_eq!(
         req,
-        Request::Upgrade {
+        HttpRequest::Upgrade {
             key,
             path: "/".into(),
             origin: Some("https://chat.example.com".into()),
