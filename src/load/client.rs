@@ -12,15 +12,14 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::args::Target;
-use crate::ws::frame::{apply_mask, HeaderBytes};
 use crate::ws::handshake::{client_request, parse_response, UpgradeRejected};
-use crate::ws::{Decoder, Incoming, Opcode, ProtocolError, Role};
+use crate::ws::{put_masked, Decoder, Incoming, Opcode, ProtocolError, Role, SeededMasks};
 
 /// Largest upgrade response we wait for before calling it malformed.
 const MAX_RESPONSE: usize = 8 * 1024;
@@ -268,9 +267,9 @@ struct SendQueueInner {
     buf: BytesMut,
     waker: Option<Waker>,
     closed: bool,
-    /// xorshift64 state for mask keys (RFC 6455 §5.3 wants them unpredictable; a load
-    /// tool only needs them to vary).
-    rng: u64,
+    /// Mask keys (RFC 6455 §5.3 wants them unpredictable; a load tool only needs them
+    /// to vary, and cheaply).
+    masks: SeededMasks,
 }
 
 impl SendQueue {
@@ -280,7 +279,7 @@ impl SendQueue {
                 buf: BytesMut::with_capacity(256),
                 waker: None,
                 closed: false,
-                rng: seed | 1,
+                masks: SeededMasks::new(seed),
             }),
         }
     }
@@ -288,19 +287,8 @@ impl SendQueue {
     /// Queues a masked frame whose `len`-byte payload `fill` writes in place.
     pub fn push_with(&self, opcode: Opcode, len: usize, fill: impl FnOnce(&mut [u8])) {
         let mut inner = self.inner.borrow_mut();
-        let mut x = inner.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        inner.rng = x;
-        let mask = (x as u32).to_ne_bytes();
-        let header = HeaderBytes::new(opcode, true, len, Some(mask));
-        inner.buf.put_slice(header.as_slice());
-        let start = inner.buf.len();
-        inner.buf.resize(start + len, 0);
-        let payload = &mut inner.buf[start..];
-        fill(payload);
-        apply_mask(payload, mask, 0);
+        let mask = inner.masks.next_mask();
+        put_masked(&mut inner.buf, opcode, true, len, mask, fill);
         if let Some(waker) = inner.waker.take() {
             waker.wake();
         }

@@ -1,19 +1,18 @@
-//! One churn client's socket: connect (from a source address if the plan spreads
-//! them), upgrade, read whole messages with the crate's codec, answer pings, wait for
-//! a reply of one type, close cleanly. Blocking `std::net` with a deadline per wait.
-//! It decides nothing about what a client does; `mod.rs` does.
+//! One churn client's connection: a socket from the plan's source address, then the
+//! library's blocking `WsConnection` (the one connection the client library and the
+//! integration tests use): wait for a reply of one type, answer pings, close cleanly or
+//! reset. A deadline per wait. It decides nothing about what a client does; `mod.rs`
+//! does.
 
-use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Rng;
+use crate::client::{ConnectOptions, UpgradeRequest, WsConnection};
 use crate::load::args::Plan;
-use crate::ws::handshake::{client_request, parse_response};
-use crate::ws::{encode_masked, Decoder, Incoming, Opcode, Role};
+use crate::ws::{close_code, Incoming, Opcode};
 
 pub fn nonce(rng: &mut Rng) -> [u8; 16] {
     let mut nonce = [0; 16];
@@ -52,76 +51,44 @@ pub struct Reply {
     pub room: Option<String>,
 }
 
-/// An upgraded churn client: a blocking socket, what it has read, the codec.
+/// An upgraded churn client: the library's blocking connection, and how long a wait
+/// may take.
 pub struct Client {
-    pub stream: TcpStream,
-    buf: BytesMut,
-    decoder: Decoder,
-    masks: Rng,
+    ws: WsConnection,
     /// Each wait ends by now + `--connect-timeout`, measured from the wait's start.
     wait: Duration,
 }
 
 impl Client {
     /// Connects, upgrades and waits for the `welcome`.
-    pub fn open(plan: &Plan, client: usize, rng: &mut Rng) -> Result<Client, String> {
-        let mut stream = connect(plan, client)?;
-        let (request, key) = client_request(&plan.target.host, &plan.target.path, nonce(rng));
-        stream
-            .write_all(&request)
-            .map_err(|e| format!("upgrade request: {e}"))?;
+    pub fn open(plan: &Plan, client: usize) -> Result<Client, String> {
+        let stream = connect(plan, client)?;
+        let options = ConnectOptions {
+            connect_timeout: plan.connect_timeout,
+            handshake_timeout: plan.connect_timeout,
+            write_timeout: plan.connect_timeout,
+            max_message_bytes: plan.max_message,
+            ..ConnectOptions::default()
+        };
+        let request = UpgradeRequest::new(&plan.target.host, &plan.target.path);
+        let ws = WsConnection::upgrade(stream, &request, &options)
+            .map_err(|e| format!("upgrade: {e}"))?;
         let mut conn = Client {
-            stream,
-            buf: BytesMut::with_capacity(4096),
-            decoder: Decoder::new(Role::Client, plan.max_message),
-            masks: Rng::new(rng.next_u64()),
+            ws,
             wait: plan.connect_timeout,
         };
-        let deadline = Instant::now() + conn.wait;
-        loop {
-            match parse_response(&conn.buf, &key) {
-                Ok(Some(len)) => break conn.buf.advance(len),
-                Ok(None) if conn.fill(deadline)? => {}
-                Ok(None) => return Err("closed during the upgrade".into()),
-                Err(e) => return Err(format!("upgrade refused: {e}")),
-            }
-        }
         conn.expect("welcome", None)?;
         Ok(conn)
-    }
-
-    /// Reads more; `Ok(false)` at the end of the stream.
-    fn fill(&mut self, deadline: Instant) -> Result<bool, String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("timed out after {:?}", self.wait));
-        }
-        self.stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| format!("read timeout: {e}"))?;
-        let mut chunk = [0u8; 8192];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => Ok(false),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Err(format!("timed out after {:?}", self.wait))
-            }
-            Err(e) => Err(format!("read: {e}")),
-        }
     }
 
     /// The next message, pings answered; the end of the stream is an error.
     fn next(&mut self, deadline: Instant) -> Result<Incoming, String> {
         loop {
-            match self.decoder.decode(&mut self.buf) {
+            match self.ws.reader().recv_until(deadline) {
                 Ok(Some(Incoming::Ping(payload))) => self.send(Opcode::Pong, &payload)?,
                 Ok(Some(item)) => return Ok(item),
-                Ok(None) if self.fill(deadline)? => {}
-                Ok(None) => return Err("the server closed the connection".into()),
-                Err(e) => return Err(format!("the server broke the protocol: {e}")),
+                Ok(None) => return Err(format!("timed out after {:?}", self.wait)),
+                Err(e) => return Err(e.to_string()),
             }
         }
     }
@@ -145,9 +112,9 @@ impl Client {
     }
 
     fn send(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), String> {
-        let mask = (self.masks.next_u64() as u32).to_be_bytes();
-        self.stream
-            .write_all(&encode_masked(opcode, true, payload, mask))
+        self.ws
+            .writer()
+            .send(opcode, payload)
             .map_err(|e| format!("write: {e}"))
     }
 
@@ -158,7 +125,10 @@ impl Client {
     /// The closing handshake (RFC 6455 §7.1.1: the server then closes TCP first):
     /// close 1000, messages up to the server's close frame, then its FIN.
     pub fn close(mut self) -> Result<(), String> {
-        self.send(Opcode::Close, &1000u16.to_be_bytes())?;
+        self.ws
+            .writer()
+            .send_close(Some(close_code::NORMAL))
+            .map_err(|e| format!("write: {e}"))?;
         let deadline = Instant::now() + self.wait;
         loop {
             match self.next(deadline)? {
@@ -169,10 +139,13 @@ impl Client {
                 _ => {}
             }
         }
-        while self.fill(deadline)? {
-            self.buf.clear();
-        }
+        self.ws.reader().wait_for_end(deadline);
         Ok(())
+    }
+
+    /// Ends with a TCP reset (SO_LINGER 0), no close frame.
+    pub fn reset(self) -> Result<(), String> {
+        self.ws.reset().map_err(|e| format!("SO_LINGER: {e}"))
     }
 }
 

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use socket2::SockRef;
 
 use client::{connect, nonce, Client};
 
@@ -272,7 +271,7 @@ fn run_client(
             ending,
         } => (rooms, messages, metadata, leave, ending),
     };
-    let mut conn = Client::open(plan, client, rng)?;
+    let mut conn = Client::open(plan, client)?;
     counts.upgraded += 1;
     for room in &rooms {
         conn.send_json(&json!({"type": "join_room", "room": room}))?;
@@ -300,9 +299,7 @@ fn run_client(
             counts.clean_closes += 1;
         }
         Ending::Reset => {
-            SockRef::from(&conn.stream)
-                .set_linger(Some(Duration::ZERO))
-                .map_err(|e| format!("SO_LINGER: {e}"))?;
+            conn.reset()?;
             counts.resets += 1;
         }
         Ending::Vanish => counts.vanished += 1,
