@@ -2,10 +2,16 @@
 //!
 //! # Layout
 //! - [`ws`]: RFC 6455, sans-IO: handshake, frame decoder and encoder, UTF-8, masking.
-//! - [`conn`]: one connection's state and its reader and writer tasks.
+//! - [`conn`]: a core's connections as plain state: each one's phase, queue and
+//!   limits, and the table that holds them ([`conn::CoreCtx`], what apps act through).
 //! - [`hub`]: cross-core inboxes (bounded lock-free queues) and the ordered outbox.
-//! - [`runtime`]: pinned core threads, listeners, admission (connection limits),
-//!   heartbeat sweep, graceful shutdown.
+//! - [`runtime`]: the I/O: pinned core threads, listeners, admission (connection
+//!   limits), each connection's reader and writer tasks, the flush task, heartbeat
+//!   sweep, graceful shutdown.
+//! - [`stats`]: per-core counters and `GET /metrics`.
+//!
+//! Imports go one way: `ws`, `hub`, `config`, `stats` at the bottom; `conn` on them;
+//! `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.
 //! - [`app`]: the seam apps plug into, and the echo and broadcast apps.
 //! - [`proto`]: the room protocol's messages in both directions and its error strings,
 //!   shared by the rooms app, the client and the load tool.

@@ -1,11 +1,11 @@
-//! One connection's life on its core: the state kept in the core's slab ([`Conn`]),
-//! the task that reads (handshake, frames, app calls: `reader.rs`) and the task that
-//! writes its outbound queue in batches (`writer.rs`: a direct write from the core's
-//! flush task, and a writer task only while a socket would block; `pacing.rs`: when
-//! the flush task waits between passes under fan-out load). An idle connection
-//! is its slab entry, its reader task and its read buffer (BENCHMARKS.md has the bytes).
-//! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
-//! state and tested without sockets; the tasks only carry them out.
+//! A core's connections as state: each one's entry in the core's slab ([`Conn`]: its
+//! phase, outbound queue, write half), the table that holds them with generation-checked
+//! lookups and the list of connections to flush ([`CoreCtx`], `ctx.rs`, `slots.rs`),
+//! and when the flush task waits between passes (`pacing.rs`). The policies (outbound
+//! limit, close handshake, heartbeat, abortive close) are decided here on plain state
+//! and tested without sockets; the reader and writer tasks in `runtime` carry them out.
+//! An idle connection is its slab entry, its reader task and its read buffer
+//! (BENCHMARKS.md has the bytes).
 
 mod ctx;
 pub(crate) mod pacing;

@@ -1,8 +1,10 @@
 //! The engine: one thread per configured CPU, each pinned and running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
-//! listener and its own table of connections (`slots.rs`: a chunked slab whose
-//! entries never move). Cores share only the hub of inboxes, the shutdown signal and
-//! the connection counts (`admission.rs`: `max_conns_per_ip`, `max_connections`).
+//! listener and its own table of connections (`conn::CoreCtx`). Each connection has a
+//! reader task (`reader.rs`: handshake, frames, app calls, cleanup) and a writer task
+//! only while its socket would block (`writer.rs`, with the core's flush task). Cores
+//! share only the hub of inboxes, the shutdown signal and the connection counts
+//! (`admission.rs`: `max_conns_per_ip`, `max_connections`).
 //! Start it with [`start`]; the app is built once per core.
 
 mod admission;
