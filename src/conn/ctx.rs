@@ -24,7 +24,7 @@ use crate::{ConnId, CoreId};
 pub struct CoreCtx<E> {
     id: CoreId,
     pub(crate) config: Arc<ServerConfig>,
-    pub(crate) conns: RefCell<Slots<Conn>>,
+    conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
     /// Every core's counters (this core writes its own; `GET /metrics` reads all).
     pub(crate) all_stats: Arc<[Arc<CoreStats>]>,
@@ -264,6 +264,30 @@ impl<E: Send> CoreCtx<E> {
         if !matches!(removed.phase, Phase::Handshake { .. }) {
             self.stats().count_closed();
         }
+    }
+
+    /// Runs `f` on every connection of the core (handshaking, open or closing); a
+    /// connection for which it returns true is scheduled for a flush.
+    pub(crate) fn for_each_conn(&self, mut f: impl FnMut(&mut Conn) -> bool) {
+        for (slot, entry) in self.conns.borrow_mut().iter_mut() {
+            if f(entry) {
+                self.kick(slot, entry);
+            }
+        }
+    }
+
+    /// Whether the table is empty (every connection, whatever its phase, has ended).
+    pub(crate) fn has_no_connections(&self) -> bool {
+        self.conns.borrow().is_empty()
+    }
+
+    /// Runs `f` on `conn`'s entry if it is still that connection (`None` if it is gone).
+    pub(crate) fn with_live_conn<R>(
+        &self,
+        conn: ConnId,
+        f: impl FnOnce(&mut Conn) -> R,
+    ) -> Option<R> {
+        live(&mut self.conns.borrow_mut(), conn).map(f)
     }
 
     /// Runs `f` on a live connection of this core. Panics on a stale id, in every

@@ -278,23 +278,25 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
         monoio::time::sleep(period).await;
         let now = Instant::now();
         let close_deadline = now + Duration::from_millis(config.close_timeout_ms);
-        for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
-            match conn.tick(now, ping_interval, idle_timeout) {
-                Tick::Nothing => {}
+        core.ctx
+            .for_each_conn(|conn| match conn.tick(now, ping_interval, idle_timeout) {
+                Tick::Nothing => false,
                 Tick::SendPing => {
                     conn.push_control(ping.clone());
                     conn.last_ping = now;
-                    core.ctx.kick(slot, conn);
+                    true
                 }
                 Tick::IdleTimeout => {
                     conn.begin_close(close_code::GOING_AWAY, "idle timeout", close_deadline);
-                    core.ctx.kick(slot, conn);
+                    true
                 }
-                // A handshake past its deadline, or a close the peer has not answered
-                // (or could not be sent: the peer stopped reading): reset.
-                Tick::Abort => abort_socket(conn.fd),
-            }
-        }
+                // A handshake past its deadline, or a close the peer has not answered (or
+                // could not be sent: the peer stopped reading): reset.
+                Tick::Abort => {
+                    abort_socket(conn.fd);
+                    false
+                }
+            });
     }
 }
 
@@ -304,21 +306,25 @@ async fn close_all<A: App>(core: &Core<A>) {
     let config = &core.ctx.config;
     let now = Instant::now();
     let deadline = now + Duration::from_millis(config.shutdown_timeout_ms);
-    for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
+    core.ctx.for_each_conn(|conn| {
         if conn.is_open() {
             conn.begin_close(close_code::GOING_AWAY, "server shutting down", deadline);
-            core.ctx.kick(slot, conn);
-        } else if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
-            abort_socket(conn.fd);
+            true
+        } else {
+            if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
+                abort_socket(conn.fd);
+            }
+            false
         }
-    }
-    let empty = || core.ctx.conns.borrow().is_empty();
+    });
+    let empty = || core.ctx.has_no_connections();
     while !empty() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
-    for (_, conn) in core.ctx.conns.borrow().iter() {
+    core.ctx.for_each_conn(|conn| {
         abort_socket(conn.fd);
-    }
+        false
+    });
     let abort_deadline = Instant::now() + ABORT_GRACE;
     while !empty() && Instant::now() < abort_deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
