@@ -39,22 +39,18 @@ impl Sim {
         }
     }
 
-    fn with_rate_limit(mut self, rate_limit: RateLimit) -> Sim {
-        self.cores = self
-            .cores
-            .into_iter()
-            .map(|core| core.with_rate_limit(rate_limit))
-            .collect();
+    /// Every core, rebuilt by `configure`.
+    fn with_cores(mut self, configure: impl Fn(RoomsCore) -> RoomsCore) -> Sim {
+        self.cores = self.cores.into_iter().map(configure).collect();
         self
     }
 
-    fn with_limits(mut self, limits: ClientLimits) -> Sim {
-        self.cores = self
-            .cores
-            .into_iter()
-            .map(|core| core.with_limits(limits))
-            .collect();
-        self
+    fn with_rate_limit(self, rate_limit: RateLimit) -> Sim {
+        self.with_cores(|core| core.with_rate_limit(rate_limit))
+    }
+
+    fn with_limits(self, limits: ClientLimits) -> Sim {
+        self.with_cores(|core| core.with_limits(limits))
     }
 
     fn connect(&mut self, core: u16) -> ConnId {
