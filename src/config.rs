@@ -396,6 +396,48 @@ impl Deref for ServerConfig {
     }
 }
 
+/// The connection table's slice of the configuration: what `conn` enforces on each
+/// connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// `max_outbound_bytes`.
+    pub max_outbound_bytes: usize,
+    /// `handshake_timeout_ms`.
+    pub handshake_timeout: Duration,
+    /// `close_timeout_ms`.
+    pub close_timeout: Duration,
+}
+
+/// The heartbeat sweep's slice: when to ping, when to give up on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// What `conn` needs.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_outbound_bytes: self.max_outbound_bytes,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            close_timeout: Duration::from_millis(self.close_timeout_ms),
+        }
+    }
+
+    /// What the heartbeat sweep needs.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            close_timeout: Duration::from_millis(self.close_timeout_ms),
+        }
+    }
+}
+
 /// Whether `text` is a web origin as a browser sends it: `http://` or `https://`, then
 /// a host with an optional port, and nothing else.
 fn is_origin(text: &str) -> bool {

@@ -7,14 +7,14 @@ use std::future::poll_fn;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monoio::io::OwnedWriteHalf;
 use monoio::net::TcpStream;
 
 use super::slots::Slots;
 use super::{abort_socket, Conn, Phase, Pushed, Writer};
-use crate::config::ServerConfig;
+use crate::config::ConnLimits;
 use crate::hub::Outbox;
 use crate::stats::CoreStats;
 use crate::ws::OutFrame;
@@ -23,7 +23,7 @@ use crate::{ConnId, CoreId};
 /// One core's connections and cross-core sending side, as apps see them.
 pub struct CoreCtx<E> {
     id: CoreId,
-    pub(crate) config: Arc<ServerConfig>,
+    limits: ConnLimits,
     conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
     /// Every core's counters (this core writes its own; `GET /metrics` reads all).
@@ -41,13 +41,13 @@ pub struct CoreCtx<E> {
 impl<E: Send> CoreCtx<E> {
     pub(crate) fn new(
         id: CoreId,
-        config: Arc<ServerConfig>,
+        limits: ConnLimits,
         outbox: Outbox<E>,
         all_stats: Arc<[Arc<CoreStats>]>,
     ) -> Self {
         CoreCtx {
             id,
-            config,
+            limits,
             conns: RefCell::new(Slots::default()),
             outbox,
             all_stats,
@@ -208,7 +208,7 @@ impl<E: Send> CoreCtx<E> {
     /// a close frame would sit behind megabytes in its socket, and a graceful close
     /// would leave an orphaned socket holding that kernel memory for minutes.
     fn queue(&self, slot: usize, entry: &mut Conn, frame: OutFrame) -> bool {
-        let pushed = entry.push(frame, self.config.max_outbound_bytes, || {
+        let pushed = entry.push(frame, self.limits.max_outbound_bytes, || {
             self.close_deadline()
         });
         match pushed {
@@ -226,13 +226,13 @@ impl<E: Send> CoreCtx<E> {
     }
 
     fn close_deadline(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.config.close_timeout_ms)
+        Instant::now() + self.limits.close_timeout
     }
 
     pub(crate) fn insert_conn(&self, fd: RawFd, now: Instant) -> ConnId {
         let generation = self.next_generation.get().wrapping_add(1);
         self.next_generation.set(generation);
-        let deadline = now + Duration::from_millis(self.config.handshake_timeout_ms);
+        let deadline = now + self.limits.handshake_timeout;
         let slot = self
             .conns
             .borrow_mut()

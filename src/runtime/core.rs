@@ -23,7 +23,7 @@ use super::reader::run_connection;
 use super::shutdown::Shutdown;
 use super::writer::run_flusher;
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, Heartbeat, ServerConfig};
 use crate::conn::{abort_socket, set_nonblocking, CoreCtx, Tick};
 use crate::hub::Hub;
 use crate::ws::handshake;
@@ -44,6 +44,8 @@ const REFUSAL_LINGER_BYTES: usize = 4096;
 pub(crate) struct Core<A: App> {
     pub(crate) ctx: CoreCtx<A::Envelope>,
     pub(crate) app: RefCell<A>,
+    /// The whole configuration (the runtime composes the layers; `ctx` has its slice).
+    pub(crate) config: Arc<ServerConfig>,
 }
 
 /// Runs a core until shutdown has completed.
@@ -99,7 +101,7 @@ async fn accept<A: App>(
                         continue;
                     }
                 };
-                if let Err(error) = configure_socket(&stream, &core.ctx.config) {
+                if let Err(error) = configure_socket(&stream, &core.config) {
                     eprintln!(
                         "ringcast: core {}: dropping a connection: {error}",
                         core.ctx.core().0
@@ -260,24 +262,19 @@ async fn drain_inbox<A: App>(core: Rc<Core<A>>, hub: Arc<Hub<A::Envelope>>) {
 /// Heartbeat and deadlines for every connection of the core, on one timer: no
 /// per-connection timer is kept, which keeps idle connections small.
 async fn sweep<A: App>(core: Rc<Core<A>>) {
-    let config = core.ctx.config.clone();
-    let ping_interval = Duration::from_millis(config.ping_interval_ms);
-    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
-    let shortest = [
-        config.handshake_timeout_ms,
-        config.ping_interval_ms,
-        config.close_timeout_ms,
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(1000);
-    let period =
-        Duration::from_millis(shortest / 4).clamp(Duration::from_millis(5), MAX_SWEEP_INTERVAL);
+    let Heartbeat {
+        ping_interval,
+        idle_timeout,
+        handshake_timeout,
+        close_timeout,
+    } = core.config.heartbeat();
+    let shortest = handshake_timeout.min(ping_interval).min(close_timeout);
+    let period = (shortest / 4).clamp(Duration::from_millis(5), MAX_SWEEP_INTERVAL);
     let ping = OutFrame::new(Opcode::Ping, Bytes::new());
     loop {
         monoio::time::sleep(period).await;
         let now = Instant::now();
-        let close_deadline = now + Duration::from_millis(config.close_timeout_ms);
+        let close_deadline = now + close_timeout;
         core.ctx
             .for_each_conn(|conn| match conn.tick(now, ping_interval, idle_timeout) {
                 Tick::Nothing => false,
@@ -303,7 +300,7 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
 /// Graceful shutdown of this core's connections: 1001 to every open one, then wait
 /// for their closing handshakes until the deadline, then abort the rest.
 async fn close_all<A: App>(core: &Core<A>) {
-    let config = &core.ctx.config;
+    let config = &core.config;
     let now = Instant::now();
     let deadline = now + Duration::from_millis(config.shutdown_timeout_ms);
     core.ctx.for_each_conn(|conn| {
@@ -385,15 +382,17 @@ mod tests {
                 ..Config::default()
             };
             let admission = Arc::new(Admission::new(&config));
+            let config = Arc::new(config.resolve().expect("a valid config"));
             let ctx = CoreCtx::new(
                 CoreId(0),
-                Arc::new(config.resolve().expect("a valid config")),
+                config.conn_limits(),
                 Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
                 vec![Default::default()].into(),
             );
             let core = Rc::new(Core {
                 ctx,
                 app: RefCell::new(EchoApp),
+                config,
             });
             let (_server, client) = tcp_pair();
             let stream = TcpStream::from_std(client).unwrap();

@@ -290,8 +290,8 @@ where
             config: &config,
         };
         let app = RefCell::new(make_app(setup));
-        let ctx = CoreCtx::new(id, config, outbox, stats);
-        let core = Rc::new(Core { ctx, app });
+        let ctx = CoreCtx::new(id, config.conn_limits(), outbox, stats);
+        let core = Rc::new(Core { ctx, app, config });
         let _ = ready.send((id, Ok(driver)));
         self::core::run_core(core, listener, hub, shutdown, admission).await
     })

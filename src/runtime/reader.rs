@@ -65,7 +65,7 @@ async fn serve_connection<A: App>(
 ) {
     let ctx = &core.ctx;
     let id = ctx.insert_conn(fd, Instant::now());
-    let mut buf = BytesMut::with_capacity(ctx.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
+    let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
     if !Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await {
         shutdown_socket(fd);
@@ -73,13 +73,13 @@ async fn serve_connection<A: App>(
         return;
     }
     ctx.mark_open(id, wr, Instant::now());
-    let initial = ctx.config.read_buffer_bytes;
+    let initial = core.config.read_buffer_bytes;
     if buf.is_empty() {
         // The handshake buffer is larger; an idle connection keeps only `initial`.
         buf = BytesMut::with_capacity(initial);
     }
     core.app.borrow_mut().on_open(ctx, id);
-    let mut decoder = Decoder::new(Role::Server, ctx.config.max_message_bytes);
+    let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
     let mut read_size = initial;
     let end = loop {
         if let Some(end) = decode_buffered(&core, id, &mut decoder, &mut buf) {
@@ -154,8 +154,8 @@ async fn upgrade<A: App>(
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
 ) -> bool {
-    let max = core.ctx.config.max_handshake_bytes;
-    let allowed_origins = &core.ctx.config.allowed_origins;
+    let max = core.config.max_handshake_bytes;
+    let allowed_origins = &core.config.allowed_origins;
     loop {
         let request = handshake::parse_request(buf, max).and_then(|request| {
             if let Some((HttpRequest::Upgrade { origin, .. }, _)) = &request {
@@ -305,15 +305,17 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
+            let config = Arc::new(Config::default().resolve().expect("the defaults are valid"));
             let ctx = CoreCtx::new(
                 CoreId(0),
-                Arc::new(Config::default().resolve().expect("the defaults are valid")),
+                config.conn_limits(),
                 Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
                 vec![Default::default()].into(),
             );
             let core = Rc::new(Core {
                 ctx,
                 app: RefCell::new(EchoApp),
+                config,
             });
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

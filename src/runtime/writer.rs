@@ -162,7 +162,7 @@ async fn write_all(
 pub(crate) async fn run_flusher<A: App>(core: Rc<Core<A>>) {
     let mut dirty = Vec::new();
     let mut batch = WriteBatch::new();
-    let mut pacing = FlushPacing::new(Duration::from_micros(core.ctx.config.flush_pace_us));
+    let mut pacing = FlushPacing::new(Duration::from_micros(core.config.flush_pace_us));
     loop {
         core.ctx.next_dirty(&mut dirty).await;
         if let Some(wait) = pacing.wait_before_pass(Instant::now()) {
