@@ -74,8 +74,9 @@ pub struct Config {
     /// Largest message (after reassembly) a client may send; larger closes with 1009.
     /// Default 1 MiB. Costs up to this much per connection receiving such a message.
     pub max_message_bytes: usize,
-    /// Bytes a connection may have queued for sending before it is closed with 1008
-    /// (a client that does not read). Default 4 MiB. Broadcast payloads are shared, so
+    /// Bytes a connection may have queued for sending before it counts as a slow
+    /// consumer (a client that does not read): its queue is dropped and the connection
+    /// reset (SO_LINGER 0), so no kernel buffer outlives it. Default 4 MiB. Broadcast payloads are shared, so
     /// the real memory is usually far less; a single frame is always admitted to an
     /// empty queue. Raise for large messages to slow readers, lower for density.
     pub max_outbound_bytes: usize,

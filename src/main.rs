@@ -56,7 +56,7 @@ struct ServeArgs {
     /// Largest message a client may send, in bytes; larger closes with 1009 [default: 1048576].
     #[arg(long)]
     max_message: Option<usize>,
-    /// Bytes queued for a client before it is closed with 1008 [default: 4194304].
+    /// Bytes queued for a client before it is reset as a slow consumer [default: 4194304].
     #[arg(long)]
     max_outbound: Option<usize>,
     /// Rooms app: messages per second one client may send; over it gets the error
