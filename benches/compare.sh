@@ -22,7 +22,9 @@
 # Knobs (environment): SERVER_CPU (0), LOAD_CPU (1), RUNS (3), DURATION (5 s),
 # SCENARIOS ("echo echo-p16 broadcast connect rooms rooms-big"), CONNECT_N (10000),
 # ROOMS_BIG_N (10000), PORT (19400), CARGO_TARGET_DIR (target), KEEP (keep the raw
-# JSON directory).
+# JSON directory), BEFORE (a ringcast binary built from an earlier commit: it runs as
+# `ringcast-before` in echo, echo-p16, broadcast, rooms and rooms-big, so x is this
+# build's rate per server CPU-second over that one's, in the same interleaved run).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -67,7 +69,24 @@ cargo build --release --examples --bin ringcast >&2
 
 # The servers each scenario runs against: name, the CPUs the server is pinned to,
 # then the command (without address). The first is the reference for the ratios.
+# With BEFORE, the earlier build runs first in odd rounds and last in even ones, so
+# neither build always gets the machine as the other left it.
 servers_for() {
+    if (( ${ROUND:-1} % 2 == 1 )); then before_for "$1"; fi
+    servers_of_this_build "$1"
+    if (( ${ROUND:-1} % 2 == 0 )); then before_for "$1"; fi
+}
+
+before_for() {
+    [[ -n "${BEFORE:-}" ]] || return 0
+    case "$1" in
+        echo | echo-p16) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app echo --cpus $SERVER_CPU --listen" ;;
+        broadcast) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app broadcast --cpus $SERVER_CPU --listen" ;;
+        rooms | rooms-big) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app rooms --cpus $SERVER_CPU --listen" ;;
+    esac
+}
+
+servers_of_this_build() {
     case "$1" in
         echo | echo-p16 | connect)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"
@@ -176,6 +195,7 @@ fmt() { [[ "$1" == "-" ]] && echo "-" || printf "%.${2}f" "$1"; }
 echo "machine: $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2
 echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU, $RUNS rounds, ${DURATION}s per run" >&2
 for round in $(seq "$RUNS"); do
+    ROUND=$round
     echo "round $round" >&2
     for scenario in $SCENARIOS; do
         while IFS='|' read -r name cpus cmd; do

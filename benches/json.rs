@@ -1,7 +1,8 @@
 //! Decoding the room protocol's real client messages (60 B, 1 KiB, 64 KiB) with
 //! serde_json and simd-json, borrowing `message` as raw JSON (it is relayed verbatim).
 //! simd-json parses in place, so it pays for a copy of the input: the server must keep
-//! the original bytes to relay. `cargo bench --bench json`.
+//! the original bytes to relay. Then the load tool's reading of server messages: its
+//! allocation-free scanner against the typed parse. `cargo bench --bench json`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
@@ -84,5 +85,35 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode);
+/// The load tool's side: reading what the server sends, typed (`proto::ServerMessage`,
+/// what the client library does) or scanned (`proto::scan`, what the load tool does on
+/// its hot path). The scanner exists because of this comparison.
+fn scan_server_messages(c: &mut Criterion) {
+    let room_message = br#"{"type":"room_message","room":"load-3","from":"client_0_5_1","message":"B0000000000000001000000000000002a0000000000000000","timestamp":1700000000}"#;
+    let member_joined =
+        br#"{"type":"member_joined","room":"load-3","client_id":"client_1_17_9","total_members":100}"#;
+    let mut group = c.benchmark_group("scan server message");
+    for (label, json) in [
+        ("room_message", &room_message[..]),
+        ("member_joined", &member_joined[..]),
+    ] {
+        group.throughput(Throughput::Bytes(json.len() as u64));
+        group.bench_with_input(BenchmarkId::new("proto::scan", label), json, |b, json| {
+            b.iter(|| black_box(ringcast::proto::scan::scan(json).unwrap().kind.len()))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("ServerMessage::parse", label),
+            json,
+            |b, json| {
+                b.iter(|| {
+                    let text = std::str::from_utf8(json).unwrap();
+                    black_box(ringcast::proto::ServerMessage::parse(text).kind().len())
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, scan_server_messages);
 criterion_main!(benches);

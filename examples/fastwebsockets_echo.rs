@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
-use ringcast::ws::handshake::{accept_response, parse_request, Request};
+use ringcast::ws::handshake::{accept_response, parse_request, HttpRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -58,17 +58,17 @@ async fn upgrade(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         match parse_request(&buf, MAX_REQUEST) {
-            Ok(Some((Request::Upgrade { key, .. }, len))) => {
+            Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
                 stream.write_all(&accept_response(&key)).await?;
                 return Ok(Some(buf.split_off(len)));
             }
-            Ok(Some((Request::Health, _))) => {
+            Ok(Some((HttpRequest::Health, _))) => {
                 stream
                     .write_all(ringcast::ws::handshake::health_response())
                     .await?;
                 return Ok(None);
             }
-            Ok(Some((Request::Metrics, _))) => {
+            Ok(Some((HttpRequest::Metrics, _))) => {
                 // This baseline keeps no counters.
                 stream
                     .write_all(

@@ -1,8 +1,11 @@
 //! Every knob of the server, in one place: defaults, the TOML file format, and
-//! validation at start-up. It does not parse the command line (main.rs does and
-//! overrides fields here) and holds no runtime state.
+//! resolution at start-up. A [`Config`] is what the file and the flags say (main.rs
+//! parses the command line and overrides fields); [`Config::resolve`] checks it once
+//! and fixes the CPU list, giving the [`ServerConfig`] the runtime runs. Holds no
+//! runtime state.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +23,23 @@ pub enum AppKind {
     /// The room protocol of PROTOCOL.md (the seed's Ratchet server).
     #[default]
     Rooms,
+}
+
+/// The most cores the rooms app supports: its core sets are 128-bit masks.
+pub const MAX_ROOM_CORES: usize = 128;
+
+/// How each core sets up its io_uring (see `runtime::build_runtime`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UringMode {
+    /// Deferred task-run, single issuer (Linux 6.1+): completions are processed when
+    /// the core asks for them, not by interrupting it. The default.
+    #[default]
+    Defer,
+    /// Cooperative task-run: completions without an inter-processor interrupt.
+    Coop,
+    /// io_uring with no task-run flags (the kernel's default).
+    Plain,
 }
 
 /// Which CPUs get a core thread.
@@ -54,8 +74,9 @@ pub struct Config {
     /// Largest message (after reassembly) a client may send; larger closes with 1009.
     /// Default 1 MiB. Costs up to this much per connection receiving such a message.
     pub max_message_bytes: usize,
-    /// Bytes a connection may have queued for sending before it is closed with 1008
-    /// (a client that does not read). Default 4 MiB. Broadcast payloads are shared, so
+    /// Bytes a connection may have queued for sending before it counts as a slow
+    /// consumer (a client that does not read): its queue is dropped and the connection
+    /// reset (SO_LINGER 0), so no kernel buffer outlives it. Default 4 MiB. Broadcast payloads are shared, so
     /// the real memory is usually far less; a single frame is always admitted to an
     /// empty queue. Raise for large messages to slow readers, lower for density.
     pub max_outbound_bytes: usize,
@@ -139,6 +160,9 @@ pub struct Config {
     /// 503 with `Retry-After`. Default 0: no limit but the open-files limit
     /// (`ulimit -n`). Keep it below that limit, so refusals are answered, not dropped.
     pub max_connections: usize,
+    /// io_uring setup of every core: `defer` (default), `coop` or `plain`. A kernel
+    /// that refuses the mode gets a plain ring, and one without io_uring epoll.
+    pub uring_mode: UringMode,
 }
 
 impl Default for Config {
@@ -171,6 +195,7 @@ impl Default for Config {
             recv_buffer_bytes: None,
             max_conns_per_ip: 0,
             max_connections: 0,
+            uring_mode: UringMode::Defer,
         }
     }
 }
@@ -213,8 +238,19 @@ impl Config {
         })
     }
 
-    /// Checks every field once, at start-up.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field and fixes the CPU list, once, at start-up.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        self.validate()?;
+        let cpus = self.core_cpus()?;
+        Ok(ServerConfig {
+            settings: self,
+            cpus,
+        })
+    }
+
+    /// Checks every field. Long because it is one table: a rule per field, in the
+    /// order of the struct, each with the text the error shows.
+    fn validate(&self) -> Result<(), ConfigError> {
         let rules: [(bool, &'static str, &'static str); 18] = [
             (
                 self.max_message_bytes >= 125,
@@ -293,7 +329,7 @@ impl Config {
                 self.app != AppKind::Rooms
                     || self
                         .core_cpus()
-                        .map_or(true, |c| c.len() <= crate::rooms::MAX_CORES),
+                        .map_or(true, |c| c.len() <= MAX_ROOM_CORES),
                 "cores",
                 "at most 128 for the rooms app",
             ),
@@ -306,25 +342,8 @@ impl Config {
         self.core_cpus().map(|_| ())
     }
 
-    /// The rooms app's per-client message limit.
-    pub fn rate_limit(&self) -> crate::rooms::RateLimit {
-        crate::rooms::RateLimit {
-            per_second: self.rate_limit_per_s,
-            burst: self.rate_limit_burst,
-        }
-    }
-
-    /// The rooms app's per-client limits.
-    pub fn room_limits(&self) -> crate::rooms::ClientLimits {
-        crate::rooms::ClientLimits {
-            max_rooms: self.max_rooms_per_client,
-            max_room_name_bytes: self.max_room_name_bytes,
-            max_metadata_bytes: self.max_metadata_bytes,
-        }
-    }
-
     /// The CPU each core thread is pinned to, in core order.
-    pub fn core_cpus(&self) -> Result<Vec<usize>, ConfigError> {
+    fn core_cpus(&self) -> Result<Vec<usize>, ConfigError> {
         let allowed = allowed_cpus();
         let mut cpus = match &self.cpus {
             CpuSelection::All(_) => allowed.clone(),
@@ -347,6 +366,76 @@ impl Config {
 
     pub fn duration(ms: u64) -> Duration {
         Duration::from_millis(ms)
+    }
+}
+
+/// A configuration that passed [`Config::resolve`]: every field checked, and the CPU
+/// of each core fixed. Reads as the [`Config`] it came from.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    settings: Config,
+    cpus: Vec<usize>,
+}
+
+impl ServerConfig {
+    /// The CPU each core thread is pinned to, in core order.
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
+    }
+
+    /// How many cores the server runs.
+    pub fn cores(&self) -> usize {
+        self.cpus.len()
+    }
+}
+
+impl Deref for ServerConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.settings
+    }
+}
+
+/// The connection table's slice of the configuration: what `conn` enforces on each
+/// connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// `max_outbound_bytes`.
+    pub max_outbound_bytes: usize,
+    /// `handshake_timeout_ms`.
+    pub handshake_timeout: Duration,
+    /// `close_timeout_ms`.
+    pub close_timeout: Duration,
+}
+
+/// The heartbeat sweep's slice: when to ping, when to give up on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// What `conn` needs.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_outbound_bytes: self.max_outbound_bytes,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            close_timeout: Duration::from_millis(self.close_timeout_ms),
+        }
+    }
+
+    /// What the heartbeat sweep needs.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            close_timeout: Duration::from_millis(self.close_timeout_ms),
+        }
     }
 }
 

@@ -2,24 +2,49 @@
 //!
 //! # Layout
 //! - [`ws`]: RFC 6455, sans-IO: handshake, frame decoder and encoder, UTF-8, masking.
-//! - [`conn`]: one connection's state and its reader and writer tasks.
+//! - [`conn`]: a core's connections as plain state: each one's phase, queue and
+//!   limits, and the table that holds them ([`conn::CoreCtx`], what apps act through).
 //! - [`hub`]: cross-core inboxes (bounded lock-free queues) and the ordered outbox.
-//! - [`runtime`]: pinned core threads, listeners, heartbeat sweep, graceful shutdown.
+//! - [`runtime`]: the I/O: pinned core threads, listeners, admission (connection
+//!   limits), each connection's reader and writer tasks, the flush task, heartbeat
+//!   sweep, graceful shutdown.
+//! - [`stats`]: per-core counters and `GET /metrics`.
+//!
+//! Imports go one way: `ws`, `hub`, `config`, `stats` at the bottom; `conn` on them;
+//! `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.
 //! - [`app`]: the seam apps plug into, and the echo and broadcast apps.
-//! - [`rooms`]: the room protocol (PROTOCOL.md): wire format and per-core room logic.
+//! - [`proto`]: the room protocol's messages in both directions and its error strings,
+//!   shared by the rooms app, the client and the load tool.
+//! - [`rooms`]: the room app: per-core room logic as a pure state machine (home,
+//!   replica and client roles) and its driver.
 //! - [`config`]: every knob, its default, the TOML file.
 //! - [`load`]: the load generator (`ringcast load`).
-//! - [`client`]: the room protocol's client (blocking, reconnecting) and `ringcast client`.
+//! - [`client`]: the blocking WebSocket connection, the room protocol's client on it
+//!   (reconnecting) and `ringcast client`.
 //!
-//! # Life of a message (broadcast app)
-//! 1. The kernel hands a connection to one core's SO_REUSEPORT listener; the core puts
-//!    it in its slab as a [`ConnId`] and runs its reader task.
+//! # Life of a room message
+//! 1. The kernel hands a connection to one core's SO_REUSEPORT listener; the core
+//!    admits it (connection limits), puts it in its slab as a [`ConnId`] and runs its
+//!    reader task.
 //! 2. The reader appends socket bytes to a small read buffer; the [`ws::Decoder`]
 //!    unmasks and validates a whole message in place, without copying.
-//! 3. The app encodes the reply frame once into a `Bytes`, posts one envelope to every
-//!    other core's inbox and queues a clone on each local connection.
-//! 4. Each connection's writer task sends everything queued since its last write in
-//!    one `writev`.
+//! 3. [`proto::parse_request`] reads `{"type":"room_message",...}` in one pass,
+//!    borrowing `room` and the raw `message`.
+//! 4. The sender's core (the `rooms` client role) checks the sender is in the room,
+//!    encodes the `room_message` once into a frame ([`proto::Encoder`]), end to end with
+//!    the sender's previous messages to that room, and reads the room's core set (its
+//!    replica of what the room's home core decides) to post one envelope, one shared
+//!    `Bytes`, to each core with members: itself through a local work list, the others
+//!    through their bounded [`hub`] inboxes.
+//! 5. Each core's replica role turns the envelope into one effect carrying the room's
+//!    local members; the driver queues a clone of the frame on each (all but the
+//!    sender), under each connection's outbound limit.
+//! 6. The core's flush task, once every runnable task has queued its frames, sends each
+//!    connection's queue in one `writev`, merging frames that sit end to end in memory
+//!    into one iovec (paced under fan-out load so writes carry more frames).
+//!
+//! A broadcast (the broadcast app) is the same without rooms: step 4 posts to every
+//! core and step 5 queues on every connection.
 
 pub mod app;
 pub mod client;
@@ -28,8 +53,10 @@ pub mod conn;
 pub mod hub;
 mod ids;
 pub mod load;
+pub mod proto;
 pub mod rooms;
 pub mod runtime;
+pub mod stats;
 pub mod ws;
 
 pub use ids::{ConnId, CoreId};

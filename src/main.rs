@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ringcast::app::{BroadcastApp, EchoApp};
-use ringcast::config::{parse_cpu_list, AppKind, Config};
+use ringcast::config::{parse_cpu_list, AppKind, Config, ServerConfig};
 use ringcast::rooms::RoomsApp;
 use ringcast::runtime::{self, ServerHandle};
 
@@ -56,7 +56,7 @@ struct ServeArgs {
     /// Largest message a client may send, in bytes; larger closes with 1009 [default: 1048576].
     #[arg(long)]
     max_message: Option<usize>,
-    /// Bytes queued for a client before it is closed with 1008 [default: 4194304].
+    /// Bytes queued for a client before it is reset as a slow consumer [default: 4194304].
     #[arg(long)]
     max_outbound: Option<usize>,
     /// Rooms app: messages per second one client may send; over it gets the error
@@ -85,7 +85,7 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn into_config(self) -> anyhow::Result<Config> {
+    fn into_config(self) -> anyhow::Result<ServerConfig> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -130,15 +130,14 @@ impl ServeArgs {
         if let Some(bytes) = self.recv_buffer {
             config.recv_buffer_bytes = Some(bytes);
         }
-        config.validate()?;
-        Ok(config)
+        Ok(config.resolve()?)
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let app = config.app;
-    let cpus = config.core_cpus()?;
+    let cpus = config.cpus().to_vec();
     // Installed before listening: a signal that finds the port open is handled.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -148,16 +147,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server: ServerHandle = match app {
         AppKind::Echo => runtime::start(config, |_| EchoApp),
         AppKind::Broadcast => runtime::start(config, |_| BroadcastApp::default()),
-        AppKind::Rooms => {
-            let cores = cpus.len();
-            let rate_limit = config.rate_limit();
-            let limits = config.room_limits();
-            runtime::start(config, move |core| {
-                RoomsApp::new(core, cores)
-                    .with_rate_limit(rate_limit)
-                    .with_limits(limits)
-            })
-        }
+        AppKind::Rooms => runtime::start(config, RoomsApp::configured),
     }?;
     for (core, (driver, cpu)) in server.drivers().iter().zip(&cpus).enumerate() {
         eprintln!("ringcast: core {core} on CPU {cpu}: {driver:?} driver");

@@ -11,7 +11,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ringcast::ws::handshake::{
-    accept_response, check_origin, parse_request, parse_response, HandshakeError, Request,
+    accept_response, check_origin, parse_request, parse_response, HandshakeError, HttpRequest,
     UpgradeRejected,
 };
 
@@ -147,7 +147,7 @@ fuzz_target!(|input: Input| {
                 Ok(None),
                 "prefix of {cut} bytes"
             );
-            if let Request::Upgrade { key, origin, .. } = request {
+            if let HttpRequest::Upgrade { key, origin, .. } = request {
                 check_upgrade(key, origin.as_deref(), &input.allowed_origins);
             }
         }

@@ -1,4 +1,4 @@
-//! The room protocol's request parser (`ringcast::rooms::parse_request`) on any bytes.
+//! The room protocol's request parser (`ringcast::proto::parse_request`) on any bytes.
 //! Checks: no panic; a request or an `id` comes only from a JSON object (PROTOCOL.md:
 //! "not JSON, not an object" is `Invalid message format`); an `id` is a JSON string or
 //! number; a relayed `message` is valid JSON that re-encodes to itself; room names and
@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use ringcast::rooms::{parse_request, Encoder, Request};
+use ringcast::proto::{error_frame, parse_request, Request, RequestError};
 use ringcast::ws::{Decoder, Incoming, Role};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -41,14 +41,14 @@ fuzz_target!(|payload: &[u8]| {
                 check_request(&request, object);
             }
         }
-        Err(bad) => check_error_reply(&bad.0, id, object.is_some()),
+        Err(error) => check_error_reply(&error, id, object.is_some()),
     }
 });
 
 /// What `state.rs` answers a refused request with: one text frame, one JSON object
 /// with the error text and the request's id.
-fn check_error_reply(text: &str, id: Option<&RawValue>, comparable: bool) {
-    let frame = Encoder::new("error").string("message", text).id(id).frame();
+fn check_error_reply(error: &RequestError, id: Option<&RawValue>, comparable: bool) {
+    let frame = error_frame(error, 1_800_000_000, id);
     let mut buf = BytesMut::from(&frame[..]);
     let decoded = Decoder::new(Role::Client, usize::MAX).decode(&mut buf);
     let Ok(Some(Incoming::Text(json))) = decoded else {
@@ -58,7 +58,7 @@ fn check_error_reply(text: &str, id: Option<&RawValue>, comparable: bool) {
     serde_json::from_slice::<&RawValue>(&json).expect("the reply is JSON");
     if comparable {
         let reply: Value = serde_json::from_slice(&json).expect("the reply is JSON");
-        assert_eq!(reply["message"], text);
+        assert_eq!(reply["message"], error.to_string());
         if let Some(id) = id {
             assert_eq!(
                 reply["id"],

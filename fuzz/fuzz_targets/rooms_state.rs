@@ -20,9 +20,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use ringcast::rooms::{
-    client_id, home_of, parse_request, ClientLimits, Effect, Envelope, Request, RoomsCore,
-};
+use ringcast::proto::{parse_request, Request};
+use ringcast::rooms::{client_id, home_of, ClientLimits, Effect, Envelope, RoomsCore};
 use ringcast::ws::{Decoder, Incoming, Role};
 use ringcast::{ConnId, CoreId};
 use serde_json::Value;
@@ -286,7 +285,7 @@ impl Sim {
                         *last = tag;
                     }
                 }
-                Effect::SendToAll { frame, .. } | Effect::SendToMembers { frame, .. } => {
+                Effect::SendToAll { frame, .. } | Effect::SendToEach { frame, .. } => {
                     check_frame(&frame);
                 }
             }

@@ -10,9 +10,19 @@ use bytes::Bytes;
 pub use broadcast::BroadcastApp;
 pub use echo::EchoApp;
 
-pub use crate::runtime::CoreCtx;
+use crate::config::Config;
+pub use crate::conn::CoreCtx;
 use crate::ws::Opcode;
-use crate::ConnId;
+use crate::{ConnId, CoreId};
+
+/// What the runtime tells the function that builds a core's app: which core, out of
+/// how many, and the server's configuration (already resolved).
+#[derive(Clone, Copy, Debug)]
+pub struct AppSetup<'a> {
+    pub core: CoreId,
+    pub cores: usize,
+    pub config: &'a Config,
+}
 
 /// A whole message from a client (text already validated as UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,16 +3,15 @@
 //! closing cleanly. Plain `std::net` with timeouts, usable from any program. It does
 //! not reconnect; [`super::Client`] does, on top of it.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::config::ConnectOptions;
 use super::error::{ClientError, Phase};
-use super::frames::{random_nonce, FrameReader, FrameWriter};
-use super::message::{ClientMessage, Received, RequestId, ServerMessage};
 use super::url::WsUrl;
-use crate::ws::handshake::{client_request, parse_response, UpgradeRejected};
+use super::websocket::{WsConnection, WsReader, WsWriter};
+use crate::proto::{ClientMessage, Received, RequestId, ServerMessage};
 use crate::ws::{Incoming, Opcode};
 
 /// A connection that completed the upgrade and got its `welcome`.
@@ -48,14 +47,9 @@ impl Connection {
 
     /// Like [`Connection::connect`], with a parsed URL.
     pub fn connect_url(url: &WsUrl, options: &ConnectOptions) -> Result<Connection, ClientError> {
-        let (stream, peer) = open_stream(url, options.connect_timeout)?;
-        let _ = stream.set_nodelay(true);
-        let read_half = stream
-            .try_clone()
-            .map_err(|e| ClientError::io(Phase::Connecting, Duration::ZERO, e))?;
-        let mut writer = FrameWriter::new(stream, options.write_timeout)?;
-        let mut reader = FrameReader::new(read_half, options.max_message_bytes);
-        upgrade(url, options, &mut writer, &mut reader)?;
+        let ws = WsConnection::open(url, options)?;
+        let peer = ws.peer_addr();
+        let (reader, writer) = ws.split();
         let sender = ConnSender {
             writer: Arc::new(Mutex::new(writer)),
         };
@@ -160,11 +154,11 @@ impl Connection {
 /// The sending half. Clones share the socket; each frame goes out whole.
 #[derive(Clone, Debug)]
 pub struct ConnSender {
-    writer: Arc<Mutex<FrameWriter>>,
+    writer: Arc<Mutex<WsWriter>>,
 }
 
 impl ConnSender {
-    fn writer(&self) -> MutexGuard<'_, FrameWriter> {
+    fn writer(&self) -> MutexGuard<'_, WsWriter> {
         // A panic mid-write leaves nothing half-updated that matters: the worst is a
         // torn frame, which the server answers by closing.
         self.writer
@@ -212,7 +206,7 @@ impl ConnSender {
 /// The receiving half: answers pings, pings a quiet server, answers its close.
 #[derive(Debug)]
 pub struct ConnReader {
-    reader: FrameReader,
+    reader: WsReader,
     sender: ConnSender,
     options: ConnectOptions,
     /// When the last frame of any kind arrived.
@@ -267,7 +261,7 @@ impl ConnReader {
             }
             let keepalive = self.last_heard + silence;
             let wait = deadline.map_or(keepalive, |d| d.min(keepalive));
-            let Some(item) = self.reader.read_item(wait)? else {
+            let Some(item) = self.reader.recv_until(wait)? else {
                 if deadline.is_some_and(|d| d <= keepalive) {
                     return Ok(None);
                 }
@@ -305,68 +299,5 @@ impl ConnReader {
             (code, String::from_utf8_lossy(&reason).into_owned())
         });
         ClientError::Closed { code, reason }
-    }
-}
-
-/// Resolves the host and connects to the first address that accepts.
-fn open_stream(url: &WsUrl, timeout: Duration) -> Result<(TcpStream, SocketAddr), ClientError> {
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|source| ClientError::Resolve {
-            host: url.host.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return Ok((stream, addr)),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                last = Some(ClientError::Refused { addr })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                last = Some(ClientError::TimedOut {
-                    during: Phase::Connecting,
-                    after: timeout,
-                })
-            }
-            Err(source) => last = Some(ClientError::Connect { addr, source }),
-        }
-    }
-    Err(last.unwrap_or_else(|| ClientError::Resolve {
-        host: url.host.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-    }))
-}
-
-/// Sends the upgrade request and reads the server's answer (RFC 6455 §4.1).
-fn upgrade(
-    url: &WsUrl,
-    options: &ConnectOptions,
-    writer: &mut FrameWriter,
-    reader: &mut FrameReader,
-) -> Result<(), ClientError> {
-    let (request, key) = client_request(&url.host_header(), &url.path, random_nonce()?);
-    writer.write_raw(&request)?;
-    let deadline = Instant::now() + options.handshake_timeout;
-    loop {
-        match parse_response(reader.buffered(), &key) {
-            Ok(Some(len)) => {
-                reader.consume(len);
-                return Ok(());
-            }
-            Ok(None) => {
-                if !reader.fill(deadline, Phase::Handshake)? {
-                    return Err(ClientError::TimedOut {
-                        during: Phase::Handshake,
-                        after: options.handshake_timeout,
-                    });
-                }
-            }
-            Err(UpgradeRejected::Status(status)) => {
-                return Err(ClientError::HandshakeRejected { status })
-            }
-            Err(other) => return Err(ClientError::BadHandshake(other)),
-        }
     }
 }

@@ -2,8 +2,11 @@
 //! `std::net` sockets and threads, so any Rust program can use it (no async runtime).
 //! It speaks `ws://` only (TLS has not landed); it runs no server.
 //!
-//! - [`Connection`]: one connection: connect, upgrade, `welcome`, typed send and
-//!   receive of every PROTOCOL.md message, pings answered, keepalive, clean close.
+//! - [`WsConnection`]: one blocking WebSocket connection (connect, upgrade, frames
+//!   both ways under deadlines, and a raw mode to play a broken peer), on the same
+//!   sans-IO `ws` helpers as the load tool's connection.
+//! - [`Connection`]: one room-protocol connection on top of it: `welcome`, typed send
+//!   and receive of every PROTOCOL.md message, pings answered, keepalive, clean close.
 //! - [`Client`]: a connection in a background thread that reconnects on the
 //!   [`Backoff`] schedule (exponential, full jitter), rejoins its rooms, re-applies its
 //!   metadata, and reports [`Event`]s on a channel; send through a [`ClientHandle`].
@@ -11,23 +14,23 @@
 //!
 //! Files: `url.rs` (ws:// URLs), `message.rs` (typed messages), `error.rs`,
 //! `config.rs` (every knob and its default), `backoff.rs` (the pure schedule),
-//! `frames.rs` (socket halves over the `ws` codec in the client role, masking with
-//! keys from the OS CSPRNG), `conn.rs`, `reconnect.rs`, `cli/`.
+//! `websocket.rs` ([`WsConnection`] and its halves, masking with keys from the OS
+//! CSPRNG), `conn.rs`, `reconnect.rs`, `cli/`.
 
 mod backoff;
 pub mod cli;
 mod config;
 mod conn;
 mod error;
-mod frames;
-mod message;
 mod reconnect;
 mod url;
+mod websocket;
 
+pub use crate::proto::{ClientMessage, Received, RequestId, ServerMessage};
 pub use backoff::Backoff;
 pub use config::{ClientConfig, ConnectOptions, ReconnectPolicy};
 pub use conn::{ConnReader, ConnSender, Connection};
 pub use error::{ClientError, Phase};
-pub use message::{ClientMessage, Received, RequestId, ServerMessage};
 pub use reconnect::{Client, ClientHandle, Event, StopReason, EVENT_CAPACITY};
 pub use url::WsUrl;
+pub use websocket::{RawFrame, RawMask, UpgradeRequest, WsConnection, WsReader, WsWriter};

@@ -15,8 +15,8 @@ use super::backoff::Backoff;
 use super::config::ClientConfig;
 use super::conn::{ConnSender, Connection};
 use super::error::ClientError;
-use super::message::{ClientMessage, Received, RequestId};
 use super::url::WsUrl;
+use crate::proto::{ClientMessage, Received, RequestId};
 
 /// Events the application may leave unread before the client stops reading the
 /// socket. Past it the server sees a slow consumer (and closes it with 1008).

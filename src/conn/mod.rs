@@ -1,15 +1,15 @@
-//! One connection's life on its core: the state kept in the core's slab ([`Conn`]),
-//! the task that reads (handshake, frames, app calls: `reader.rs`) and the task that
-//! writes its outbound queue in batches (`writer.rs`: a direct write from the core's
-//! flush task, and a writer task only while a socket would block; `pacing.rs`: when
-//! the flush task waits between passes under fan-out load). An idle connection
-//! is its slab entry, its reader task and its read buffer (BENCHMARKS.md has the bytes).
-//! The policies (outbound limit, close handshake, heartbeat) are decided here on plain
-//! state and tested without sockets; the tasks only carry them out.
+//! A core's connections as state: each one's entry in the core's slab ([`Conn`]: its
+//! phase, outbound queue, write half), the table that holds them with generation-checked
+//! lookups and the list of connections to flush ([`CoreCtx`], `ctx.rs`, `slots.rs`),
+//! and when the flush task waits between passes (`pacing.rs`). The policies (outbound
+//! limit, close handshake, heartbeat, abortive close) are decided here on plain state
+//! and tested without sockets; the reader and writer tasks in `runtime` carry them out.
+//! An idle connection is its slab entry, its reader task and its read buffer
+//! (BENCHMARKS.md has the bytes).
 
-mod pacing;
-mod reader;
-mod writer;
+mod ctx;
+pub(crate) mod pacing;
+mod slots;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -21,8 +21,7 @@ use monoio::net::TcpStream;
 
 use crate::ws::OutFrame;
 
-pub(crate) use reader::run_connection;
-pub(crate) use writer::run_flusher;
+pub use ctx::CoreCtx;
 
 /// The write half of a connection's socket, and who has it.
 #[derive(Debug)]
@@ -131,7 +130,8 @@ impl Conn {
         if !self.outbound.is_empty() && self.queued_bytes + len > max_outbound {
             self.outbound.clear();
             self.queued_bytes = 0;
-            self.begin_close(1008, "outbound buffer limit exceeded", close_deadline());
+            let code = crate::ws::close_code::POLICY_VIOLATION;
+            self.begin_close(code, "outbound buffer limit exceeded", close_deadline());
             return Pushed::Overflowed;
         }
         self.enqueue(frame);
@@ -273,6 +273,31 @@ pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ends a connection whose peer will not read: SO_LINGER 0, so the close that follows
+/// sends a TCP reset and frees the socket's unsent data at once, instead of leaving an
+/// orphan in FIN-WAIT-1 that holds its send buffer for as long as the peer stalls;
+/// then shuts the socket, so its pending reads and writes complete and its tasks clean
+/// up (the reader closes the descriptor).
+pub fn abort_socket(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a live local; the
+    // descriptor is still owned by the core's slab. Failure (not a socket, already
+    // closed) leaves a plain shutdown, which is still correct.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    shutdown_socket(fd);
 }
 
 /// Shuts both directions of a socket so its pending reads and writes complete at once.

@@ -9,15 +9,24 @@
 //!
 //! Full inbox policy: a push never blocks a core and never drops. An envelope that
 //! does not fit goes to the sending core's backlog (FIFO, so per-sender order holds);
-//! while the backlog is non-empty every later post queues behind it, a flusher task
-//! retries every [`BACKLOG_RETRY`], and connections on the sending core stop reading
-//! (TCP backpressure to the publishers) until the backlog drains. The backlog is
-//! bounded by what the core's connections decoded before they paused: at most one
-//! read buffer each.
+//! while the backlog is non-empty every later post queues behind it, and a flusher
+//! task retries every [`BACKLOG_RETRY`].
+//!
+//! The backlog is bounded on every path. While *any* core has a backlog, the readers
+//! of *every* core stop reading (TCP backpressure to every client), not only the
+//! sending core's: envelopes a core posts while handling its inbox (a room's home
+//! answering a join posts to several cores) come from clients on other cores, so
+//! pausing only the sending core's readers would leave them unbounded. Inbox tasks
+//! never pause, so no cycle of cores can wait on each other: inboxes keep draining,
+//! and backlogs with them. What can still be posted once readers pause is what the
+//! inboxes already hold and what readers had decoded from their last read, times the
+//! posts one envelope makes (for rooms at most cores + 2). Each core's backlog depth
+//! and how many envelopes ever waited are in `/metrics`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -33,11 +42,22 @@ pub const BACKLOG_RETRY: Duration = Duration::from_micros(50);
 struct Inbox<E> {
     queue: ArrayQueue<E>,
     waker: AtomicWaker,
+    /// The backlog of this core's own [`Outbox`] (written by that core only).
+    backlog: BacklogGauge,
+}
+
+/// One core's backlog as others see it (for `/metrics`).
+#[derive(Default)]
+struct BacklogGauge {
+    depth: AtomicUsize,
+    total: AtomicU64,
 }
 
 /// Every core's inbox. Shared by all cores behind an `Arc`.
 pub struct Hub<E> {
     inboxes: Box<[Inbox<E>]>,
+    /// Cores whose backlog is not empty: while above 0, every core's readers pause.
+    congested: AtomicUsize,
 }
 
 impl<E: Send> Hub<E> {
@@ -46,9 +66,24 @@ impl<E: Send> Hub<E> {
             .map(|_| Inbox {
                 queue: ArrayQueue::new(capacity),
                 waker: AtomicWaker::new(),
+                backlog: BacklogGauge::default(),
             })
             .collect();
-        Arc::new(Hub { inboxes })
+        Arc::new(Hub {
+            inboxes,
+            congested: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether some core has a backlog (then every core's readers pause).
+    pub fn is_congested(&self) -> bool {
+        self.congested.load(Relaxed) > 0
+    }
+
+    /// `core`'s backlog: envelopes waiting now, and envelopes that ever waited.
+    pub fn backlog(&self, core: CoreId) -> (usize, u64) {
+        let gauge = &self.inboxes[core.index()].backlog;
+        (gauge.depth.load(Relaxed), gauge.total.load(Relaxed))
     }
 
     pub fn cores(&self) -> usize {
@@ -95,21 +130,21 @@ impl<E: Send> Hub<E> {
 /// One core's sending side: posts to other cores' inboxes, in order, never blocking.
 pub struct Outbox<E> {
     hub: Arc<Hub<E>>,
+    /// The core this outbox sends from.
+    core: CoreId,
     backlog: RefCell<VecDeque<(CoreId, E)>>,
     flusher: RefCell<Option<Waker>>,
     paused_readers: RefCell<Vec<Waker>>,
-    /// Envelopes that ever waited in the backlog (a sign the inbox is too small).
-    backlogged: Cell<u64>,
 }
 
 impl<E: Send> Outbox<E> {
-    pub fn new(hub: Arc<Hub<E>>) -> Self {
+    pub fn new(hub: Arc<Hub<E>>, core: CoreId) -> Self {
         Outbox {
             hub,
+            core,
             backlog: RefCell::new(VecDeque::new()),
             flusher: RefCell::new(None),
             paused_readers: RefCell::new(Vec::new()),
-            backlogged: Cell::new(0),
         }
     }
 
@@ -125,42 +160,55 @@ impl<E: Send> Outbox<E> {
                 Ok(()) => return,
                 Err(envelope) => backlog.push_back((core, envelope)),
             }
-            if let Some(waker) = self.flusher.borrow_mut().take() {
-                waker.wake();
-            }
+            self.hub.congested.fetch_add(1, Relaxed);
+            self.wake_flusher();
         } else {
             backlog.push_back((core, envelope));
         }
-        self.backlogged.set(self.backlogged.get() + 1);
+        let gauge = self.gauge();
+        gauge.depth.store(backlog.len(), Relaxed);
+        gauge.total.fetch_add(1, Relaxed);
     }
 
-    /// Whether connections should stop reading until the backlog drains.
+    /// Whether connections should stop reading: some core (this one or another) has
+    /// a backlog.
     pub fn is_congested(&self) -> bool {
-        !self.backlog.borrow().is_empty()
+        self.hub.is_congested()
     }
 
+    /// Every core's backlog, `(depth, ever waited)`, in core order.
+    pub fn backlogs(&self) -> Vec<(usize, u64)> {
+        (0..self.hub.cores() as u16)
+            .map(|core| self.hub.backlog(CoreId(core)))
+            .collect()
+    }
+
+    /// Envelopes that ever waited in this core's backlog (a sign inboxes are too small).
     pub fn backlogged_total(&self) -> u64 {
-        self.backlogged.get()
+        self.gauge().total.load(Relaxed)
     }
 
-    /// Waits until the backlog is empty (for a reader pausing on congestion).
+    /// Waits until no core has a backlog (for a reader pausing on congestion).
     pub async fn drained(&self) {
         poll_fn(|cx| {
-            if self.backlog.borrow().is_empty() {
+            if !self.hub.is_congested() {
                 Poll::Ready(())
             } else {
                 self.paused_readers.borrow_mut().push(cx.waker().clone());
+                // The flusher watches other cores' backlogs only while readers wait.
+                self.wake_flusher();
                 Poll::Pending
             }
         })
         .await
     }
 
-    /// The flusher: runs for the life of the core, moving the backlog into inboxes.
+    /// The flusher: runs for the life of the core, moving the backlog into inboxes
+    /// and, while readers are paused, waking them once no core is congested.
     pub async fn run_flusher(&self) {
         loop {
             poll_fn(|cx| {
-                if self.backlog.borrow().is_empty() {
+                if self.backlog.borrow().is_empty() && self.paused_readers.borrow().is_empty() {
                     *self.flusher.borrow_mut() = Some(cx.waker().clone());
                     Poll::Pending
                 } else {
@@ -168,7 +216,7 @@ impl<E: Send> Outbox<E> {
                 }
             })
             .await;
-            while self.try_flush() {
+            while self.try_flush() || self.hub.is_congested() {
                 monoio::time::sleep(BACKLOG_RETRY).await;
             }
             for waker in self.paused_readers.borrow_mut().drain(..) {
@@ -181,13 +229,32 @@ impl<E: Send> Outbox<E> {
     /// still full (true).
     fn try_flush(&self) -> bool {
         let mut backlog = self.backlog.borrow_mut();
+        if backlog.is_empty() {
+            return false;
+        }
+        let mut still_full = false;
         while let Some((core, envelope)) = backlog.pop_front() {
             if let Err(envelope) = self.hub.try_push(core, envelope) {
                 backlog.push_front((core, envelope));
-                return true;
+                still_full = true;
+                break;
             }
         }
-        false
+        self.gauge().depth.store(backlog.len(), Relaxed);
+        if !still_full {
+            self.hub.congested.fetch_sub(1, Relaxed);
+        }
+        still_full
+    }
+
+    fn gauge(&self) -> &BacklogGauge {
+        &self.hub.inboxes[self.core.index()].backlog
+    }
+
+    fn wake_flusher(&self) {
+        if let Some(waker) = self.flusher.borrow_mut().take() {
+            waker.wake();
+        }
     }
 }
 
@@ -198,7 +265,7 @@ mod tests {
     #[test]
     fn full_inbox_keeps_order_through_the_backlog() {
         let hub = Hub::<u32>::new(2, 16);
-        let outbox = Outbox::new(hub.clone());
+        let outbox = Outbox::new(hub.clone(), CoreId(0));
         let to = CoreId(1);
         for n in 0..40 {
             outbox.post(to, n);
@@ -223,7 +290,7 @@ mod tests {
     #[test]
     fn posts_queue_behind_the_backlog_even_when_the_inbox_has_room() {
         let hub = Hub::<u32>::new(2, 16);
-        let outbox = Outbox::new(hub.clone());
+        let outbox = Outbox::new(hub.clone(), CoreId(0));
         for n in 0..17 {
             outbox.post(CoreId(1), n);
         }
@@ -234,5 +301,29 @@ mod tests {
         assert!(!outbox.try_flush());
         Hub::drain(&hub.inboxes[1], &mut batch, usize::MAX);
         assert_eq!(batch, (0..18).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_backlog_on_one_core_pauses_every_cores_readers_until_it_drains() {
+        // Core 1 posts to core 0 while handling its inbox; core 0's readers feed it.
+        // Pausing only core 1's readers would not stop what fills its backlog.
+        let hub = Hub::<u32>::new(2, 16);
+        let (zero, one) = (
+            Outbox::new(hub.clone(), CoreId(0)),
+            Outbox::new(hub.clone(), CoreId(1)),
+        );
+        for n in 0..20 {
+            one.post(CoreId(0), n);
+        }
+        assert!(one.is_congested() && zero.is_congested());
+        assert_eq!(hub.backlog(CoreId(1)), (4, 4));
+        assert_eq!(hub.backlog(CoreId(0)), (0, 0));
+        let mut batch = Vec::new();
+        Hub::drain(&hub.inboxes[0], &mut batch, usize::MAX);
+        assert!(!one.try_flush(), "the four fit now");
+        assert!(!zero.is_congested(), "readers everywhere may read again");
+        assert_eq!(hub.backlog(CoreId(1)), (0, 4));
+        assert!(!zero.try_flush(), "an empty backlog changes nothing");
+        assert!(!one.is_congested());
     }
 }

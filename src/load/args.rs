@@ -37,6 +37,11 @@ pub enum Scenario {
     Rooms,
     /// Opens N idle WebSocket connections as fast as it can and holds them.
     Connect,
+    /// Against a room protocol server: C worker threads run short-lived clients at
+    /// --rate connections a second in all (join, talk, metadata, leave; then a clean
+    /// close, a reset, a drop, or a half-open socket that never upgrades), sharing
+    /// the first R rooms of a `rooms` run started with --guests; for --duration.
+    Churn,
 }
 
 impl Scenario {
@@ -46,6 +51,7 @@ impl Scenario {
             Scenario::Broadcast => "broadcast",
             Scenario::Rooms => "rooms",
             Scenario::Connect => "connect",
+            Scenario::Churn => "churn",
         }
     }
 }
@@ -92,9 +98,14 @@ pub struct LoadArgs {
     #[arg(long, short = 'r', default_value_t = 10)]
     pub rooms: usize,
     /// Messages per second per publisher on a fixed schedule (rooms), still within
-    /// --window. Default: as fast as the window allows.
+    /// --window. Default: as fast as the window allows. Churn: connections a second
+    /// in all (default 100).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Rooms: clients of other programs (`ringcast load churn`) may join, leave and
+    /// talk in the rooms once they have filled; their notices are counted, not problems.
+    #[arg(long)]
+    pub guests: bool,
     /// Seconds every connection may take to join its room and see it full (rooms).
     /// A room of n members costs n(n-1)/2 member_joined notices.
     #[arg(long, default_value_t = 120.0)]
@@ -257,6 +268,8 @@ pub struct Plan {
     pub rooms: usize,
     /// Rooms: messages per second per publisher; `None`: closed loop on the window.
     pub rate: Option<f64>,
+    /// Rooms: tolerate other clients in the rooms once filled (`--guests`).
+    pub guests: bool,
     pub join_timeout: Duration,
     /// Source addresses to bind before connecting; empty: let the kernel pick.
     pub sources: Vec<IpAddr>,
@@ -280,6 +293,8 @@ fn seconds(name: &str, value: f64, min: f64) -> Result<Duration, String> {
 
 impl Plan {
     /// Checks `args` against each other and the machine. `fd_limit`: open files allowed.
+    /// Long because it is one list of checks, each with the message the user sees
+    /// (scenario-specific ones are in `check_rooms` and `check_churn`).
     pub fn new(args: LoadArgs, fd_limit: u64) -> Result<Plan, String> {
         let target = parse_target(&args.url)?;
         if args.connections == 0 {
@@ -318,6 +333,9 @@ impl Plan {
         if args.scenario == Scenario::Rooms {
             check_rooms(&args)?;
         }
+        if args.scenario == Scenario::Churn {
+            check_churn(&args)?;
+        }
         if args.size > args.max_message {
             return Err(format!(
                 "--size {} is over --max-message {}",
@@ -349,6 +367,7 @@ impl Plan {
             window: args.window,
             rooms: args.rooms,
             rate: args.rate,
+            guests: args.guests,
             join_timeout,
             sources,
             hold,
@@ -385,6 +404,27 @@ fn check_rooms(args: &LoadArgs) -> Result<(), String> {
         if !(rate > 0.0 && rate <= MAX_RATE) {
             return Err(format!(
                 "--rate must be above 0 and at most {MAX_RATE} messages per second, not {rate}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most churn worker threads (each a blocking client at a time).
+const MAX_CHURN_WORKERS: usize = 1024;
+
+/// The churn scenario's checks: a bounded number of threads, a rate that is a rate.
+fn check_churn(args: &LoadArgs) -> Result<(), String> {
+    if args.connections > MAX_CHURN_WORKERS {
+        return Err(format!(
+            "churn runs one thread per --connections: at most {MAX_CHURN_WORKERS}, not {}",
+            args.connections
+        ));
+    }
+    if let Some(rate) = args.rate {
+        if !(rate > 0.0 && rate <= MAX_RATE) {
+            return Err(format!(
+                "--rate must be above 0 and at most {MAX_RATE} connections per second, not {rate}"
             ));
         }
     }
@@ -544,6 +584,21 @@ mod tests {
         let p = plan("rooms ws://127.0.0.1:1 --rate 250.5 --join-timeout 3").unwrap();
         assert_eq!((p.rooms, p.rate), (10, Some(250.5)));
         assert_eq!(p.join_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn churn_bounds_its_threads_and_rate() {
+        let p = plan("churn ws://127.0.0.1:1 -c 8 -r 10 --rate 200").unwrap();
+        assert_eq!((p.connections, p.rooms, p.rate), (8, 10, Some(200.0)));
+        assert!(
+            plan("churn ws://127.0.0.1:1 -r 0").is_ok(),
+            "own rooms only"
+        );
+        assert!(plan("churn ws://127.0.0.1:1 -c 2000")
+            .unwrap_err()
+            .contains("one thread"));
+        assert!(plan("churn ws://127.0.0.1:1 --rate 0").is_err());
+        assert!(plan("rooms ws://127.0.0.1:1 --guests").unwrap().guests);
     }
 
     #[test]

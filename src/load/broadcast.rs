@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::accounting::{Arrival, SeqTracker, Tally};
-use super::client::{FrameReader, Outbox, WsStream};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue, WsStream};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::open::open_connections;
 use super::payload::{fill_broadcast, parse_broadcast, Kind, Stamp};
@@ -34,7 +35,7 @@ struct Publisher {
 
 /// One connection's bookkeeping, shared between its reader task and its thread.
 struct BroadcastConn {
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
     /// What this connection received from each publisher.
     trackers: Vec<SeqTracker>,
     publisher: Option<Publisher>,
@@ -53,24 +54,21 @@ pub struct BroadcastThread {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
     let connections = plan.connections;
     let measured = (|| {
         threads.wait_opened(&mut progress)?;
-        shared.set_phase(Phase::Syncing);
+        shared.set_stage(Stage::Syncing);
         threads.wait(
             plan.connect_timeout,
             |s| s.synced.load(Relaxed) == connections,
-            |s| {
-                format!(
-                    "only {} of {connections} connections received the sync message within {:?}: \
-                     does the server relay every message to every connection (--app broadcast)?",
-                    s.synced.load(Relaxed),
-                    s.plan.connect_timeout
-                )
+            |s| RunError::NotSynced {
+                synced: s.synced.load(Relaxed),
+                connections,
+                timeout: s.plan.connect_timeout,
             },
             &mut progress,
             "syncing",
@@ -121,7 +119,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, RunError> {
     let opened: Rc<RefCell<Vec<(usize, WsStream)>>> = Rc::default();
     let sink = opened.clone();
     open_connections(&ctx, true, move |index, stream, _| {
@@ -129,7 +127,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
     })
     .await?;
     ctx.report_ready();
-    ctx.wait_until(|s| s.phase() >= Phase::Syncing).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Syncing).await?;
 
     let plan = ctx.plan();
     let latency = Rc::new(RefCell::new(Histogram::default()));
@@ -156,7 +154,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
     if let Some((_, conn)) = conns.iter().find(|(index, _)| *index == 0) {
         let outbox = conn.borrow().outbox.clone();
         let mut probe = 0;
-        while ctx.phase() == Phase::Syncing {
+        while ctx.stage() == Stage::Syncing {
             outbox.push_with(opcode(&ctx), plan.size, |out| {
                 let stamp = Stamp {
                     kind: Kind::Sync,
@@ -170,11 +168,11 @@ async fn thread_main(ctx: ThreadCtx) -> Result<BroadcastThread, String> {
             monoio::time::sleep(PROBE_EVERY).await;
         }
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     for (_, conn) in &conns {
         top_up(&ctx, &mut conn.borrow_mut());
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     drain(&ctx, &conns).await;
 
     let mut result = BroadcastThread {
@@ -211,7 +209,7 @@ fn top_up(ctx: &ThreadCtx, conn: &mut BroadcastConn) {
         return;
     }
     let plan = ctx.plan();
-    while publisher.unacked < plan.window && ctx.phase() == Phase::Running {
+    while publisher.unacked < plan.window && ctx.stage() == Stage::Running {
         let stamp = Stamp {
             kind: Kind::Data,
             publisher: publisher.id,
@@ -314,7 +312,7 @@ async fn receive(
         if arrival == Arrival::Duplicate {
             continue;
         }
-        if ctx.phase() == Phase::Running {
+        if ctx.stage() == Stage::Running {
             latency
                 .borrow_mut()
                 .record(now.saturating_sub(stamp.sent_ns));

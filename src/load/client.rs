@@ -1,6 +1,6 @@
 //! One load-generating WebSocket client connection on a monoio runtime: TCP connect
 //! (optionally from a chosen source address), the upgrade, then a reader half that
-//! decodes with the project's codec in the client role and an [`Outbox`] that a
+//! decodes with the project's codec in the client role and an [`SendQueue`] that a
 //! writer task flushes in one write per wake-up. What to send is the scenario's call.
 
 use std::cell::RefCell;
@@ -12,15 +12,14 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::args::Target;
-use crate::ws::frame::{apply_mask, HeaderBytes};
 use crate::ws::handshake::{client_request, parse_response, UpgradeRejected};
-use crate::ws::{Decoder, Incoming, Opcode, ProtocolError, Role};
+use crate::ws::{put_masked, Decoder, Incoming, Opcode, ProtocolError, Role, SeededMasks};
 
 /// Largest upgrade response we wait for before calling it malformed.
 const MAX_RESPONSE: usize = 8 * 1024;
@@ -203,9 +202,9 @@ impl WsStream {
         self,
         max_message: usize,
         mask_seed: u64,
-    ) -> (FrameReader, Rc<Outbox>, FrameWriter) {
+    ) -> (FrameReader, Rc<SendQueue>, FrameWriter) {
         let (read, write) = self.stream.into_split();
-        let outbox = Rc::new(Outbox::new(mask_seed));
+        let outbox = Rc::new(SendQueue::new(mask_seed));
         let reader = FrameReader {
             half: read,
             buf: self.leftover,
@@ -260,27 +259,27 @@ impl FrameReader {
 
 /// Frames waiting to be written, encoded and masked as they are queued. The writer
 /// task takes the whole buffer per wake-up, so frames queued together go in one write.
-pub struct Outbox {
-    inner: RefCell<OutboxInner>,
+pub struct SendQueue {
+    inner: RefCell<SendQueueInner>,
 }
 
-struct OutboxInner {
+struct SendQueueInner {
     buf: BytesMut,
     waker: Option<Waker>,
     closed: bool,
-    /// xorshift64 state for mask keys (RFC 6455 §5.3 wants them unpredictable; a load
-    /// tool only needs them to vary).
-    rng: u64,
+    /// Mask keys (RFC 6455 §5.3 wants them unpredictable; a load tool only needs them
+    /// to vary, and cheaply).
+    masks: SeededMasks,
 }
 
-impl Outbox {
+impl SendQueue {
     fn new(seed: u64) -> Self {
-        Outbox {
-            inner: RefCell::new(OutboxInner {
+        SendQueue {
+            inner: RefCell::new(SendQueueInner {
                 buf: BytesMut::with_capacity(256),
                 waker: None,
                 closed: false,
-                rng: seed | 1,
+                masks: SeededMasks::new(seed),
             }),
         }
     }
@@ -288,19 +287,8 @@ impl Outbox {
     /// Queues a masked frame whose `len`-byte payload `fill` writes in place.
     pub fn push_with(&self, opcode: Opcode, len: usize, fill: impl FnOnce(&mut [u8])) {
         let mut inner = self.inner.borrow_mut();
-        let mut x = inner.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        inner.rng = x;
-        let mask = (x as u32).to_ne_bytes();
-        let header = HeaderBytes::new(opcode, true, len, Some(mask));
-        inner.buf.put_slice(header.as_slice());
-        let start = inner.buf.len();
-        inner.buf.resize(start + len, 0);
-        let payload = &mut inner.buf[start..];
-        fill(payload);
-        apply_mask(payload, mask, 0);
+        let mask = inner.masks.next_mask();
+        put_masked(&mut inner.buf, opcode, true, len, mask, fill);
         if let Some(waker) = inner.waker.take() {
             waker.wake();
         }
@@ -323,7 +311,7 @@ impl Outbox {
 /// The writing half: run [`FrameWriter::run`] as its own task.
 pub struct FrameWriter {
     half: OwnedWriteHalf<TcpStream>,
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
 }
 
 impl FrameWriter {

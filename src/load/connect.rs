@@ -8,8 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{FrameReader, Outbox};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::measure::process_rss;
 use super::open::{open_connections, OpenOutcome};
@@ -25,27 +26,27 @@ pub struct ConnectThread {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let rss = || {
         plan.server_pid
             .map(process_rss)
             .transpose()
-            .map_err(|e| e.to_string())
+            .map_err(RunError::from)
     };
     let rss_before = rss()?;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
     let measured = (|| {
         let start = shared.snapshot()?;
-        shared.set_phase(Phase::Running);
+        shared.set_stage(Stage::Running);
         threads.wait_opened(&mut progress)?;
         let opened = shared.snapshot()?;
         threads.run_for(plan.hold, &mut progress, "holding", "connections")?;
         let rss_after = rss()?;
         let dropped = shared.totals().dropped;
-        shared.set_phase(Phase::Draining);
-        Ok::<_, String>((start, opened, rss_after, dropped))
+        shared.set_stage(Stage::Draining);
+        Ok::<_, RunError>((start, opened, rss_after, dropped))
     })();
     let (start, opened, rss_after, dropped) = match measured {
         Ok(measured) => measured,
@@ -69,7 +70,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     }
     let interval = Interval::between(&start, &opened);
     if interval.received == 0 {
-        return Err(first_failure.unwrap_or_else(|| "no connection opened".into()));
+        return Err(RunError::NoConnection { first_failure });
     }
     let mut report = Report::new(plan, shared.driver(), "connections", &interval);
     report.latency = latency.percentiles();
@@ -99,8 +100,8 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, RunError> {
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     let latency = Rc::new(RefCell::new(Histogram::default()));
     let first_drop: Rc<RefCell<Option<String>>> = Rc::default();
     let opened = {
@@ -115,7 +116,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
     };
     let outcome = open_connections(&ctx, false, opened).await?;
     ctx.report_ready();
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     let first_drop = first_drop.take();
     Ok(ConnectThread {
         latency: latency.take(),
@@ -128,7 +129,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<ConnectThread, String> {
 async fn hold(
     ctx: ThreadCtx,
     mut reader: FrameReader,
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
     first_drop: Rc<RefCell<Option<String>>>,
 ) {
     loop {

@@ -1,5 +1,5 @@
 //! Load threads and how the main thread steers them: one pinned monoio runtime per
-//! `--cpus` entry, a shared phase (connect, sync, run, drain) the threads poll, per-thread
+//! `--cpus` entry, a shared stage (connect, sync, run, drain) the threads poll, per-thread
 //! counters the main thread samples, and waits that are always bounded. Scenario
 //! logic lives in the scenario files; this file only starts, steers and stops.
 
@@ -10,13 +10,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::args::Plan;
-use super::progress::Progress;
+use super::error::RunError;
+use super::progress::{Progress, Totals};
 use super::{measure, sys};
 
 /// Where the run is. Threads only ever see it move forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
-pub enum Phase {
+pub enum Stage {
     /// Opening connections; nothing is sent.
     Connecting = 0,
     /// Broadcast: probing until every connection hears the relay. Rooms: joining
@@ -55,9 +56,9 @@ pub struct Shared {
     pub plan: Plan,
     /// Zero point of the timestamps carried in messages: all threads read one clock.
     pub epoch: Instant,
-    phase: AtomicU8,
+    stage: AtomicU8,
     ready: AtomicUsize,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<RunError>>,
     counters: Box<[Counters]>,
     /// Broadcast: connections that have heard a sync probe. Rooms: members that have
     /// seen their room full.
@@ -81,7 +82,7 @@ impl Shared {
         Arc::new(Shared {
             plan,
             epoch: Instant::now(),
-            phase: AtomicU8::new(Phase::Connecting as u8),
+            stage: AtomicU8::new(Stage::Connecting as u8),
             ready: AtomicUsize::new(0),
             failure: Mutex::new(None),
             counters: (0..threads).map(|_| Counters::default()).collect(),
@@ -94,35 +95,34 @@ impl Shared {
         })
     }
 
-    pub fn phase(&self) -> Phase {
-        match self.phase.load(Relaxed) {
-            0 => Phase::Connecting,
-            1 => Phase::Syncing,
-            2 => Phase::Running,
-            3 => Phase::Draining,
-            _ => Phase::Aborted,
+    pub fn stage(&self) -> Stage {
+        match self.stage.load(Relaxed) {
+            0 => Stage::Connecting,
+            1 => Stage::Syncing,
+            2 => Stage::Running,
+            3 => Stage::Draining,
+            _ => Stage::Aborted,
         }
     }
 
-    /// Moves to `phase` unless the run has already aborted.
-    pub fn set_phase(&self, phase: Phase) {
-        let _ = self.phase.fetch_update(Relaxed, Relaxed, |now| {
-            (now != Phase::Aborted as u8).then_some(phase as u8)
+    /// Moves to `stage` unless the run has already aborted.
+    pub fn set_stage(&self, stage: Stage) {
+        let _ = self.stage.fetch_update(Relaxed, Relaxed, |now| {
+            (now != Stage::Aborted as u8).then_some(stage as u8)
         });
     }
 
     /// Records the first failure and stops every thread.
-    pub fn fail(&self, message: String) {
+    pub fn fail(&self, error: RunError) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        failure.get_or_insert(message);
-        self.phase.store(Phase::Aborted as u8, Relaxed);
+        failure.get_or_insert(error);
+        self.stage.store(Stage::Aborted as u8, Relaxed);
     }
 
-    fn failure(&self) -> String {
-        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        failure
-            .clone()
-            .unwrap_or_else(|| "the run was aborted".into())
+    /// The first failure recorded (taken: later callers get `Aborted`).
+    fn failure(&self) -> RunError {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.take().unwrap_or(RunError::Aborted)
     }
 
     pub fn ready_threads(&self) -> usize {
@@ -155,9 +155,9 @@ impl Shared {
     }
 
     /// Reads the clocks and counters at one instant of the main thread.
-    pub fn snapshot(&self) -> Result<Snapshot, String> {
+    pub fn snapshot(&self) -> Result<Snapshot, RunError> {
         let server_cpu = match self.plan.server_pid {
-            Some(pid) => Some(measure::process_cpu_time(pid).map_err(|e| e.to_string())?),
+            Some(pid) => Some(measure::process_cpu_time(pid)?),
             None => None,
         };
         Ok(Snapshot {
@@ -167,15 +167,6 @@ impl Shared {
             totals: self.totals(),
         })
     }
-}
-
-/// All threads' counters added up.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Totals {
-    pub sent: u64,
-    pub received: u64,
-    pub dropped: u64,
-    pub opened: u64,
 }
 
 /// Clocks and counters at one instant.
@@ -223,9 +214,9 @@ pub struct ThreadCtx {
 #[derive(Debug)]
 pub struct Aborted;
 
-impl From<Aborted> for String {
-    fn from(_: Aborted) -> String {
-        "aborted".into()
+impl From<Aborted> for RunError {
+    fn from(_: Aborted) -> RunError {
+        RunError::Aborted
     }
 }
 
@@ -238,8 +229,8 @@ impl ThreadCtx {
         &self.shared.counters[self.index]
     }
 
-    pub fn phase(&self) -> Phase {
-        self.shared.phase()
+    pub fn stage(&self) -> Stage {
+        self.shared.stage()
     }
 
     /// Nanoseconds since the shared epoch.
@@ -267,7 +258,7 @@ impl ThreadCtx {
     /// Polls until `done` holds; `Err` once the run is aborted.
     pub async fn wait_until(&self, done: impl Fn(&Shared) -> bool) -> Result<(), Aborted> {
         loop {
-            if self.phase() == Phase::Aborted {
+            if self.stage() == Stage::Aborted {
                 return Err(Aborted);
             }
             if done(&self.shared) {
@@ -283,7 +274,7 @@ impl ThreadCtx {
             if done() {
                 return true;
             }
-            if Instant::now() >= deadline || self.phase() == Phase::Aborted {
+            if Instant::now() >= deadline || self.stage() == Stage::Aborted {
                 return false;
             }
             monoio::time::sleep(Duration::from_millis(1)).await;
@@ -299,11 +290,11 @@ pub struct Threads<T> {
 
 /// Starts one thread per `plan.threads` entry: pinned, with its own monoio runtime,
 /// running `thread_main`. A thread that fails records why and aborts the run.
-pub fn spawn<T, F, Fut>(shared: &Arc<Shared>, thread_main: F) -> Result<Threads<T>, String>
+pub fn spawn<T, F, Fut>(shared: &Arc<Shared>, thread_main: F) -> Result<Threads<T>, RunError>
 where
     T: Send + 'static,
     F: Fn(ThreadCtx) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T, String>> + 'static,
+    Fut: Future<Output = Result<T, RunError>> + 'static,
 {
     let thread_main = Arc::new(thread_main);
     let mut handles = Vec::new();
@@ -316,7 +307,7 @@ where
         let handle = std::thread::Builder::new()
             .name(format!("load-{index}"))
             .spawn(move || run_thread(ctx, cpu, &*thread_main))
-            .map_err(|e| format!("cannot start a load thread: {e}"))?;
+            .map_err(RunError::Spawn)?;
         handles.push(handle);
     }
     Ok(Threads {
@@ -328,20 +319,21 @@ where
 fn run_thread<T, F, Fut>(ctx: ThreadCtx, cpu: Option<usize>, thread_main: &F) -> Option<T>
 where
     F: Fn(ThreadCtx) -> Fut,
-    Fut: Future<Output = Result<T, String>>,
+    Fut: Future<Output = Result<T, RunError>>,
 {
     if let Some(cpu) = cpu {
         if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-            ctx.shared
-                .fail(format!("cannot pin a load thread to CPU {cpu}: {e}"));
+            ctx.shared.fail(RunError::Pin {
+                cpu,
+                source: e.into(),
+            });
             return None;
         }
     }
     let mut runtime = match build_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            ctx.shared
-                .fail(format!("cannot start a monoio runtime: {e}"));
+            ctx.shared.fail(RunError::Runtime(e));
             return None;
         }
     };
@@ -351,8 +343,8 @@ where
     let shared = ctx.shared.clone();
     match runtime.block_on(thread_main(ctx)) {
         Ok(result) => Some(result),
-        Err(message) => {
-            shared.fail(message);
+        Err(error) => {
+            shared.fail(error);
             None
         }
     }
@@ -397,10 +389,10 @@ impl<T> Threads<T> {
         progress: &mut Progress,
         label: &str,
         unit: Option<&str>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RunError> {
         let started = Instant::now();
         loop {
-            if self.shared.phase() == Phase::Aborted {
+            if self.shared.stage() == Stage::Aborted {
                 return Err(self.shared.failure());
             }
             if done(&self.shared) {
@@ -409,7 +401,7 @@ impl<T> Threads<T> {
             if started.elapsed() >= limit {
                 return Ok(false);
             }
-            progress.tick(&self.shared, label, unit, started);
+            progress.tick(self.shared.totals(), label, unit, started);
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -420,18 +412,18 @@ impl<T> Threads<T> {
         &self,
         limit: Duration,
         done: impl Fn(&Shared) -> bool,
-        timeout_message: impl FnOnce(&Shared) -> String,
+        timed_out: impl Fn(&Shared) -> RunError,
         progress: &mut Progress,
         label: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let held = self.poll(limit, done, progress, label, None);
         progress.finish();
         if held? {
             return Ok(());
         }
-        let message = timeout_message(&self.shared);
-        self.shared.fail(message.clone());
-        Err(message)
+        // One error for the run's record (which stops every thread), one to return.
+        self.shared.fail(timed_out(&self.shared));
+        Err(timed_out(&self.shared))
     }
 
     /// Sleeps through the measured interval, ticking `progress`; returns early if
@@ -442,7 +434,7 @@ impl<T> Threads<T> {
         progress: &mut Progress,
         label: &str,
         unit: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let connections = self.shared.plan.connections as u64;
         let all_dropped = |shared: &Shared| shared.totals().dropped >= connections;
         let result = self.poll(length, all_dropped, progress, label, Some(unit));
@@ -451,17 +443,14 @@ impl<T> Threads<T> {
     }
 
     /// Waits until every thread has opened its connections, within `open_limit`.
-    pub fn wait_opened(&self, progress: &mut Progress) -> Result<(), String> {
+    pub fn wait_opened(&self, progress: &mut Progress) -> Result<(), RunError> {
         let plan = &self.shared.plan;
         self.wait(
             super::open::open_limit(plan),
             |s| s.ready_threads() == s.threads(),
-            |s| {
-                format!(
-                    "only {} of {} connections opened in time",
-                    s.totals().opened,
-                    s.plan.connections
-                )
+            |s| RunError::NotOpened {
+                opened: s.totals().opened,
+                wanted: s.plan.connections,
             },
             progress,
             "connecting",
@@ -475,24 +464,22 @@ impl<T> Threads<T> {
         progress: &mut Progress,
         label: &str,
         unit: &str,
-    ) -> Result<(Snapshot, Snapshot), String> {
+    ) -> Result<(Snapshot, Snapshot), RunError> {
         let start = self.shared.snapshot()?;
-        self.shared.set_phase(Phase::Running);
+        self.shared.set_stage(Stage::Running);
         self.run_for(self.shared.plan.duration, progress, label, unit)?;
         let end = self.shared.snapshot()?;
-        self.shared.set_phase(Phase::Draining);
+        self.shared.set_stage(Stage::Draining);
         Ok((start, end))
     }
 
     /// Waits up to `limit` for every thread to finish and returns their results.
-    pub fn join(self, limit: Duration) -> Result<Vec<T>, String> {
+    pub fn join(self, limit: Duration) -> Result<Vec<T>, RunError> {
         let deadline = Instant::now() + limit;
         while self.handles.iter().any(|h| !h.is_finished()) {
             if Instant::now() >= deadline {
-                self.shared.fail("load threads did not stop in time".into());
-                return Err(format!(
-                    "load threads did not finish within {limit:?} after the run"
-                ));
+                self.shared.fail(RunError::NotStopped(limit));
+                return Err(RunError::NotStopped(limit));
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -501,19 +488,19 @@ impl<T> Threads<T> {
             match handle.join() {
                 Ok(Some(result)) => results.push(result),
                 Ok(None) => return Err(self.shared.failure()),
-                Err(_) => return Err("a load thread panicked".into()),
+                Err(_) => return Err(RunError::Panicked),
             }
         }
-        if self.shared.phase() == Phase::Aborted {
+        if self.shared.stage() == Stage::Aborted {
             return Err(self.shared.failure());
         }
         Ok(results)
     }
 
     /// Aborts the run and gives the threads a moment to close their sockets.
-    pub fn abort(self, message: String) -> String {
-        self.shared.fail(message.clone());
+    pub fn abort(self, error: RunError) -> RunError {
+        self.shared.fail(RunError::Aborted);
         let _ = self.join(Duration::from_secs(2));
-        message
+        error
     }
 }

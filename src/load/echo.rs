@@ -8,8 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::client::{FrameReader, Outbox, WsStream};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue, WsStream};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::open::open_connections;
 use super::payload::{echo_matches, fill_echo};
@@ -37,7 +38,7 @@ pub struct EchoThread {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
@@ -81,7 +82,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, RunError> {
     let opened: Rc<RefCell<Vec<(usize, WsStream)>>> = Rc::default();
     let sink = opened.clone();
     open_connections(&ctx, true, move |index, stream, _| {
@@ -89,7 +90,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, String> {
     })
     .await?;
     ctx.report_ready();
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
 
     let latency = Rc::new(RefCell::new(Histogram::default()));
     let mut conns = Vec::new();
@@ -107,7 +108,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, String> {
         ));
         conns.push(conn);
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     let deadline = Instant::now() + ctx.plan().drain;
     let settled = || {
         conns.iter().all(|c| {
@@ -140,7 +141,7 @@ async fn thread_main(ctx: ThreadCtx) -> Result<EchoThread, String> {
 async fn echo_connection(
     ctx: ThreadCtx,
     mut reader: FrameReader,
-    outbox: Rc<Outbox>,
+    outbox: Rc<SendQueue>,
     conn: Rc<RefCell<EchoConn>>,
     latency: Rc<RefCell<Histogram>>,
 ) {
@@ -172,7 +173,7 @@ async fn echo_connection(
                 if !echo_matches(&payload, seq, plan.size) {
                     conn.mismatched += 1;
                 }
-                if ctx.phase() == Phase::Running {
+                if ctx.stage() == Stage::Running {
                     latency.borrow_mut().record(now.saturating_sub(sent_at));
                     bump(&ctx.counters().received, 1);
                     send(&mut conn);

@@ -9,6 +9,7 @@
 //! - `client`: one connection: connect, upgrade, frame reader, outbox and writer.
 //! - `echo`, `broadcast`, `rooms`, `connect`: the scenarios (`rooms` has its own
 //!   bookkeeping and wire modules).
+//! - `churn`: short-lived clients on blocking sockets, the background of a soak test.
 //! - `payload`: what the tool writes inside messages to account for them.
 //! - `accounting`, `histogram`: exactly-once bookkeeping and latency percentiles.
 //! - `measure`, `sys`: /proc figures of the server, and the tool's own syscalls.
@@ -17,10 +18,13 @@
 mod accounting;
 mod args;
 mod broadcast;
+mod checks;
+mod churn;
 mod client;
 mod connect;
 mod driver;
 mod echo;
+mod error;
 mod histogram;
 mod measure;
 mod open;
@@ -32,6 +36,8 @@ mod sys;
 
 pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};
+pub use churn::ChurnCounts;
+pub use error::RunError;
 pub use histogram::Percentiles;
 pub use report::Report;
 pub use rooms::RoomChecks;
@@ -41,8 +47,8 @@ pub use rooms::RoomChecks;
 pub enum LoadError {
     #[error("{0}")]
     Usage(String),
-    #[error("{0}")]
-    Run(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("the run found problems: {}", .0.join("; "))]
     Problems(Vec<String>),
 }
@@ -70,7 +76,7 @@ pub fn run_report(args: LoadArgs) -> Result<Report, LoadError> {
     let fd_limit = sys::raise_fd_limit();
     let plan = args::Plan::new(args, fd_limit).map_err(LoadError::Usage)?;
     if let Some(pid) = plan.server_pid {
-        measure::process_cpu_time(pid).map_err(|e| LoadError::Usage(e.to_string()))?;
+        measure::process_cpu_time(pid).map_err(RunError::from)?;
     }
     let scenario = plan.scenario;
     let shared = driver::Shared::new(plan);
@@ -79,6 +85,7 @@ pub fn run_report(args: LoadArgs) -> Result<Report, LoadError> {
         Scenario::Broadcast => broadcast::run(shared),
         Scenario::Rooms => rooms::run(shared),
         Scenario::Connect => connect::run(shared),
+        Scenario::Churn => churn::run(shared.plan.clone()),
     }
     .map_err(LoadError::Run)
 }

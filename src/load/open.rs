@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::args::Plan;
 use super::client::{self, WsStream};
-use super::driver::{bump, Aborted, Phase, ThreadCtx};
+use super::driver::{bump, Aborted, Stage, ThreadCtx};
+use super::error::RunError;
 
 /// What opening this thread's connections came to.
 #[derive(Debug, Default)]
@@ -59,7 +60,7 @@ pub async fn open_connections_of(
                     let Some(index) = queue.borrow_mut().pop_front() else {
                         return;
                     };
-                    if ctx.phase() == Phase::Aborted {
+                    if ctx.stage() == Stage::Aborted {
                         return;
                     }
                     let plan = ctx.plan();
@@ -78,7 +79,7 @@ pub async fn open_connections_of(
                             opened(index, stream, started.elapsed());
                         }
                         Err(err) if fail_fast => {
-                            ctx.shared.fail(format!("connection {index}: {err}"));
+                            ctx.shared.fail(RunError::Connection { index, source: err });
                             return;
                         }
                         Err(err) => outcome
@@ -92,7 +93,7 @@ pub async fn open_connections_of(
     for worker in workers {
         worker.await;
     }
-    if ctx.phase() == Phase::Aborted {
+    if ctx.stage() == Stage::Aborted {
         return Err(Aborted);
     }
     Ok(Rc::try_unwrap(outcome)

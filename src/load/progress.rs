@@ -4,7 +4,14 @@
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
-use super::driver::Shared;
+/// Counts summed over the tool's threads at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    pub sent: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub opened: u64,
+}
 
 /// The live status line, on stderr when it is a terminal.
 pub struct Progress {
@@ -25,18 +32,11 @@ impl Progress {
     /// Prints at most once a second: what is happening, the rate of `unit` (the
     /// scenario's count, or connections opened when `None`) since the last line,
     /// connections open and dropped.
-    pub(super) fn tick(
-        &mut self,
-        shared: &Shared,
-        label: &str,
-        unit: Option<&str>,
-        started: Instant,
-    ) {
+    pub(super) fn tick(&mut self, t: Totals, label: &str, unit: Option<&str>, started: Instant) {
         if !self.enabled || self.last_print.elapsed() < Duration::from_secs(1) {
             return;
         }
         let now = Instant::now();
-        let t = shared.totals();
         let count = if unit.is_some() { t.received } else { t.opened };
         let rate = match self.last {
             Some((at, before)) => {

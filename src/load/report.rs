@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::accounting::Tally;
 use super::args::Plan;
+use super::checks::{ChurnCounts, RoomChecks};
 use super::driver::Interval;
 use super::histogram::{Histogram, Percentiles};
-use super::rooms::RoomChecks;
 
 /// Everything a run found. Fields that do not apply to the scenario are `None` and left
 /// out of the JSON.
@@ -82,6 +82,9 @@ pub struct Report {
     /// Broadcast: payloads that were not the tool's own messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub foreign: Option<u64>,
+    /// Churn: what the short-lived clients did and how they ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnCounts>,
     /// Connect: failed attempts by kind, and the first failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_failures: Option<Vec<(String, u64)>>,
@@ -169,9 +172,19 @@ impl Report {
         serde_json::to_string(self).expect("a report always serializes")
     }
 
-    /// The readable summary.
+    /// The readable summary: what was run, what was measured, what it cost, and what
+    /// was checked.
     pub fn summary(&self) -> String {
         let mut out = String::new();
+        self.summary_setup(&mut out);
+        self.summary_measured(&mut out);
+        self.summary_costs(&mut out);
+        self.summary_checks(&mut out);
+        out
+    }
+
+    /// The scenario, its target and its shape.
+    fn summary_setup(&self, out: &mut String) {
         let cpus = if self.load_cpus.is_empty() {
             "unpinned".to_string()
         } else {
@@ -206,6 +219,10 @@ impl Report {
         if !shape.is_empty() {
             let _ = writeln!(out, "  {}", shape.join(", "));
         }
+    }
+
+    /// The count, rate and latency measured.
+    fn summary_measured(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "  {:<18}{} {} in {:.2} s = {:.0}/s",
@@ -230,11 +247,15 @@ impl Report {
             );
         };
         if let Some(l) = &self.latency {
-            percentiles(&mut out, "latency", l);
+            percentiles(out, "latency", l);
         }
         if let Some(l) = &self.fanout_latency {
-            percentiles(&mut out, "to whole room", l);
+            percentiles(out, "to whole room", l);
         }
+    }
+
+    /// CPU and memory on both sides.
+    fn summary_costs(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "  {:<18}{:.2} s ({:.0}% of one CPU)",
@@ -264,6 +285,10 @@ impl Report {
                 None => out.push('\n'),
             }
         }
+    }
+
+    /// Correctness: delivery, protocol, churn, failures, and the verdict.
+    fn summary_checks(&self, out: &mut String) {
         if let Some(t) = &self.delivery {
             let _ = writeln!(
                 out,
@@ -276,6 +301,21 @@ impl Report {
                 out,
                 "  {:<18}misrouted {}, own messages {}, inexact counts {}, errors {}, unexpected {}",
                 "protocol", c.misrouted, c.own_messages, c.count_errors, c.server_errors, c.unexpected
+            );
+            if c.guest_notices > 0 {
+                let _ = writeln!(out, "  {:<18}{} notices", "guests", c.guest_notices);
+            }
+        }
+        if let Some(c) = &self.churn {
+            let _ = writeln!(
+                out,
+                "  {:<18}{} upgraded ({} closed cleanly, {} reset, {} dropped), {} half-open",
+                "churn clients", c.upgraded, c.clean_closes, c.resets, c.vanished, c.half_open
+            );
+            let _ = writeln!(
+                out,
+                "  {:<18}{} joins, {} leaves, {} room messages, {} metadata; {} failed",
+                "churn requests", c.joins, c.leaves, c.messages, c.metadata, c.failures
             );
         }
         if let Some(failures) = &self.connect_failures {
@@ -294,7 +334,6 @@ impl Report {
                 let _ = writeln!(out, "  PROBLEM           {problem}");
             }
         }
-        out
     }
 }
 
@@ -320,6 +359,7 @@ mod tests {
             window: 1,
             rooms: 1,
             rate: None,
+            guests: false,
             join_timeout: Duration::from_secs(1),
             sources: vec![],
             hold: Duration::ZERO,

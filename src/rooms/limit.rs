@@ -9,10 +9,12 @@
 //! queues are bounded, a client that does not read is closed with 1008). Turn it on
 //! for public servers where one client may fan out to large rooms.
 
+use crate::config::Config;
+
 /// What one client may hold in the room app (config `max_rooms_per_client`,
 /// `max_room_name_bytes`, `max_metadata_bytes`). A request over a limit gets an error
-/// reply ([`TOO_MANY_ROOMS`], [`ROOM_NAME_TOO_LONG`], [`METADATA_TOO_LARGE`]) and
-/// changes nothing; the connection stays open.
+/// reply (`Too many rooms`, `Room name too long`, `Metadata too large`: see
+/// `RequestError`) and changes nothing; the connection stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientLimits {
     /// Rooms a client may be in at once.
@@ -21,6 +23,18 @@ pub struct ClientLimits {
     pub max_room_name_bytes: usize,
     /// Largest merged metadata object, as JSON text.
     pub max_metadata_bytes: usize,
+}
+
+impl ClientLimits {
+    /// The limits `config` names (`max_rooms_per_client`, `max_room_name_bytes`,
+    /// `max_metadata_bytes`).
+    pub fn from_config(config: &Config) -> Self {
+        ClientLimits {
+            max_rooms: config.max_rooms_per_client,
+            max_room_name_bytes: config.max_room_name_bytes,
+            max_metadata_bytes: config.max_metadata_bytes,
+        }
+    }
 }
 
 impl Default for ClientLimits {
@@ -33,14 +47,6 @@ impl Default for ClientLimits {
         }
     }
 }
-
-/// The error for a join past [`ClientLimits::max_rooms`].
-pub const TOO_MANY_ROOMS: &str = "Too many rooms";
-/// The error for a join of a room whose name passes [`ClientLimits::max_room_name_bytes`].
-pub const ROOM_NAME_TOO_LONG: &str = "Room name too long";
-/// The error for a `set_metadata` whose merged object would pass
-/// [`ClientLimits::max_metadata_bytes`].
-pub const METADATA_TOO_LARGE: &str = "Metadata too large";
 
 /// How many messages a connection may send. `per_second == 0` means no limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +63,14 @@ impl RateLimit {
         per_second: 0,
         burst: 0,
     };
+
+    /// The limit `config` names (`rate_limit_per_s`, `rate_limit_burst`).
+    pub fn from_config(config: &Config) -> Self {
+        RateLimit {
+            per_second: config.rate_limit_per_s,
+            burst: config.rate_limit_burst,
+        }
+    }
 
     pub fn is_off(self) -> bool {
         self.per_second == 0

@@ -1,6 +1,7 @@
 //! `--app rooms`: the room protocol of PROTOCOL.md (the seed's Ratchet server), exact,
-//! on every core. `wire.rs` parses and encodes; `state.rs` is the per-core logic as a
-//! pure state machine; [`RoomsApp`] drives it from the engine. No I/O here.
+//! on every core. `crate::proto` parses and encodes; `state` is the per-core logic as a
+//! pure state machine (home, replica and client roles); [`RoomsApp`] drives it from the
+//! engine. No I/O here.
 //!
 //! # How rooms span cores
 //! - **Home core.** Every room has a home core (a fixed hash of its name) that keeps
@@ -52,17 +53,15 @@ mod join_order;
 mod limit;
 mod replies;
 mod state;
-mod wire;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-pub use limit::{ClientLimits, RateLimit, METADATA_TOO_LARGE, ROOM_NAME_TOO_LONG, TOO_MANY_ROOMS};
+pub use limit::{ClientLimits, RateLimit};
 pub use state::{
     client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
-pub use wire::{parse_request, BadRequest, Encoder, Request};
 
-use crate::app::{App, CoreCtx, Message};
+use crate::app::{App, AppSetup, CoreCtx, Message};
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
 
@@ -82,6 +81,14 @@ impl RoomsApp {
             effects: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// The room app of a core, with the rate limit and client limits its config names
+    /// (what `ringcast serve` runs).
+    pub fn configured(setup: AppSetup<'_>) -> Self {
+        RoomsApp::new(setup.core, setup.cores)
+            .with_rate_limit(RateLimit::from_config(setup.config))
+            .with_limits(ClientLimits::from_config(setup.config))
     }
 
     /// Limits the messages each client may send (PROTOCOL.md ext `Rate limit exceeded`).
@@ -105,14 +112,9 @@ impl RoomsApp {
                 Effect::SendToAll { except, frame } => {
                     ctx.send_to_all_except(except, &OutFrame::preencoded(frame))
                 }
-                Effect::SendToMembers {
-                    room,
-                    except,
-                    frame,
-                } => {
-                    let members = self.state.local_members(&room);
-                    let members = members.filter(|m| Some(*m) != except);
-                    ctx.send_to_each(members, &OutFrame::preencoded(frame));
+                Effect::SendToEach { to, except, frame } => {
+                    let to = to.iter().copied().filter(|m| Some(*m) != except);
+                    ctx.send_to_each(to, &OutFrame::preencoded(frame));
                 }
                 Effect::Post { core, envelope } => ctx.post(core, envelope),
             }

@@ -1,23 +1,33 @@
 //! One core's event loop: accepts on its own listener, runs its connections, drains
 //! its inbox into the app, sweeps timeouts and heartbeats, and shuts down gracefully.
-//! Everything here runs on one pinned thread; nothing is shared but the hub.
+//! Everything here runs on one pinned thread; nothing is shared but the hub, the
+//! shutdown signal and the connection counts of `admission.rs`.
 
 use std::cell::RefCell;
-use std::os::fd::AsRawFd;
+use std::future::{poll_fn, Future};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use monoio::io::Canceller;
-use monoio::net::TcpListener;
+use monoio::io::{
+    AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller,
+};
+use monoio::net::{TcpListener, TcpStream};
 
-use super::ctx::CoreCtx;
+use super::admission::{Admission, Admitted, Refusal, RETRY_AFTER_S};
+use super::reader::run_connection;
 use super::shutdown::Shutdown;
+use super::writer::run_flusher;
 use crate::app::App;
-use crate::conn::{run_connection, run_flusher, set_nonblocking, shutdown_socket, Tick};
+use crate::config::{Config, Heartbeat, ServerConfig};
+use crate::conn::{abort_socket, set_nonblocking, CoreCtx, Tick};
 use crate::hub::Hub;
-use crate::ws::{Opcode, OutFrame};
+use crate::ws::handshake;
+use crate::ws::{close_code, Opcode, OutFrame};
 
 /// Envelopes handed to the app per inbox wake-up.
 const INBOX_BATCH: usize = 256;
@@ -25,11 +35,17 @@ const INBOX_BATCH: usize = 256;
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// After the shutdown deadline, how long aborted connections get to clean up.
 const ABORT_GRACE: Duration = Duration::from_millis(500);
+/// How long a refused connection may take to get its answer and close, and how many
+/// of its bytes are read and dropped meanwhile (see [`refuse`]).
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+const REFUSAL_LINGER_BYTES: usize = 4096;
 
 /// A core: its context (slab, outbox) and its app.
 pub(crate) struct Core<A: App> {
     pub(crate) ctx: CoreCtx<A::Envelope>,
     pub(crate) app: RefCell<A>,
+    /// The whole configuration (the runtime composes the layers; `ctx` has its slice).
+    pub(crate) config: Arc<ServerConfig>,
 }
 
 /// Runs a core until shutdown has completed.
@@ -38,6 +54,7 @@ pub(crate) async fn run_core<A: App>(
     listener: std::net::TcpListener,
     hub: Arc<Hub<A::Envelope>>,
     shutdown: Arc<Shutdown>,
+    admission: Arc<Admission>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     monoio::spawn(drain_inbox(core.clone(), hub));
@@ -51,6 +68,7 @@ pub(crate) async fn run_core<A: App>(
         listener,
         canceller.handle(),
         shutdown.clone(),
+        admission,
     ));
     shutdown.wait(core.ctx.core()).await;
     canceller.cancel();
@@ -62,22 +80,41 @@ pub(crate) async fn run_core<A: App>(
 async fn accept<A: App>(
     core: Rc<Core<A>>,
     listener: TcpListener,
-    cancel: monoio::io::CancelHandle,
+    cancel: CancelHandle,
     shutdown: Arc<Shutdown>,
+    admission: Arc<Admission>,
 ) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
-            Ok((stream, _peer)) => {
-                let _ = stream.set_nodelay(true);
-                if let Err(error) = set_nonblocking(stream.as_raw_fd()) {
+            Ok((stream, peer)) => {
+                // Counted from here until the connection's task ends, just after its
+                // slot is removed: the handshake is included.
+                let admitted = match admission.try_admit(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(refusal) => {
+                        match refusal {
+                            Refusal::PerIp => core.ctx.stats().count_refused_per_ip(),
+                            Refusal::Total => core.ctx.stats().count_refused_total(),
+                        }
+                        monoio::spawn(refuse(stream, refusal));
+                        continue;
+                    }
+                };
+                if let Err(error) = configure_socket(&stream, &core.config) {
                     eprintln!(
                         "ringcast: core {}: dropping a connection: {error}",
                         core.ctx.core().0
                     );
                     continue;
                 }
-                monoio::spawn(run_connection(core.clone(), stream));
+                let connection = run_connection(core.clone(), stream);
+                match admitted {
+                    // Without limits, the task is the connection alone (its size is
+                    // what an idle connection costs; see `reader.rs`).
+                    None => monoio::spawn(connection),
+                    Some(admitted) => monoio::spawn(holding(admitted, connection)),
+                };
             }
             Err(_) if shutdown.is_requested() => return,
             Err(error) => {
@@ -91,6 +128,120 @@ async fn accept<A: App>(
                 }
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task holding its place in the counts, given back when the task
+    /// is dropped (monoio drops a task's future as soon as it completes): right after
+    /// its slot is removed and its socket closed, on every path out. A struct, not an
+    /// async fn: one would keep the connection's future twice (its argument and the
+    /// awaited copy), 888 bytes instead of 440 in a debug build.
+    struct Holding<F> {
+        #[pin]
+        connection: F,
+        admitted: Admitted,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Holding<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.project().connection.poll(cx)
+    }
+}
+
+fn holding<F: Future<Output = ()>>(admitted: Admitted, connection: F) -> Holding<F> {
+    Holding {
+        connection,
+        admitted,
+    }
+}
+
+/// Readies an accepted socket: no Nagle delay, non-blocking (for the flush task's
+/// direct writes), and the buffer sizes the config asks for.
+fn configure_socket(stream: &TcpStream, config: &Config) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    set_nonblocking(fd)?;
+    // SAFETY: `stream` owns the descriptor and outlives this borrow.
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+    set_buffer_sizes(socket, config.send_buffer_bytes, config.recv_buffer_bytes)
+}
+
+/// Sets SO_SNDBUF and SO_RCVBUF where asked (the kernel doubles the value and stops
+/// autotuning that buffer for this socket; tuning/README.md); leaves the kernel's
+/// autotuned size where not.
+fn set_buffer_sizes(
+    socket: BorrowedFd<'_>,
+    send: Option<usize>,
+    recv: Option<usize>,
+) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(&socket);
+    if let Some(bytes) = send {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = recv {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    Ok(())
+}
+
+/// Answers a connection turned away at accept (429 or 503 with `Retry-After`) without
+/// waiting for its request, so a flood of silent connections is refused at once and
+/// holds no descriptor for the handshake timeout; then closes it. It never takes a
+/// slot in the slab and never reaches the app.
+///
+/// After the answer: FIN, then reading and dropping what the client sends until it
+/// closes, so that unread request bytes do not make the kernel reset the connection
+/// and destroy the answer before the client reads it (as `linger` in `reader.rs`).
+/// All of it is bounded by [`REFUSAL_LINGER`] and [`REFUSAL_LINGER_BYTES`]: at the
+/// deadline the I/O in flight is cancelled and the socket closed, whatever the client
+/// does (a zero window, a slow trickle).
+async fn refuse(stream: TcpStream, refusal: Refusal) {
+    let canceller = Canceller::new();
+    let mut answering = pin!(answer_refusal(stream, refusal, canceller.handle()));
+    let mut deadline = pin!(monoio::time::sleep(REFUSAL_LINGER));
+    let mut canceller = Some(canceller);
+    poll_fn(|cx| {
+        if answering.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if canceller.is_some() && deadline.as_mut().poll(cx).is_ready() {
+            if let Some(canceller) = canceller.take() {
+                // The I/O in flight ends with ECANCELED and wakes `answering`, which
+                // then returns (every later call on the handle is cancelled at once).
+                canceller.cancel();
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+/// The I/O of [`refuse`], every call cancelable; the socket closes when it returns.
+async fn answer_refusal(mut stream: TcpStream, refusal: Refusal, cancel: CancelHandle) {
+    let answer = handshake::busy_response(refusal.status(), RETRY_AFTER_S, refusal.reason());
+    let len = answer.len();
+    // A fresh socket's send buffer is empty: the ~150-byte answer goes in one write.
+    let (written, _) = stream.cancelable_write(answer, cancel.clone()).await;
+    if !matches!(written, Ok(n) if n == len) {
+        return;
+    }
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let mut discarded = 0;
+    while discarded < REFUSAL_LINGER_BYTES {
+        buf.clear();
+        let (read, back) = stream.cancelable_read(buf, cancel.clone()).await;
+        buf = back;
+        match read {
+            Ok(n @ 1..) => discarded += n,
+            _ => return,
         }
     }
 }
@@ -111,65 +262,152 @@ async fn drain_inbox<A: App>(core: Rc<Core<A>>, hub: Arc<Hub<A::Envelope>>) {
 /// Heartbeat and deadlines for every connection of the core, on one timer: no
 /// per-connection timer is kept, which keeps idle connections small.
 async fn sweep<A: App>(core: Rc<Core<A>>) {
-    let config = core.ctx.config.clone();
-    let ping_interval = Duration::from_millis(config.ping_interval_ms);
-    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
-    let shortest = [
-        config.handshake_timeout_ms,
-        config.ping_interval_ms,
-        config.close_timeout_ms,
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(1000);
-    let period =
-        Duration::from_millis(shortest / 4).clamp(Duration::from_millis(5), MAX_SWEEP_INTERVAL);
+    let Heartbeat {
+        ping_interval,
+        idle_timeout,
+        handshake_timeout,
+        close_timeout,
+    } = core.config.heartbeat();
+    let shortest = handshake_timeout.min(ping_interval).min(close_timeout);
+    let period = (shortest / 4).clamp(Duration::from_millis(5), MAX_SWEEP_INTERVAL);
     let ping = OutFrame::new(Opcode::Ping, Bytes::new());
     loop {
         monoio::time::sleep(period).await;
         let now = Instant::now();
-        let close_deadline = now + Duration::from_millis(config.close_timeout_ms);
-        for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
-            match conn.tick(now, ping_interval, idle_timeout) {
-                Tick::Nothing => {}
+        let close_deadline = now + close_timeout;
+        core.ctx
+            .for_each_conn(|conn| match conn.tick(now, ping_interval, idle_timeout) {
+                Tick::Nothing => false,
                 Tick::SendPing => {
                     conn.push_control(ping.clone());
                     conn.last_ping = now;
-                    core.ctx.kick(slot, conn);
+                    true
                 }
                 Tick::IdleTimeout => {
-                    conn.begin_close(1001, "idle timeout", close_deadline);
-                    core.ctx.kick(slot, conn);
+                    conn.begin_close(close_code::GOING_AWAY, "idle timeout", close_deadline);
+                    true
                 }
-                Tick::Abort => shutdown_socket(conn.fd),
-            }
-        }
+                // A handshake past its deadline, or a close the peer has not answered (or
+                // could not be sent: the peer stopped reading): reset.
+                Tick::Abort => {
+                    abort_socket(conn.fd);
+                    false
+                }
+            });
     }
 }
 
 /// Graceful shutdown of this core's connections: 1001 to every open one, then wait
 /// for their closing handshakes until the deadline, then abort the rest.
 async fn close_all<A: App>(core: &Core<A>) {
-    let config = &core.ctx.config;
+    let config = &core.config;
     let now = Instant::now();
     let deadline = now + Duration::from_millis(config.shutdown_timeout_ms);
-    for (slot, conn) in core.ctx.conns.borrow_mut().iter_mut() {
+    core.ctx.for_each_conn(|conn| {
         if conn.is_open() {
-            conn.begin_close(1001, "server shutting down", deadline);
-            core.ctx.kick(slot, conn);
-        } else if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
-            shutdown_socket(conn.fd);
+            conn.begin_close(close_code::GOING_AWAY, "server shutting down", deadline);
+            true
+        } else {
+            if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
+                abort_socket(conn.fd);
+            }
+            false
         }
-    }
-    let empty = || core.ctx.conns.borrow().is_empty();
+    });
+    let empty = || core.ctx.has_no_connections();
     while !empty() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
-    for (_, conn) in core.ctx.conns.borrow().iter() {
-        shutdown_socket(conn.fd);
-    }
+    core.ctx.for_each_conn(|conn| {
+        abort_socket(conn.fd);
+        false
+    });
     let abort_deadline = Instant::now() + ABORT_GRACE;
     while !empty() && Instant::now() < abort_deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::os::fd::AsFd;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::app::EchoApp;
+    use crate::hub::{Hub, Outbox};
+    use crate::CoreId;
+
+    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn buffer_sizes_are_set_where_asked_and_left_to_the_kernel_where_not() {
+        let (server, _client) = tcp_pair();
+        let socket = socket2::SockRef::from(&server);
+        let (send_before, recv_before) = (
+            socket.send_buffer_size().unwrap(),
+            socket.recv_buffer_size().unwrap(),
+        );
+        set_buffer_sizes(server.as_fd(), None, None).unwrap();
+        assert_eq!(socket.send_buffer_size().unwrap(), send_before);
+        assert_eq!(socket.recv_buffer_size().unwrap(), recv_before);
+        // Linux doubles the value for its bookkeeping overhead (socket(7)).
+        set_buffer_sizes(server.as_fd(), Some(20_000), None).unwrap();
+        assert_eq!(socket.send_buffer_size().unwrap(), 40_000);
+        assert_eq!(socket.recv_buffer_size().unwrap(), recv_before);
+        set_buffer_sizes(server.as_fd(), None, Some(30_000)).unwrap();
+        assert_eq!(socket.send_buffer_size().unwrap(), 40_000);
+        assert_eq!(socket.recv_buffer_size().unwrap(), 60_000);
+    }
+
+    /// Holding the admission guard must not push a connection's task into a larger
+    /// allocation class (see `idle_connection_state_stays_small` in `reader.rs`).
+    #[test]
+    fn an_admitted_connection_task_stays_small() {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let config = Config {
+                max_conns_per_ip: 10,
+                max_connections: 100,
+                ..Config::default()
+            };
+            let admission = Arc::new(Admission::new(&config));
+            let config = Arc::new(config.resolve().expect("a valid config"));
+            let ctx = CoreCtx::new(
+                CoreId(0),
+                config.conn_limits(),
+                Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
+                vec![Default::default()].into(),
+            );
+            let core = Rc::new(Core {
+                ctx,
+                app: RefCell::new(EchoApp),
+                config,
+            });
+            let (_server, client) = tcp_pair();
+            let stream = TcpStream::from_std(client).unwrap();
+            let admitted = admission
+                .try_admit(IpAddr::V4(Ipv4Addr::LOCALHOST))
+                .unwrap()
+                .expect("limits are set");
+            let task = holding(admitted, run_connection(core, stream));
+            let size = std::mem::size_of_val(&task);
+            eprintln!("admitted connection task state: {size} bytes");
+            // With monoio's task header and trailer (~48 bytes), inside 512.
+            assert!(
+                size <= 464,
+                "admitted connection task state grew to {size} bytes"
+            );
+        });
     }
 }

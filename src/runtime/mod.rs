@@ -1,15 +1,18 @@
 //! The engine: one thread per configured CPU, each pinned and running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
-//! listener and its own table of connections (`slots.rs`: a chunked slab whose
-//! entries never move). Cores share only the hub of inboxes and
-//! the shutdown signal. Start it with [`start`]; the app is built once per core.
+//! listener and its own table of connections (`conn::CoreCtx`). Each connection has a
+//! reader task (`reader.rs`: handshake, frames, app calls, cleanup) and a writer task
+//! only while its socket would block (`writer.rs`, with the core's flush task). Cores
+//! share only the hub of inboxes, the shutdown signal and the connection counts
+//! (`admission.rs`: `max_conns_per_ip`, `max_connections`).
+//! Start it with [`start`]; the app is built once per core.
 
+mod admission;
 mod core;
-mod ctx;
 mod listener;
+mod reader;
 mod shutdown;
-mod slots;
-mod stats;
+mod writer;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -21,13 +24,14 @@ use monoio::time::TimeDriver;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 pub(crate) use self::core::Core;
-pub use ctx::CoreCtx;
+pub use crate::conn::CoreCtx;
+pub use crate::stats::{CoreStats, Stats};
 pub use listener::ListenError;
-pub use stats::{render_metrics, CoreStats, Stats};
 
+use self::admission::Admission;
 use self::shutdown::Shutdown;
-use crate::app::App;
-use crate::config::{Config, ConfigError};
+use crate::app::{App, AppSetup};
+use crate::config::{ConfigError, ServerConfig, UringMode};
 use crate::hub::{Hub, Outbox};
 use crate::CoreId;
 
@@ -48,7 +52,20 @@ pub enum StartError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error("core {core} failed to start: {reason}")]
-    Core { core: u16, reason: String },
+    Core { core: u16, reason: CoreFailure },
+}
+
+/// Why one core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreFailure {
+    #[error("pinning to CPU {cpu}: {source}")]
+    Pin { cpu: usize, source: std::io::Error },
+    #[error("building the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("spawning the thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the core thread exited during start-up")]
+    Exited,
 }
 
 /// A running server.
@@ -73,12 +90,12 @@ impl ServerHandle {
 
     /// The sum of every core's counters now.
     pub fn stats(&self) -> Stats {
-        stats::sum(self.stats.iter().map(|s| &**s))
+        crate::stats::sum(self.stats.iter().map(|s| &**s))
     }
 
     /// Counters of one core.
     pub fn core_stats(&self, core: CoreId) -> Stats {
-        stats::sum([&*self.stats[core.index()]])
+        crate::stats::sum([&*self.stats[core.index()]])
     }
 
     /// A handle that can start a graceful shutdown from any thread.
@@ -115,14 +132,14 @@ type CoreRuntime =
 /// Builds a core's runtime: io_uring with deferred task-run (completions are processed
 /// when the core asks for them, not by interrupting it: fewer interrupts under load),
 /// else plain io_uring on kernels before 6.1, else epoll.
-fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
+fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, CoreFailure> {
     let mut ring = io_uring::IoUring::builder();
-    match std::env::var("RINGCAST_URING_MODE").as_deref() {
-        Ok("plain") => {}
-        Ok("coop") => {
+    match mode {
+        UringMode::Plain => {}
+        UringMode::Coop => {
             ring.setup_coop_taskrun().setup_taskrun_flag();
         }
-        _ => {
+        UringMode::Defer => {
             ring.setup_defer_taskrun().setup_single_issuer();
         }
     }
@@ -138,69 +155,67 @@ fn build_runtime(entries: u32) -> Result<CoreRuntime, String> {
                 .with_entries(entries)
                 .build()
         })
-        .map_err(|e| format!("building the runtime: {e}"))
+        .map_err(CoreFailure::Runtime)
 }
 
-/// Starts the server: validates the config, binds every core's listener, starts and
-/// pins every core, and returns once all of them are accepting.
-pub fn start<A, F>(config: Config, make_app: F) -> Result<ServerHandle, StartError>
+/// What every core shares, handed to each core thread.
+struct Shared<A: App, F> {
+    config: Arc<ServerConfig>,
+    hub: Arc<Hub<A::Envelope>>,
+    shutdown: Arc<Shutdown>,
+    admission: Arc<Admission>,
+    make_app: Arc<F>,
+    stats: Arc<[Arc<CoreStats>]>,
+}
+
+impl<A: App, F> Clone for Shared<A, F> {
+    fn clone(&self) -> Self {
+        Shared {
+            config: self.config.clone(),
+            hub: self.hub.clone(),
+            shutdown: self.shutdown.clone(),
+            admission: self.admission.clone(),
+            make_app: self.make_app.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// A core thread's report once it accepts (its I/O driver) or failed to start.
+type Ready = (CoreId, Result<Driver, CoreFailure>);
+
+/// Starts the server: binds every core's listener, starts and pins every core, and
+/// returns once all of them are accepting.
+pub fn start<A, F>(config: ServerConfig, make_app: F) -> Result<ServerHandle, StartError>
 where
     A: App,
-    F: Fn(CoreId) -> A + Send + Sync + 'static,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
-    config.validate()?;
-    let cpus = config.core_cpus()?;
+    let cpus = config.cpus().to_vec();
     let listeners = listener::bind_listeners(config.listen, cpus.len(), config.listen_backlog)?;
     let local_addr = listeners[0].local_addr().map_err(|e| ListenError::Io {
         addr: config.listen,
         source: e,
     })?;
-    let config = Arc::new(config);
-    let hub = Hub::<A::Envelope>::new(cpus.len(), config.inbox_capacity);
-    let shutdown = Arc::new(Shutdown::new(cpus.len()));
-    let make_app = Arc::new(make_app);
+    let shared = Shared::<A, F> {
+        hub: Hub::new(cpus.len(), config.inbox_capacity),
+        shutdown: Arc::new(Shutdown::new(cpus.len())),
+        admission: Arc::new(Admission::new(&config)),
+        make_app: Arc::new(make_app),
+        stats: cpus.iter().map(|_| Arc::default()).collect(),
+        config: Arc::new(config),
+    };
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    let stats: Arc<[Arc<CoreStats>]> = cpus.iter().map(|_| Arc::default()).collect();
     for (index, (cpu, listener)) in cpus.iter().copied().zip(listeners).enumerate() {
         let id = CoreId(index as u16);
-        let (config, hub, shutdown, make_app, ready, all_stats) = (
-            config.clone(),
-            hub.clone(),
-            shutdown.clone(),
-            make_app.clone(),
-            ready_tx.clone(),
-            stats.clone(),
-        );
+        let (shared, ready) = (shared.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-core-{index}"))
-            .spawn(move || {
-                let pinned = monoio::utils::bind_to_cpu_set([cpu])
-                    .map_err(|e| format!("pinning to CPU {cpu}: {e}"));
-                let runtime = pinned.and_then(|()| build_runtime(config.uring_entries));
-                let mut runtime = match runtime {
-                    Ok(runtime) => runtime,
-                    Err(reason) => {
-                        let _ = ready.send((id, Err(reason)));
-                        return Ok(());
-                    }
-                };
-                let driver = match runtime {
-                    FusionRuntime::Uring(_) => Driver::IoUring,
-                    FusionRuntime::Legacy(_) => Driver::Epoll,
-                };
-                runtime.block_on(async move {
-                    let outbox = Outbox::new(hub.clone());
-                    let ctx = CoreCtx::new(id, config, outbox, all_stats);
-                    let app = RefCell::new(make_app(id));
-                    let core = Rc::new(Core { ctx, app });
-                    let _ = ready.send((id, Ok(driver)));
-                    self::core::run_core(core, listener, hub, shutdown).await
-                })
-            })
+            .spawn(move || run_core_thread(id, cpu, listener, shared, ready))
             .map_err(|e| StartError::Core {
-                core: index as u16,
-                reason: e.to_string(),
+                core: id.0,
+                reason: CoreFailure::Thread(e),
             })?;
         threads.push(thread);
     }
@@ -210,13 +225,13 @@ where
         match ready_rx.recv() {
             Ok((id, Ok(driver))) => drivers[id.index()] = driver,
             Ok((id, Err(reason))) => {
-                shutdown.trigger();
+                shared.shutdown.trigger();
                 return Err(StartError::Core { core: id.0, reason });
             }
             Err(_) => {
                 return Err(StartError::Core {
                     core: 0,
-                    reason: "a core thread exited during start-up".into(),
+                    reason: CoreFailure::Exited,
                 })
             }
         }
@@ -224,8 +239,60 @@ where
     Ok(ServerHandle {
         local_addr,
         drivers,
-        shutdown,
-        stats,
+        shutdown: shared.shutdown,
+        stats: shared.stats,
         threads,
+    })
+}
+
+/// One core thread: pins itself, builds its runtime and app, reports ready, and runs
+/// the core until shutdown.
+fn run_core_thread<A, F>(
+    id: CoreId,
+    cpu: usize,
+    listener: std::net::TcpListener,
+    shared: Shared<A, F>,
+    ready: mpsc::Sender<Ready>,
+) -> std::io::Result<()>
+where
+    A: App,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
+{
+    let Shared {
+        config,
+        hub,
+        shutdown,
+        admission,
+        make_app,
+        stats,
+    } = shared;
+    let pinned = monoio::utils::bind_to_cpu_set([cpu]).map_err(|errno| CoreFailure::Pin {
+        cpu,
+        source: errno.into(),
+    });
+    let runtime = pinned.and_then(|()| build_runtime(config.uring_entries, config.uring_mode));
+    let mut runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(reason) => {
+            let _ = ready.send((id, Err(reason)));
+            return Ok(());
+        }
+    };
+    let driver = match runtime {
+        FusionRuntime::Uring(_) => Driver::IoUring,
+        FusionRuntime::Legacy(_) => Driver::Epoll,
+    };
+    runtime.block_on(async move {
+        let outbox = Outbox::new(hub.clone(), id);
+        let setup = AppSetup {
+            core: id,
+            cores: config.cores(),
+            config: &config,
+        };
+        let app = RefCell::new(make_app(setup));
+        let ctx = CoreCtx::new(id, config.conn_limits(), outbox, stats);
+        let core = Rc::new(Core { ctx, app, config });
+        let _ = ready.send((id, Ok(driver)));
+        self::core::run_core(core, listener, hub, shutdown, admission).await
     })
 }

@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
+use super::close_code;
 use super::frame::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -66,9 +67,9 @@ impl ProtocolError {
     /// The close code to fail the connection with.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => 1007,
-            ProtocolError::MessageTooBig { .. } => 1009,
-            _ => 1002,
+            ProtocolError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig { .. } => close_code::MESSAGE_TOO_BIG,
+            _ => close_code::PROTOCOL_ERROR,
         }
     }
 }

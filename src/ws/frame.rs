@@ -217,13 +217,60 @@ impl FrameBuffer {
 
 /// A complete masked frame (the client role, RFC 6455 §5.3): copies the payload.
 pub fn encode_masked(opcode: Opcode, fin: bool, payload: &[u8], mask: [u8; 4]) -> Bytes {
-    let header = HeaderBytes::new(opcode, fin, payload.len(), Some(mask));
-    let mut out = BytesMut::with_capacity(header.len as usize + payload.len());
+    let mut out = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+    put_masked(&mut out, opcode, fin, payload.len(), mask, |out| {
+        out.copy_from_slice(payload)
+    });
+    out.freeze()
+}
+
+/// Appends one masked frame (the client role, RFC 6455 §5.3) to `out`: its header,
+/// then `len` payload bytes that `fill` writes in place, masked with `mask`. Frames
+/// appended one after another go out in one write. Every masked frame this crate
+/// sends is written here: [`encode_masked`], the blocking client
+/// (`client::WsWriter`) and the load tool's outbox.
+pub fn put_masked(
+    out: &mut BytesMut,
+    opcode: Opcode,
+    fin: bool,
+    len: usize,
+    mask: [u8; 4],
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let header = HeaderBytes::new(opcode, fin, len, Some(mask));
+    out.reserve(header.len as usize + len);
     out.put_slice(header.as_slice());
     let start = out.len();
-    out.put_slice(payload);
-    apply_mask(&mut out[start..], mask, 0);
-    out.freeze()
+    out.resize(start + len, 0);
+    let payload = &mut out[start..];
+    fill(payload);
+    apply_mask(payload, mask, 0);
+}
+
+/// Mask keys from a seeded xorshift64: they vary from frame to frame, cost a few
+/// instructions each, and repeat from run to run with the seed. RFC 6455 §10.3 wants
+/// keys that an intermediary cannot predict, so a client meant for the open network
+/// draws them from a CSPRNG instead (the blocking client does); a load generator,
+/// which only needs them to vary, uses these.
+#[derive(Clone, Debug)]
+pub struct SeededMasks {
+    state: u64,
+}
+
+impl SeededMasks {
+    /// Any seed will do; xorshift needs a non-zero state, so the low bit is set.
+    pub fn new(seed: u64) -> Self {
+        SeededMasks { state: seed | 1 }
+    }
+
+    pub fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        (x as u32).to_ne_bytes()
+    }
 }
 
 /// The payload of a close frame: 2-byte code, then the UTF-8 reason, cut to fit 125 bytes.
@@ -335,6 +382,35 @@ mod tests {
         );
         let masked = HeaderBytes::new(Opcode::Ping, true, 0, Some([1, 2, 3, 4]));
         assert_eq!(masked.as_slice(), [0x89, 0x80, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn put_masked_appends_the_same_frame_encode_masked_makes() {
+        let mut out = BytesMut::from(&b"before"[..]);
+        put_masked(&mut out, Opcode::Text, false, 5, [9, 8, 7, 6], |p| {
+            p.copy_from_slice(b"hello")
+        });
+        let alone = encode_masked(Opcode::Text, false, b"hello", [9, 8, 7, 6]);
+        assert_eq!(&out[..6], b"before");
+        assert_eq!(&out[6..], &alone[..]);
+        let mut unmasked = alone[6..].to_vec();
+        apply_mask(&mut unmasked, [9, 8, 7, 6], 0);
+        assert_eq!(unmasked, b"hello");
+    }
+
+    #[test]
+    fn seeded_masks_vary_and_repeat_with_the_seed() {
+        let draw = |seed| {
+            let mut masks = SeededMasks::new(seed);
+            (0..100).map(|_| masks.next_mask()).collect::<Vec<_>>()
+        };
+        let keys = draw(42);
+        assert_eq!(keys, draw(42));
+        assert_ne!(keys, draw(44));
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), 100);
+        // Seed 0 is usable: the state is never zero.
+        assert_ne!(draw(0)[0], [0; 4]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ const MAX_HEADERS: usize = 32;
 
 /// What a complete request asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum HttpRequest {
     /// A valid WebSocket upgrade; answer with [`accept_response`] once
     /// [`check_origin`] allows its `origin` (the `Origin` header, which browsers send).
     Upgrade {
@@ -89,7 +89,9 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Bad Request",
     }
 }
@@ -99,7 +101,7 @@ fn reason_phrase(status: u16) -> &'static str {
 pub fn parse_request(
     buf: &[u8],
     max_bytes: usize,
-) -> Result<Option<(Request, usize)>, HandshakeError> {
+) -> Result<Option<(HttpRequest, usize)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -141,8 +143,8 @@ pub fn parse_request(
     if !has_token("upgrade", "websocket") {
         if header("upgrade").next().is_none() {
             match path.as_str() {
-                "/healthz" => return Ok(Some((Request::Health, len))),
-                "/metrics" => return Ok(Some((Request::Metrics, len))),
+                "/healthz" => return Ok(Some((HttpRequest::Health, len))),
+                "/metrics" => return Ok(Some((HttpRequest::Metrics, len))),
                 _ => {}
             }
         }
@@ -165,7 +167,7 @@ pub fn parse_request(
     let origin = header("origin")
         .next()
         .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned());
-    Ok(Some((Request::Upgrade { key, path, origin }, len)))
+    Ok(Some((HttpRequest::Upgrade { key, path, origin }, len)))
 }
 
 /// Whether a request with this `Origin` may upgrade: always when `allowed` is empty or
@@ -214,13 +216,40 @@ pub fn metrics_response(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The answer to a connection refused before its request is read (too many
+/// connections): `status` (429 or 503) with `Retry-After` in seconds (RFC 6585 §4,
+/// RFC 9110 §10.2.3) and `reason` as a one-line text body.
+pub fn busy_response(status: u16, retry_after_s: u32, reason: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {}\r\nRetry-After: {retry_after_s}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
+        reason_phrase(status),
+        reason.len() + 1
+    )
+    .into_bytes()
+}
+
 /// The client role: the upgrade request for `host` and `path` with a 16-byte `nonce`.
 /// Returns the request bytes and the key to check the answer against.
 pub fn client_request(host: &str, path: &str, nonce: [u8; 16]) -> (Vec<u8>, String) {
+    client_request_with_headers(host, path, nonce, &[])
+}
+
+/// Like [`client_request`], with `headers` (name, value) added after the required ones
+/// (e.g. `Origin`), as given: nothing is checked, so a test can send a bad one.
+pub fn client_request_with_headers(
+    host: &str,
+    path: &str,
+    nonce: [u8; 16],
+    headers: &[(&str, &str)],
+) -> (Vec<u8>, String) {
     let key = base64_16(nonce);
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
     );
+    for (name, value) in headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
+    request.push_str("\r\n");
     (request.into_bytes(), key)
 }
 

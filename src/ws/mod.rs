@@ -2,6 +2,7 @@
 //! and encoding, masking and UTF-8 validation, for both the server and the client role.
 //! Nothing here touches a socket or a clock; `conn` and `client` drive it.
 
+pub mod close_code;
 pub mod decoder;
 pub mod frame;
 pub mod handshake;
@@ -9,5 +10,6 @@ pub mod utf8;
 
 pub use decoder::{Decoder, Incoming, ProtocolError, Role};
 pub use frame::{
-    encode_masked, encode_unmasked, FrameBuffer, HeaderBytes, Opcode, OutFrame, Payload,
+    encode_masked, encode_unmasked, put_masked, FrameBuffer, HeaderBytes, Opcode, OutFrame,
+    Payload, SeededMasks,
 };

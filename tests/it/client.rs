@@ -1,20 +1,20 @@
-//! A blocking WebSocket client for tests, on `std::net::TcpStream` with read
-//! deadlines, built on the crate's codec in the client role. It can also send raw
-//! bytes, to play a broken peer. It does no I/O on its own: each call waits for
-//! exactly what it names, under a deadline.
+//! The integration tests' WebSocket client: a thin wrapper over the library's blocking
+//! connection ([`ringcast::client::WsConnection`]) that panics on what a test does not
+//! expect and maps reads to [`RecvError`], plus raw HTTP exchanges and the socket's TCP
+//! state. The raw mode (any bytes, any frame) plays a broken peer. It does no I/O on
+//! its own: each call waits for exactly what it names, under a deadline.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use ringcast::ws::handshake::{client_request, parse_response};
-use ringcast::ws::{encode_masked, Decoder, Incoming, Opcode, ProtocolError, Role};
+use bytes::Bytes;
+use ringcast::client::{ClientError, ConnectOptions, RawFrame, UpgradeRequest, WsConnection};
+use ringcast::ws::frame::close_payload;
+use ringcast::ws::{Incoming, Opcode, ProtocolError};
 
 use crate::WAIT;
-
-/// The client decoder's message limit: far above anything the tests send.
-const CLIENT_MAX_MESSAGE: usize = 64 << 20;
 
 /// Why [`TestClient::recv`] returned no frame.
 #[derive(Debug)]
@@ -29,18 +29,20 @@ pub enum RecvError {
     Closed,
     /// The server sent bytes the client-role decoder refuses.
     Protocol(ProtocolError),
-    Io(io::Error),
+    /// Anything else the connection reports.
+    Other(ClientError),
 }
 
 pub struct TestClient {
-    stream: TcpStream,
-    buf: BytesMut,
-    decoder: Decoder,
-    /// Xorshift state for frame masks: masks vary, runs repeat.
-    mask_state: u32,
+    ws: WsConnection,
 }
 
 impl TestClient {
+    /// The socket, for tests that look at it without reading (e.g. its TCP state).
+    pub fn stream(&self) -> &TcpStream {
+        self.ws.stream()
+    }
+
     /// Connects and completes the upgrade; panics if the server refuses it.
     pub fn connect(addr: SocketAddr) -> TestClient {
         let stream = TcpStream::connect(addr).expect("connect");
@@ -50,34 +52,24 @@ impl TestClient {
     /// Completes the upgrade on an already connected stream (e.g. one with socket
     /// options set before connecting). `pipelined` goes out in the same write as the
     /// request.
-    pub fn upgrade(mut stream: TcpStream, pipelined: &[u8]) -> TestClient {
-        stream.set_nodelay(true).expect("nodelay");
+    pub fn upgrade(stream: TcpStream, pipelined: &[u8]) -> TestClient {
         let addr = stream.peer_addr().expect("peer addr");
-        let (mut request, key) = client_request(&addr.to_string(), "/", nonce(addr));
-        request.extend_from_slice(pipelined);
-        stream.write_all(&request).expect("send upgrade request");
-        let mut client = TestClient {
-            stream,
-            buf: BytesMut::new(),
-            decoder: Decoder::new(Role::Client, CLIENT_MAX_MESSAGE),
-            mask_state: 0x9E37_79B9,
+        let request = UpgradeRequest::new(addr.to_string(), "/").pipelined(pipelined);
+        let options = ConnectOptions {
+            handshake_timeout: WAIT,
+            // Far above anything the tests send.
+            max_message_bytes: 64 << 20,
+            ..ConnectOptions::default()
         };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match parse_response(&client.buf, &key) {
-                Ok(Some(len)) => {
-                    let _ = client.buf.split_to(len);
-                    return client;
-                }
-                Ok(None) => client.fill(deadline).expect("read the upgrade response"),
-                Err(rejected) => panic!("upgrade refused: {rejected}: {:?}", client.buf),
-            }
+        match WsConnection::upgrade(stream, &request, &options) {
+            Ok(ws) => TestClient { ws },
+            Err(error) => panic!("upgrade refused: {error}"),
         }
     }
 
-    /// Sends one final masked frame.
+    /// Sends one final masked frame (even after a close frame: the raw mode).
     pub fn send(&mut self, opcode: Opcode, payload: &[u8]) {
-        self.send_frame(opcode, true, payload);
+        self.send_frames(&[RawFrame::new(opcode, payload)]);
     }
 
     pub fn send_text(&mut self, text: &str) {
@@ -87,39 +79,42 @@ impl TestClient {
     /// Sends several final masked text frames in one write, so the server reads them
     /// together.
     pub fn send_texts_at_once(&mut self, texts: &[&str]) {
-        let mut bytes = Vec::new();
-        for text in texts {
-            let mask = self.next_mask();
-            bytes.extend(encode_masked(Opcode::Text, true, text.as_bytes(), mask));
-        }
-        self.send_raw(&bytes);
+        let frames: Vec<RawFrame> = texts
+            .iter()
+            .map(|text| RawFrame::new(Opcode::Text, text.as_bytes()))
+            .collect();
+        self.send_frames(&frames);
     }
 
     /// Sends one masked frame, final or not (for fragmentation).
     pub fn send_frame(&mut self, opcode: Opcode, fin: bool, payload: &[u8]) {
-        let mask = self.next_mask();
-        self.send_raw(&encode_masked(opcode, fin, payload, mask));
+        self.send_frames(&[RawFrame {
+            fin,
+            ..RawFrame::new(opcode, payload)
+        }]);
     }
 
     /// Sends a close frame with `code` and `reason`.
     pub fn send_close(&mut self, code: u16, reason: &str) {
-        let mut payload = code.to_be_bytes().to_vec();
-        payload.extend_from_slice(reason.as_bytes());
-        self.send(Opcode::Close, &payload);
+        self.send(Opcode::Close, &close_payload(code, reason));
     }
 
     /// Ends the connection with a TCP reset (SO_LINGER 0), no close frame, no FIN:
     /// a peer that crashed or lost its network.
     pub fn reset(self) {
-        socket2::SockRef::from(&self.stream)
-            .set_linger(Some(Duration::ZERO))
-            .expect("SO_LINGER 0");
-        drop(self);
+        self.ws.reset().expect("SO_LINGER 0");
     }
 
     /// Sends bytes as they are: no framing, no masking.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send to server");
+        self.ws.writer().send_raw(bytes).expect("send to server");
+    }
+
+    fn send_frames(&mut self, frames: &[RawFrame]) {
+        self.ws
+            .writer()
+            .send_raw_frames(frames)
+            .expect("send to server");
     }
 
     /// The next frame or message, waiting up to [`WAIT`].
@@ -129,12 +124,12 @@ impl TestClient {
 
     /// The next frame or message, waiting until `deadline`.
     pub fn recv_until(&mut self, deadline: Instant) -> Result<Incoming, RecvError> {
-        loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(item)) => return Ok(item),
-                Ok(None) => self.fill(deadline)?,
-                Err(error) => return Err(RecvError::Protocol(error)),
-            }
+        match self.ws.reader().recv_until(deadline) {
+            Ok(Some(item)) => Ok(item),
+            Ok(None) => Err(RecvError::Timeout),
+            Err(ClientError::ConnectionLost) => Err(RecvError::Closed),
+            Err(ClientError::Protocol(error)) => Err(RecvError::Protocol(error)),
+            Err(other) => Err(RecvError::Other(other)),
         }
     }
 
@@ -161,52 +156,6 @@ impl TestClient {
             other => panic!("expected the server to close the connection, got {other:?}"),
         }
     }
-
-    /// Reads more bytes into the buffer, waiting until `deadline`.
-    fn fill(&mut self, deadline: Instant) -> Result<(), RecvError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(RecvError::Timeout);
-        }
-        // A zero read timeout means "block forever": never pass one.
-        self.stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .map_err(RecvError::Io)?;
-        let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => Err(RecvError::Closed),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(RecvError::Timeout)
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(RecvError::Closed),
-            Err(e) => Err(RecvError::Io(e)),
-        }
-    }
-
-    fn next_mask(&mut self) -> [u8; 4] {
-        let mut x = self.mask_state;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.mask_state = x;
-        x.to_be_bytes()
-    }
-}
-
-/// A key nonce that differs per connection (by local port) but is reproducible.
-fn nonce(peer: SocketAddr) -> [u8; 16] {
-    let mut nonce = [0x5Au8; 16];
-    nonce[..2].copy_from_slice(&peer.port().to_be_bytes());
-    nonce
 }
 
 /// A plain HTTP answer, read to the end of the connection.
@@ -230,8 +179,14 @@ impl HttpResponse {
 /// the connection (which it must, within [`WAIT`]).
 pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     stream.write_all(request).expect("send request");
+    read_http_response(&mut stream)
+}
+
+/// Reads an HTTP answer on `stream` until the server closes the connection (which it
+/// must, within [`WAIT`]).
+pub fn read_http_response(stream: &mut TcpStream) -> HttpResponse {
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -260,3 +215,24 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
         body: raw[len..].to_vec(),
     }
 }
+
+/// The kernel's TCP state of a socket (`TCP_INFO`): 7 is `TCP_CLOSE`, which a client
+/// socket reaches when it receives a reset.
+pub fn tcp_state(stream: &TcpStream) -> u8 {
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a live local.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_state
+}
+
+pub const TCP_CLOSE: u8 = 7;

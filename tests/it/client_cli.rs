@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::{start_server, Server, WAIT};
 
 fn rooms_server() -> Server {
-    start_server(|core| RoomsApp::new(core, 1), 1, |_| {})
+    start_server(RoomsApp::configured, 1, |_| {})
 }
 
 /// The CLI, with stdout read line by line on a thread so every wait has a deadline.
@@ -310,7 +310,7 @@ fn the_cli_survives_a_server_restart_and_rejoins_its_room() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let mut server = start_server(|core| RoomsApp::new(core, 1), 1, |c| c.listen = addr);
+    let mut server = start_server(RoomsApp::configured, 1, |c| c.listen = addr);
     let url = format!("ws://{addr}/");
     let cli = Cli::start(&[&url, "--room", "lobby"]);
     let (_, first) = cli.expect("welcome", "-");
@@ -319,7 +319,7 @@ fn the_cli_survives_a_server_restart_and_rejoins_its_room() {
     server.take_handle().shutdown().expect("server stops");
     let status = cli.expect_status("disconnected:");
     assert!(status.contains("1001"), "{status}");
-    let server = start_server(|core| RoomsApp::new(core, 1), 1, |c| c.listen = addr);
+    let server = start_server(RoomsApp::configured, 1, |c| c.listen = addr);
     cli.expect_status("reconnecting in");
     let status = cli.expect_status("reconnected to");
     let (_, second) = cli.expect("welcome", "-");

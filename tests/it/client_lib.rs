@@ -13,14 +13,14 @@ use ringcast::client::{
     Phase, ReconnectPolicy, RequestId, ServerMessage, StopReason,
 };
 use ringcast::rooms::RoomsApp;
-use ringcast::ws::handshake::{accept_response, parse_request, Request};
+use ringcast::ws::handshake::{accept_response, parse_request, HttpRequest};
 use ringcast::ws::{encode_unmasked, Opcode};
 use serde_json::{json, Map, Value};
 
 use crate::{start_server, Server, WAIT};
 
 fn rooms_server(tweak: impl FnOnce(&mut ringcast::config::Config)) -> Server {
-    start_server(move |core| RoomsApp::new(core, 1), 1, tweak)
+    start_server(RoomsApp::configured, 1, tweak)
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -427,8 +427,8 @@ fn fake_server(
             buf.extend_from_slice(&chunk[..n]);
             if let Some((request, _)) = parse_request(&buf, 8192).expect("a valid request") {
                 break match request {
-                    Request::Upgrade { key, .. } => Some(key),
-                    Request::Health | Request::Metrics => None,
+                    HttpRequest::Upgrade { key, .. } => Some(key),
+                    HttpRequest::Health | HttpRequest::Metrics => None,
                 };
             }
         };

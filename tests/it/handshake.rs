@@ -217,6 +217,11 @@ fn metrics_give_each_cores_counts() {
             stats.rejected_handshakes
         );
         open += metric(&body, "ringcast_connections_open", core);
+        assert_eq!(metric(&body, "ringcast_backlog_envelopes", core), 0);
+        assert_eq!(
+            metric(&body, "ringcast_backlogged_envelopes_total", core),
+            0
+        );
     }
     assert_eq!(open, 8);
     drop(clients);

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use ringcast::app::EchoApp;
 use ringcast::ws::{Incoming, Opcode};
 
-use crate::client::{RecvError, TestClient};
-use crate::{start_server, Server, WAIT};
+use crate::client::{tcp_state, RecvError, TestClient, TCP_CLOSE};
+use crate::{start_server, wait_until, Server, WAIT};
 
 const PING_INTERVAL: Duration = Duration::from_millis(100);
 const IDLE_TIMEOUT: Duration = Duration::from_millis(600);
@@ -47,7 +47,11 @@ fn silent_client_is_pinged_then_closed_after_the_idle_timeout() {
         opened.elapsed()
     );
     assert_eq!(code, Some(1001));
-    // No answer to the close either: the server gives up after close_timeout_ms.
+    // No answer to the close either: the server gives up after close_timeout_ms, with
+    // a reset (a FIN would leave the server's socket waiting on this silent peer).
+    wait_until("the unanswered close to end in a reset", || {
+        (tcp_state(client.stream()) == TCP_CLOSE).then_some(())
+    });
     client.expect_eof();
     server.wait_for_stats("the connection to count as closed", |s| s.closed == 1);
 }

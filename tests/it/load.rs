@@ -3,7 +3,7 @@
 
 use ringcast::app::{BroadcastApp, EchoApp};
 use ringcast::load::{run_report, LoadArgs, Report};
-use ringcast::rooms::{RateLimit, RoomsApp};
+use ringcast::rooms::RoomsApp;
 
 use crate::start_server;
 
@@ -47,7 +47,7 @@ fn broadcast_scenario_counts_every_delivery_exactly_once() {
 
 #[test]
 fn rooms_scenario_delivers_every_room_message_once_in_order_across_two_cores() {
-    let server = start_server(|core| RoomsApp::new(core, 2), 2, |_| {});
+    let server = start_server(RoomsApp::configured, 2, |_| {});
     let url = format!("ws://{}/", server.addr());
     let report = load(&["rooms", &url, "-c", "24", "-r", "4", "-k", "6", "-w", "4"]);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -66,16 +66,62 @@ fn rooms_scenario_delivers_every_room_message_once_in_order_across_two_cores() {
 }
 
 #[test]
-fn rooms_scenario_reports_a_server_that_refuses_messages() {
-    let limit = RateLimit {
-        per_second: 1,
-        burst: 2,
-    };
-    let server = start_server(
-        move |core| RoomsApp::new(core, 1).with_rate_limit(limit),
-        1,
-        |_| {},
+fn churn_beside_a_rooms_run_with_guests_leaves_its_deliveries_exact() {
+    let server = start_server(RoomsApp::configured, 2, |_| {});
+    let url = format!("ws://{}/", server.addr());
+    let steady_url = url.clone();
+    let steady = std::thread::spawn(move || {
+        let args = [
+            "rooms",
+            &steady_url,
+            "-c",
+            "24",
+            "-r",
+            "4",
+            "-k",
+            "4",
+            "-w",
+            "4",
+        ];
+        let extra = ["--guests", "--quiet", "--duration", "2.5", "--drain", "2"];
+        run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
+    });
+    // Guests may only enter a room once it is full (the rooms run checks exact counts
+    // while filling). The steady members send only their 24 joins until every room is
+    // full; the first message past those is a publisher's, so the rooms are full.
+    server.wait_for_stats("the steady run publishing", |s| s.messages_received > 24);
+    let args = ["churn", &url, "-c", "4", "-r", "4", "--rate", "100"];
+    let extra = ["--quiet", "--duration", "1"];
+    let churn = run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
+        .expect("the churn run completes");
+    assert!(churn.problems.is_empty(), "{:?}", churn.problems);
+    let counts = churn.churn.expect("churn reports its counts");
+    assert!(counts.upgraded > 0 && counts.joins > 0, "{counts:?}");
+    assert_eq!(
+        counts.attempts,
+        counts.upgraded + counts.half_open + counts.failures
     );
+    let report = steady.join().unwrap().expect("the rooms run completes");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let delivery = report.delivery.expect("rooms reports its tally");
+    assert_eq!(
+        (delivery.lost, delivery.duplicates, delivery.reordered),
+        (0, 0, 0)
+    );
+    let checks = report.room_checks.expect("rooms reports its checks");
+    assert!(
+        checks.guest_notices > 0,
+        "the churn visited the steady rooms"
+    );
+    server.wait_for_stats("every connection closed", |s| s.closed == s.opened);
+}
+
+#[test]
+fn rooms_scenario_reports_a_server_that_refuses_messages() {
+    let server = start_server(RoomsApp::configured, 1, |c| {
+        c.rate_limit_per_s = 1;
+        c.rate_limit_burst = 2;
+    });
     let url = format!("ws://{}/", server.addr());
     let args = LoadArgs::parse_words(
         ["rooms", &url, "-c", "4", "-r", "1", "-k", "1", "-w", "8"]

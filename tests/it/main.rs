@@ -1,10 +1,11 @@
 //! Integration tests over real sockets: one server per test on 127.0.0.1 port 0 with
-//! N cores, driven by a small blocking client built on the crate's own codec in the
-//! client role. Nothing here sleeps to synchronise: every wait is for an event
+//! N cores, driven by the library's blocking WebSocket connection
+//! (`ringcast::client::WsConnection`, wrapped as [`client::TestClient`]). Nothing here sleeps to synchronise: every wait is for an event
 //! (bytes on a socket, a counter reaching a value) under a deadline, so no test hangs.
 //!
 //! Layout:
-//! - `client`: the blocking test client ([`client::TestClient`]) and raw HTTP exchanges.
+//! - `client`: the test client ([`client::TestClient`], over the library's connection)
+//!   and raw HTTP exchanges.
 //! - `client_lib`: `ringcast::client` against the room server: every message type, a
 //!   server restart (reconnect on schedule, rejoin, metadata), and each error it names.
 //! - `client_cli`: `ringcast client` as a process: scripted stdin, stdout, exit codes.
@@ -15,6 +16,9 @@
 //! - `protocol_errors`: 1009, 1007, 1002, and the server surviving a bad client.
 //! - `backpressure`: a client that stops reading is closed with 1008, others unaffected.
 //! - `heartbeat`: server pings, the idle timeout.
+//! - `limits`: connections per address (429) and in all (503) refused at accept with
+//!   `Retry-After` and released when clients leave; a silent flood refused at once; a
+//!   handshake trickled byte by byte cut at its deadline; socket buffer sizes.
 //! - `shutdown`: graceful shutdown sends 1001 and waits for the closing handshakes.
 //! - `serve_cli`: `ringcast serve` as a process: a taken port is refused, SIGTERM exits 0.
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
@@ -28,6 +32,7 @@ mod client_lib;
 mod cores;
 mod handshake;
 mod heartbeat;
+mod limits;
 mod load;
 mod messages;
 mod pacing;
@@ -39,7 +44,7 @@ mod shutdown;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringcast::app::App;
+use ringcast::app::{App, AppSetup};
 use ringcast::config::Config;
 use ringcast::runtime::{ServerHandle, Stats};
 use ringcast::CoreId;
@@ -98,7 +103,7 @@ impl Drop for Server {
 pub fn start_server<A, F>(make_app: F, cores: usize, tweak: impl FnOnce(&mut Config)) -> Server
 where
     A: App,
-    F: Fn(CoreId) -> A + Send + Sync + 'static,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -107,6 +112,7 @@ where
         ..Config::default()
     };
     tweak(&mut config);
+    let config = config.resolve().expect("a valid test config");
     let handle = ringcast::runtime::start(config, make_app).expect("server starts");
     assert_eq!(
         handle.drivers().len(),

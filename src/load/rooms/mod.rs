@@ -1,7 +1,7 @@
 //! The rooms scenario, against a server speaking the room protocol (PROTOCOL.md,
 //! `ringcast serve --app rooms`): C clients in R rooms, K publishers sending
 //! `room_message`s to their own room, every delivery checked and timed. It drives
-//! sockets and clocks; the bookkeeping is `state.rs`, the JSON `wire.rs`.
+//! sockets and clocks; the bookkeeping is `state.rs`, the JSON `crate::proto::scan`.
 //!
 //! # Setup
 //! Connection `i` joins room `load-{i % R}`; connections `0..K` publish (so publishers
@@ -43,14 +43,20 @@
 //! A delivery's time is when the read that brought it completed (one clock read per
 //! read, not per message), minus the send time it carries.
 //!
+//! # Guests
+//! With `--guests`, clients of another program (`ringcast load churn`) may join,
+//! leave and talk in the rooms once they have filled: what members see of them is
+//! counted (`guest_notices`) and skipped. Exactly-once, in-order delivery of the
+//! tool's own messages is checked as always.
+//!
 //! # Checks
 //! Each member must receive every message of every other publisher in its room exactly
 //! once, in the publisher's order, and nothing else: loss, duplicates, reordering,
 //! own messages, misrouted messages, inexact counts, `error`s and unexpected messages
 //! are each problems that fail the run.
 
+mod layout;
 mod state;
-mod wire;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -58,12 +64,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use state::RoomChecks;
-use state::{Book, Handled, Layout};
+pub use super::checks::RoomChecks;
+pub use layout::Layout;
+use state::{Book, Handled};
 
 use super::accounting::Tally;
-use super::client::{FrameReader, Outbox};
-use super::driver::{self, bump, Interval, Phase, Shared, ThreadCtx};
+use super::client::{FrameReader, SendQueue};
+use super::driver::{self, bump, Interval, Shared, Stage, ThreadCtx};
+use super::error::RunError;
 use super::histogram::Histogram;
 use super::open::open_connections_of;
 use super::payload::fill_broadcast;
@@ -86,7 +94,7 @@ pub struct RoomsThread {
 /// One load thread's rooms: the bookkeeping and each member's outbox.
 struct ThreadRooms {
     book: Book,
-    outboxes: Vec<Option<Rc<Outbox>>>,
+    outboxes: Vec<Option<Rc<SendQueue>>>,
     first_drop: Option<String>,
 }
 
@@ -101,7 +109,7 @@ fn layout(shared: &Shared) -> Layout {
 }
 
 /// Runs the scenario from the main thread.
-pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
+pub fn run(shared: Arc<Shared>) -> Result<Report, RunError> {
     let plan = &shared.plan;
     let threads = driver::spawn(&shared, thread_main)?;
     let mut progress = Progress::new(plan.progress);
@@ -110,20 +118,16 @@ pub fn run(shared: Arc<Shared>) -> Result<Report, String> {
     let measured = (|| {
         threads.wait_opened(&mut progress)?;
         let joining = Instant::now();
-        shared.set_phase(Phase::Syncing);
+        shared.set_stage(Stage::Syncing);
         threads.wait(
             plan.join_timeout,
             |s| s.synced.load(Relaxed) == connections,
-            |s| {
-                format!(
-                    "rooms did not fill within {:?} (--join-timeout): of {connections} connections, \
-                     {} got a welcome, {} got room_joined, {} saw their room full; is the server \
-                     speaking the room protocol (--app rooms)?",
-                    s.plan.join_timeout,
-                    s.welcomed.load(Relaxed),
-                    s.joined.load(Relaxed),
-                    s.synced.load(Relaxed),
-                )
+            |s| RunError::RoomsNotFilled {
+                timeout: s.plan.join_timeout,
+                connections,
+                welcomed: s.welcomed.load(Relaxed),
+                joined: s.joined.load(Relaxed),
+                full: s.synced.load(Relaxed),
             },
             &mut progress,
             "joining",
@@ -194,16 +198,19 @@ fn problems(tally: &Tally, checks: &RoomChecks) -> Vec<String> {
     problems
 }
 
-async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, String> {
+async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, RunError> {
     let plan = ctx.plan();
     let mine = layout(&ctx.shared).connections_of(ctx.index);
-    let book = Book::new(
+    let mut book = Book::new(
         layout(&ctx.shared),
         &mine,
         plan.window,
         plan.size,
         plan.rate,
     );
+    if plan.guests {
+        book.allow_guests();
+    }
     let rooms = Rc::new(RefCell::new(ThreadRooms {
         outboxes: vec![None; book.members()],
         book,
@@ -227,28 +234,28 @@ async fn thread_main(ctx: ThreadCtx) -> Result<RoomsThread, String> {
     .await?;
     ctx.report_ready();
 
-    ctx.wait_until(|s| s.phase() >= Phase::Syncing).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Syncing).await?;
     {
         let mut rooms = rooms.borrow_mut();
         for member in 0..rooms.book.members() {
             send_join(&ctx, &mut rooms, member);
         }
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Running).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Running).await?;
     let publishers = rooms.borrow().book.publishers();
     rooms.borrow_mut().book.start(ctx.now_ns());
     for &publisher in &publishers {
         top_up(&ctx, &mut rooms.borrow_mut(), publisher);
     }
     if plan.rate.is_some() {
-        while ctx.phase() == Phase::Running {
+        while ctx.stage() == Stage::Running {
             monoio::time::sleep(TICK).await;
             for &publisher in &publishers {
                 top_up(&ctx, &mut rooms.borrow_mut(), publisher);
             }
         }
     }
-    ctx.wait_until(|s| s.phase() >= Phase::Draining).await?;
+    ctx.wait_until(|s| s.stage() >= Stage::Draining).await?;
     let deadline = Instant::now() + plan.drain;
     ctx.wait_until_deadline(deadline, || rooms.borrow().book.all_delivered())
         .await;
@@ -281,13 +288,13 @@ fn send_join(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize) {
         return;
     };
     if let Some(outbox) = &rooms.outboxes[member] {
-        outbox.push(opcode(ctx), &wire::join_room(room));
+        outbox.push(opcode(ctx), &crate::proto::scan::join_room(room));
     }
 }
 
 /// Lets a publisher send what its window (and in rate mode its schedule) allows.
 fn top_up(ctx: &ThreadCtx, rooms: &mut ThreadRooms, publisher: (usize, usize)) {
-    if ctx.phase() != Phase::Running {
+    if ctx.stage() != Stage::Running {
         return;
     }
     let member = rooms.book.publisher_member(publisher);
@@ -342,20 +349,20 @@ async fn receive(
             }
         };
         let now = ctx.ns_at(reader.read_at());
-        let phase = ctx.phase();
+        let phase = ctx.stage();
         let mut rooms = rooms.borrow_mut();
         let handled = rooms
             .book
-            .handle(member, &payload, now, phase == Phase::Running);
+            .handle(member, &payload, now, phase == Stage::Running);
         act(&ctx, &mut rooms, member, handled, phase);
     }
 }
 
-fn act(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize, handled: Handled, phase: Phase) {
+fn act(ctx: &ThreadCtx, rooms: &mut ThreadRooms, member: usize, handled: Handled, phase: Stage) {
     let shared = &ctx.shared;
     if handled.welcomed {
         shared.welcomed.fetch_add(1, Relaxed);
-        if phase >= Phase::Syncing {
+        if phase >= Stage::Syncing {
             send_join(ctx, rooms, member);
         }
     }

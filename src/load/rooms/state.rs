@@ -3,95 +3,12 @@
 //! protocol check. Server messages and `now` go in; counts, and what to send, come out
 //! through return values and callbacks. It never touches a socket or a clock.
 
-use serde::Serialize;
-
-use super::wire::{scan, string_contents, RoomMessageTemplate};
+use super::layout::Layout;
 use crate::load::accounting::{Arrival, FanoutWindow, SeqTracker, Tally};
+use crate::load::checks::RoomChecks;
 use crate::load::histogram::Histogram;
 use crate::load::payload::{parse_broadcast, Kind, Stamp};
-
-/// Which connection is in which room, publishes, and runs on which load thread.
-/// Connection `i` joins room `i % rooms`; connections `0..publishers` publish (so
-/// publishers spread over the rooms round-robin); room `r` lives on thread
-/// `r % threads`, with all its members, so a message's fan-out is accounted on one
-/// thread without locks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub connections: usize,
-    pub rooms: usize,
-    pub publishers: usize,
-    pub threads: usize,
-}
-
-impl Layout {
-    pub fn room_of(&self, connection: usize) -> usize {
-        connection % self.rooms
-    }
-
-    pub fn room_size(&self, room: usize) -> usize {
-        self.connections / self.rooms + usize::from(room < self.connections % self.rooms)
-    }
-
-    pub fn room_name(room: usize) -> String {
-        format!("load-{room}")
-    }
-
-    /// Global indices of the connections thread `thread` owns, in order.
-    pub fn connections_of(&self, thread: usize) -> Vec<usize> {
-        (0..self.connections)
-            .filter(|&i| self.room_of(i) % self.threads == thread)
-            .collect()
-    }
-}
-
-/// Protocol checks beyond exactly-once delivery; every non-zero count but
-/// `join_notices` is a problem.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RoomChecks {
-    /// `member_joined` notices received while the rooms filled (expected noise).
-    pub join_notices: u64,
-    /// `room_message`s to a member of another room, or naming the wrong room or sender.
-    pub misrouted: u64,
-    /// A publisher's own messages relayed back to it.
-    pub own_messages: u64,
-    /// `members` / `total_members` values that exact counting rules out.
-    pub count_errors: u64,
-    /// `error` messages from the server.
-    pub server_errors: u64,
-    /// Anything else: unparseable, unknown type, out of turn, a member leaving.
-    pub unexpected: u64,
-    /// The first problem seen, for the report.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first: Option<String>,
-}
-
-impl RoomChecks {
-    pub fn merge(&mut self, other: &RoomChecks) {
-        self.join_notices += other.join_notices;
-        self.misrouted += other.misrouted;
-        self.own_messages += other.own_messages;
-        self.count_errors += other.count_errors;
-        self.server_errors += other.server_errors;
-        self.unexpected += other.unexpected;
-        if self.first.is_none() {
-            self.first.clone_from(&other.first);
-        }
-    }
-
-    pub fn problems(&self) -> u64 {
-        self.misrouted
-            + self.own_messages
-            + self.count_errors
-            + self.server_errors
-            + self.unexpected
-    }
-
-    fn note(&mut self, what: impl FnOnce() -> String) {
-        if self.first.is_none() {
-            self.first = Some(what());
-        }
-    }
-}
+use crate::proto::scan::{scan, string_contents, Notice, RoomMessageTemplate};
 
 /// What handling one server message came to, for the driver to act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,6 +78,8 @@ pub struct Book {
     period_ns: Option<f64>,
     start_ns: u64,
     completed: Vec<u64>,
+    /// Clients of other programs may join, leave and talk in settled rooms.
+    guests: bool,
 }
 
 impl Book {
@@ -235,7 +154,17 @@ impl Book {
             period_ns: rate.map(|rate| 1e9 / rate),
             start_ns: 0,
             completed: Vec::new(),
+            guests: false,
         }
+    }
+
+    /// Lets clients this tool did not open (a churn generator's) come and go in a room
+    /// once it has filled: their `member_joined`, `member_left` and `room_message`s are
+    /// counted as `guest_notices` instead of problems, and `total_members` is no longer
+    /// checked after a member settled (guests change it). Our own members must still
+    /// never leave, and every message of ours must still arrive exactly once in order.
+    pub fn allow_guests(&mut self) {
+        self.guests = true;
     }
 
     /// Global index of local member `member`.
@@ -283,7 +212,9 @@ impl Book {
                 }
             },
             b"room_joined" => self.handle_room_joined(member, &notice, payload),
+            b"member_joined" if self.is_guest_notice(member, &notice) => handled,
             b"member_joined" => self.handle_member_joined(member, &notice, payload),
+            b"member_left" if self.is_guest_notice(member, &notice) => handled,
             b"error" => {
                 self.checks.server_errors += 1;
                 let text = String::from_utf8_lossy(payload).into_owned();
@@ -295,6 +226,28 @@ impl Book {
                 handled
             }
         }
+    }
+
+    /// Whether `notice` (to a settled `member`, about its room) is a guest's doing,
+    /// with guests allowed; counts it if so. A `member_left` or `room_message` naming
+    /// one of our own members is not a guest's.
+    fn is_guest_notice(&mut self, member: usize, notice: &Notice<'_>) -> bool {
+        let m = &self.members[member];
+        let room = &self.rooms[m.room];
+        if !self.guests || !m.settled || notice.room != Some(room.name.as_bytes()) {
+            return false;
+        }
+        let who = notice.client_id.or(notice.from);
+        let ours = who.is_some_and(|who| {
+            room.members
+                .iter()
+                .any(|&o| self.members[o].client_id.as_deref() == Some(who))
+        });
+        if ours {
+            return false;
+        }
+        self.checks.guest_notices += 1;
+        true
     }
 
     fn unexpected(&mut self, member: usize, payload: &[u8], what: &str) {
@@ -312,7 +265,7 @@ impl Book {
     fn handle_room_joined(
         &mut self,
         member: usize,
-        notice: &super::wire::Notice<'_>,
+        notice: &Notice<'_>,
         payload: &[u8],
     ) -> Handled {
         let m = &self.members[member];
@@ -346,7 +299,7 @@ impl Book {
     fn handle_member_joined(
         &mut self,
         member: usize,
-        notice: &super::wire::Notice<'_>,
+        notice: &Notice<'_>,
         payload: &[u8],
     ) -> Handled {
         self.checks.join_notices += 1;
@@ -397,7 +350,7 @@ impl Book {
     fn handle_room_message(
         &mut self,
         member: usize,
-        notice: &super::wire::Notice<'_>,
+        notice: &Notice<'_>,
         now_ns: u64,
         running: bool,
     ) -> Handled {
@@ -408,6 +361,9 @@ impl Book {
             .and_then(parse_broadcast)
             .filter(|stamp| stamp.kind == Kind::Data);
         let Some(stamp) = stamp else {
+            if self.is_guest_notice(member, notice) {
+                return handled;
+            }
             let text = notice.message.unwrap_or_default().to_vec();
             self.unexpected(member, &text, "a room_message the load tool did not send");
             return handled;

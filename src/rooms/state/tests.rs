@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::BytesMut;
 use serde_json::{json, Value};
 
+use super::home::BIG_ROOM;
 use super::*;
 use crate::ws::{Decoder, Incoming, Role};
 
@@ -38,22 +39,18 @@ impl Sim {
         }
     }
 
-    fn with_rate_limit(mut self, rate_limit: RateLimit) -> Sim {
-        self.cores = self
-            .cores
-            .into_iter()
-            .map(|core| core.with_rate_limit(rate_limit))
-            .collect();
+    /// Every core, rebuilt by `configure`.
+    fn with_cores(mut self, configure: impl Fn(RoomsCore) -> RoomsCore) -> Sim {
+        self.cores = self.cores.into_iter().map(configure).collect();
         self
     }
 
-    fn with_limits(mut self, limits: ClientLimits) -> Sim {
-        self.cores = self
-            .cores
-            .into_iter()
-            .map(|core| core.with_limits(limits))
-            .collect();
-        self
+    fn with_rate_limit(self, rate_limit: RateLimit) -> Sim {
+        self.with_cores(|core| core.with_rate_limit(rate_limit))
+    }
+
+    fn with_limits(self, limits: ClientLimits) -> Sim {
+        self.with_cores(|core| core.with_limits(limits))
     }
 
     fn connect(&mut self, core: u16) -> ConnId {
@@ -105,12 +102,8 @@ impl Sim {
                         }
                     }
                 }
-                Effect::SendToMembers {
-                    room,
-                    except,
-                    frame,
-                } => {
-                    for to in self.cores[core].local_members(&room).collect::<Vec<_>>() {
+                Effect::SendToEach { to, except, frame } => {
+                    for &to in to.iter() {
                         if Some(to) != except {
                             self.deliver(to, &frame);
                         }
@@ -273,7 +266,7 @@ fn fan_out_frames(sim: &mut Sim, from: ConnId, texts: &[&str]) -> Vec<Bytes> {
                     envelope: Envelope::ToMembers { frame, .. },
                     ..
                 }
-                | Effect::SendToMembers { frame, .. } => Some(frame.clone()),
+                | Effect::SendToEach { frame, .. } => Some(frame.clone()),
                 _ => None,
             });
             sim.apply(from.core.index(), out);

@@ -34,7 +34,7 @@ fn valid_upgrade_parses_at_every_split_and_keeps_pipelined_bytes() {
     assert_eq!(len, head_len);
     assert_eq!(
         req,
-        Request::Upgrade {
+        HttpRequest::Upgrade {
             key: RFC_KEY.into(),
             path: "/chat".into(),
             origin: Some("http://example.com".into()),
@@ -164,7 +164,7 @@ fn healthz_without_upgrade_is_a_health_check() {
     let wire = request(&["GET /healthz HTTP/1.1", "Host: x"]);
     assert_eq!(
         parse_request(&wire, 8192),
-        Ok(Some((Request::Health, wire.len())))
+        Ok(Some((HttpRequest::Health, wire.len())))
     );
     assert!(health_response().starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
@@ -174,7 +174,7 @@ fn metrics_without_upgrade_is_a_metrics_request() {
     let wire = request(&["GET /metrics HTTP/1.1", "Host: x"]);
     assert_eq!(
         parse_request(&wire, 8192),
-        Ok(Some((Request::Metrics, wire.len())))
+        Ok(Some((HttpRequest::Metrics, wire.len())))
     );
     let response = metrics_response("a 1\n");
     assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
@@ -190,7 +190,7 @@ fn client_request_round_trips_through_the_server_parser() {
     let (req, _) = parse_request(&wire, 8192).unwrap().unwrap();
     assert_eq!(
         req,
-        Request::Upgrade {
+        HttpRequest::Upgrade {
             key: key.clone(),
             path: "/room".into(),
             origin: None,
@@ -211,6 +211,46 @@ fn client_request_round_trips_through_the_server_parser() {
 }
 
 #[test]
+fn extra_client_headers_reach_the_server_parser() {
+    let headers = [("Origin", "https://chat.example.com"), ("X-Trace", "1")];
+    let (wire, key) = client_request_with_headers("h:1", "/", [3; 16], &headers);
+    assert!(wire.ends_with(b"Origin: https://chat.example.com\r\nX-Trace: 1\r\n\r\n"));
+    let (req, len) = parse_request(&wire, 8192).unwrap().unwrap();
+    assert_eq!(len, wire.len());
+    assert_eq!(
+        req,
+        HttpRequest::Upgrade {
+            key,
+            path: "/".into(),
+            origin: Some("https://chat.example.com".into()),
+        }
+    );
+}
+
+#[test]
 fn base64_of_the_rfc_nonce_matches_the_rfc_key() {
     assert_eq!(base64_16(*b"the sample nonce"), RFC_KEY);
+}
+
+#[test]
+fn busy_answers_carry_retry_after_and_close_the_connection() {
+    for (status, phrase) in [(429, "Too Many Requests"), (503, "Service Unavailable")] {
+        let raw = busy_response(status, 5, "server full");
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match response.parse(&raw) {
+            Ok(httparse::Status::Complete(len)) => len,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(response.code, Some(status));
+        assert_eq!(response.reason, Some(phrase));
+        let header = |name: &str| {
+            let h = response.headers.iter().find(|h| h.name == name).unwrap();
+            std::str::from_utf8(h.value).unwrap().to_string()
+        };
+        assert_eq!(header("Retry-After"), "5");
+        assert_eq!(header("Connection"), "close");
+        assert_eq!(&raw[len..], b"server full\n");
+        assert_eq!(header("Content-Length"), (raw.len() - len).to_string());
+    }
 }

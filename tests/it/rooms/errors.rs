@@ -18,6 +18,7 @@ on_one_and_two_cores!(
     room_message_to_a_missing_room_or_one_you_are_not_in_is_refused,
     private_message_to_another_spelling_of_a_live_id_is_recipient_not_found,
     messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open,
+    requests_over_a_client_limit_are_refused_and_change_nothing,
 );
 
 /// Not JSON, not an object, no `type`, or a field of the wrong JSON type.
@@ -229,4 +230,52 @@ fn messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays
     a.send(&send_to_room(&room, json!("after")));
     b.expect(&room_message_from(&room, &a.id, json!("after")));
     rooms.assert_quiet([&mut a, &mut b]);
+}
+
+fn requests_over_a_client_limit_are_refused_and_change_nothing(cores: usize) {
+    let mut rooms = Rooms::start_with(cores, |config| {
+        config.max_rooms_per_client = 2;
+        config.max_room_name_bytes = 16;
+        config.max_metadata_bytes = 64;
+    });
+    let [mut a, mut b] = rooms.clients();
+    let (first, second, third) = (
+        room_on(0, cores, "first"),
+        room_on(cores - 1, cores, "second"),
+        room_on(0, cores, "third"),
+    );
+    a.join(&first, 1);
+    a.join(&second, 1);
+    // A third room: refused with its id; the room was not made (b cannot speak to it).
+    a.request(
+        &with_id(join_room(&third), json!("j3")),
+        &with_id(error("Too many rooms"), json!("j3")),
+    );
+    b.request(
+        &send_to_room(&third, json!("x")),
+        &error("Room does not exist"),
+    );
+    // A name over the limit, whatever the room count.
+    a.send(&leave_room(&second));
+    a.request(
+        &with_id(join_room(&"n".repeat(17)), json!(1)),
+        &with_id(error("Room name too long"), json!(1)),
+    );
+    a.join(&third, 1);
+    // Metadata: the merged object as JSON text; over the limit, the old object stays.
+    a.request(
+        &json!({"type": "set_metadata", "metadata": {"name": "ann"}}),
+        &json!({"type": "metadata_updated", "metadata": {"name": "ann"}}),
+    );
+    a.request(
+        &json!({"type": "set_metadata", "metadata": {"bio": "b".repeat(60)}, "id": 2}),
+        &with_id(error("Metadata too large"), json!(2)),
+    );
+    a.request(
+        &json!({"type": "set_metadata", "metadata": {"age": 3}}),
+        &json!({"type": "metadata_updated", "metadata": {"name": "ann", "age": 3}}),
+    );
+    // Nobody else heard any of it but b's own refusal; the connection is still served.
+    a.sync();
+    rooms.assert_quiet(&mut [a, b]);
 }

@@ -16,6 +16,7 @@ use super::{
 on_one_and_two_cores!(
     many_clients_in_many_rooms_get_every_message_once_in_sender_order,
     counts_stay_exact_under_concurrent_joins_and_leaves,
+    counts_stay_exact_through_full_inboxes,
     rejoining_at_once_never_reports_your_own_departure_to_you,
 );
 
@@ -175,7 +176,38 @@ fn follow(total: i64, event: &Event, me: &str) -> i64 {
 }
 
 fn counts_stay_exact_under_concurrent_joins_and_leaves(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+    joins_and_leaves_at_once(&mut Rooms::start(cores));
+}
+
+/// The smallest inbox: a home answering joins posts more than it can push, its backlog
+/// pauses every core's readers, and nothing may be lost, duplicated or miscounted.
+fn counts_stay_exact_through_full_inboxes(cores: usize) {
+    let mut rooms = Rooms::start_with(cores, |c| c.inbox_capacity = 16);
+    let addr = rooms.addr();
+    joins_and_leaves_at_once(&mut rooms);
+    // The path under test was taken: the home's answers waited in its backlog (a few
+    // hundred envelopes on two cores), and every backlog is empty again.
+    let metrics = crate::client::http_exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let body = String::from_utf8(metrics.body).expect("UTF-8");
+    let series = |name: &str| -> Vec<u64> {
+        body.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix("{core=\""))
+            .map(|rest| {
+                rest.split_once(' ')
+                    .expect("a value")
+                    .1
+                    .parse()
+                    .expect("a count")
+            })
+            .collect()
+    };
+    assert_eq!(series("ringcast_backlog_envelopes"), vec![0; cores]);
+    let waited: u64 = series("ringcast_backlogged_envelopes_total").iter().sum();
+    assert!(cores == 1 || waited > 0, "no envelope ever waited:\n{body}");
+}
+
+fn joins_and_leaves_at_once(rooms: &mut Rooms) {
+    let cores = rooms.cores;
     let room = room_on(cores - 1, cores, "busy");
     // Two watchers, one per core, stay in the room throughout.
     let mut watchers = rooms.clients_vec(2);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ringcast::config::Config;
 use ringcast::rooms::{home_of, RoomsApp};
-use ringcast::ws::{encode_masked, Incoming, Opcode};
+use ringcast::ws::{Incoming, Opcode};
 use serde_json::{json, Value};
 
 use crate::client::{RecvError, TestClient};
@@ -99,13 +99,9 @@ impl RoomClient {
 
     /// Sends `requests` in one write, so the server reads them all at once.
     pub fn send_burst(&mut self, requests: &[Value]) {
-        let mut burst = Vec::new();
-        for (n, request) in requests.iter().enumerate() {
-            let mask = [n as u8 + 1, 0x5A, 0xA5, 0x3C];
-            let payload = request.to_string();
-            burst.extend_from_slice(&encode_masked(Opcode::Text, true, payload.as_bytes(), mask));
-        }
-        self.ws.send_raw(&burst);
+        let texts: Vec<String> = requests.iter().map(Value::to_string).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.ws.send_texts_at_once(&texts);
     }
 
     pub fn send_text(&mut self, json: &str) {
@@ -378,16 +374,9 @@ impl Rooms {
     }
 
     /// A server with `tweak` applied to the test config; the rooms app gets the rate
-    /// limit the config names, as `ringcast serve` gives it.
+    /// limit and client limits the config names, as `ringcast serve` gives them.
     pub fn start_with(cores: usize, tweak: impl Fn(&mut Config)) -> Rooms {
-        let mut wanted = Config::default();
-        tweak(&mut wanted);
-        let rate_limit = wanted.rate_limit();
-        let server = start_server(
-            move |core| RoomsApp::new(core, cores).with_rate_limit(rate_limit),
-            cores,
-            tweak,
-        );
+        let server = start_server(RoomsApp::configured, cores, tweak);
         let mut rooms = Rooms {
             server,
             cores,

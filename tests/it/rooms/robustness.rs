@@ -21,6 +21,7 @@ on_one_and_two_cores!(
     binary_frames_are_parsed_like_text,
     fragmented_requests_are_parsed_whole,
     garbage_bytes_do_not_disturb_the_server,
+    a_client_in_20000_rooms_disconnects_and_the_next_client_is_served,
 );
 
 /// `text` as a JSON string with every non-ASCII character escaped (`\uXXXX`, surrogate
@@ -266,4 +267,31 @@ fn garbage_bytes_do_not_disturb_the_server(cores: usize) {
     a.expect(&member_joined(&room, &newcomer.id, 3));
     b.expect(&member_joined(&room, &newcomer.id, 3));
     rooms.assert_quiet([&mut a, &mut b, &mut newcomer]);
+}
+
+/// Issue 10's crash: on one core, a client in 20,000 rooms that disconnected made the
+/// core thread recurse once per room (`thread 'ringcast-core-0' has overflowed its
+/// stack`, the process aborted). Its leaves must run as a loop, and the server serve on.
+fn a_client_in_20000_rooms_disconnects_and_the_next_client_is_served(cores: usize) {
+    const ROOMS: usize = 20_000;
+    let mut rooms = Rooms::start_with(cores, |config| config.max_rooms_per_client = ROOMS);
+    let [mut heavy, mut watcher] = rooms.clients();
+    let last = format!("room{}", ROOMS - 1);
+    let joins: Vec<Value> = (0..ROOMS).map(|n| join_room(&format!("room{n}"))).collect();
+    for chunk in joins.chunks(500) {
+        heavy.send_burst(chunk);
+    }
+    for n in 0..ROOMS {
+        let joined = heavy.recv();
+        assert_eq!(joined["type"], "room_joined", "join {n}: {joined}");
+    }
+    watcher.join(&last, 2);
+    heavy.expect(&member_joined(&last, &watcher.id, 2));
+    let heavy_id = heavy.id.clone();
+    drop(heavy.into_ws());
+    watcher.expect(&member_left(&last, &heavy_id, 1));
+    let mut next = RoomClient::connect(rooms.addr());
+    next.join("room0", 1);
+    next.join(&last, 2);
+    watcher.expect(&member_joined(&last, &next.id, 2));
 }

@@ -381,3 +381,48 @@ fn a_dropped_member_releases_the_windows_it_held() {
     book.handle(1, &relayed(0, 0, next[1]), 3, true);
     assert!(book.all_delivered(), "now owed to connection 1 only");
 }
+
+/// What a churn client does in room 0 of a settled 2-room book: join, talk, leave.
+const GUEST_NOTICES: [&str; 3] = [
+    r#"{"type":"member_joined","room":"load-0","client_id":"guest_1","total_members":4}"#,
+    r#"{"type":"room_message","room":"load-0","from":"guest_1","message":"hi","timestamp":1}"#,
+    r#"{"type":"member_left","room":"load-0","client_id":"guest_1","total_members":3}"#,
+];
+
+#[test]
+fn guests_in_a_settled_room_are_counted_not_problems_when_allowed() {
+    let mut book = settled_book(layout(6, 2, 2), 4, None);
+    book.allow_guests();
+    for notice in GUEST_NOTICES {
+        let handled = book.handle(0, notice.as_bytes(), 0, true);
+        assert_eq!(handled, Handled::default());
+    }
+    assert_eq!(book.checks.guest_notices, 3);
+    assert_eq!(book.checks.problems(), 0, "{:?}", book.checks.first);
+}
+
+#[test]
+fn guests_are_problems_unless_allowed() {
+    let mut book = settled_book(layout(6, 2, 2), 4, None);
+    for notice in GUEST_NOTICES {
+        book.handle(0, notice.as_bytes(), 0, true);
+    }
+    assert_eq!(book.checks.guest_notices, 0);
+    // The guest's join reads as a fourth member (exact: 3 + 1); its message and its
+    // leaving are problems.
+    assert_eq!(book.checks.unexpected, 2, "{:?}", book.checks.first);
+    assert_eq!(book.checks.problems(), 2);
+}
+
+#[test]
+fn one_of_our_own_members_leaving_is_never_a_guest() {
+    let mut book = settled_book(layout(6, 2, 2), 4, None);
+    book.allow_guests();
+    let left = r#"{"type":"member_left","room":"load-0","client_id":"client_2","total_members":2}"#;
+    book.handle(0, left.as_bytes(), 0, true);
+    let other_room =
+        r#"{"type":"member_joined","room":"load-1","client_id":"g","total_members":4}"#;
+    book.handle(0, other_room.as_bytes(), 0, true);
+    assert_eq!(book.checks.guest_notices, 0);
+    assert_eq!(book.checks.unexpected, 2, "{:?}", book.checks.first);
+}

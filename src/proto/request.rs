@@ -1,22 +1,14 @@
-//! The room protocol's wire format (PROTOCOL.md): parsing client requests and
-//! encoding server messages straight into final frame bytes. A relayed `message` (and
-//! a request's `id`) is copied as the client's raw JSON text; it is never parsed into
-//! a tree. It does not decide anything; `state.rs` does.
+//! Client -> server, as the server reads it: one pass over the message bytes that
+//! borrows what it can (a relayed `message` and a request's `id` stay the client's raw
+//! JSON text; they are never parsed into a tree). It decides nothing; `rooms` does.
 
 use std::borrow::Cow;
-use std::io::Write;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::ws::{encode_unmasked, FrameBuffer, Opcode};
-
-/// The error text for anything that is not a well-formed request (PROTOCOL.md, Errors).
-pub const INVALID_FORMAT: &str = "Invalid message format";
-/// The error for a message over the client's rate limit (**ext**).
-pub const RATE_LIMITED: &str = "Rate limit exceeded";
+use super::RequestError;
 
 /// A client request, borrowing from the message bytes.
 #[derive(Debug)]
@@ -42,10 +34,6 @@ pub enum Request<'a> {
         metadata: Map<String, Value>,
     },
 }
-
-/// A request that cannot be served, with the error text to answer.
-#[derive(Debug, PartialEq, Eq)]
-pub struct BadRequest(pub String);
 
 /// Every field is first taken as raw JSON: which fields must have which JSON type
 /// depends on `type`, and a single pass over the bytes keeps `message` borrowed.
@@ -73,12 +61,14 @@ fn empty_string() -> &'static RawValue {
 /// Parses one client message. Returns the request (or the error to answer) and the
 /// request's `id` (**ext**) whenever the message was a JSON object with a valid one,
 /// so even an error reply carries it.
-pub fn parse_request(payload: &[u8]) -> (Result<Request<'_>, BadRequest>, Option<&RawValue>) {
+pub fn parse_request(payload: &[u8]) -> (Result<Request<'_>, RequestError>, Option<&RawValue>) {
     parse_fields(payload)
 }
 
-fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Option<&'a RawValue>) {
-    let bad = || BadRequest(INVALID_FORMAT.to_string());
+fn parse_fields<'a>(
+    payload: &'a [u8],
+) -> (Result<Request<'a>, RequestError>, Option<&'a RawValue>) {
+    let bad = || RequestError::InvalidFormat;
     // JSON is UTF-8 (RFC 8259 §8.1), but serde_json skips the fields it does not read
     // without checking them: check it all here (a text frame's payload already was;
     // a binary frame's, parsed alike, was not).
@@ -100,7 +90,7 @@ fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Opti
     let Some(kind) = fields.kind.and_then(as_string) else {
         return (Err(bad()), id);
     };
-    let text = |raw: Option<&'a RawValue>| -> Result<Cow<'a, str>, BadRequest> {
+    let text = |raw: Option<&'a RawValue>| -> Result<Cow<'a, str>, RequestError> {
         match raw {
             None => Ok(Cow::Borrowed("")),
             Some(raw) => as_string(raw).ok_or_else(bad),
@@ -124,7 +114,7 @@ fn parse_fields<'a>(payload: &'a [u8]) -> (Result<Request<'a>, BadRequest>, Opti
                 .map(|metadata| Request::SetMetadata { metadata })
                 .map_err(|_| bad()),
         },
-        other => Err(BadRequest(format!("Unknown message type: {other}"))),
+        other => Err(RequestError::UnknownType(other.to_string())),
     };
     (request, id)
 }
@@ -143,92 +133,3 @@ fn is_string_or_number(raw: &RawValue) -> bool {
         Some(b'"' | b'-' | b'0'..=b'9')
     )
 }
-
-/// Builds one server message as a complete text frame. Fields are written in the
-/// seed's order; strings are escaped by serde_json, raw values copied verbatim.
-pub struct Encoder {
-    json: Vec<u8>,
-}
-
-impl Encoder {
-    pub fn new(kind: &str) -> Self {
-        let mut json = Vec::with_capacity(128);
-        json.extend_from_slice(b"{\"type\":");
-        write_string(&mut json, kind);
-        Encoder { json }
-    }
-
-    pub fn string(mut self, key: &str, value: &str) -> Self {
-        self.key(key);
-        write_string(&mut self.json, value);
-        self
-    }
-
-    pub fn raw(mut self, key: &str, value: &RawValue) -> Self {
-        self.key(key);
-        self.json.extend_from_slice(value.get().as_bytes());
-        self
-    }
-
-    pub fn number(mut self, key: &str, value: u64) -> Self {
-        self.key(key);
-        let _ = write!(self.json, "{value}");
-        self
-    }
-
-    pub fn object(mut self, key: &str, value: &Map<String, Value>) -> Self {
-        self.key(key);
-        serde_json::to_writer(&mut self.json, value).expect("a JSON map always serializes");
-        self
-    }
-
-    /// Writes `value`, which is already JSON text (e.g. serialized by serde_json).
-    pub fn json(mut self, key: &str, value: &[u8]) -> Self {
-        self.key(key);
-        self.json.extend_from_slice(value);
-        self
-    }
-
-    /// Adds `"id"` when the request carried one (**ext**).
-    pub fn id(self, id: Option<&RawValue>) -> Self {
-        match id {
-            Some(id) => self.raw("id", id),
-            None => self,
-        }
-    }
-
-    fn key(&mut self, key: &str) {
-        self.json.push(b',');
-        write_string(&mut self.json, key);
-        self.json.push(b':');
-    }
-
-    /// The finished message as one unmasked text frame, to share with every recipient.
-    pub fn frame(mut self) -> Bytes {
-        self.json.push(b'}');
-        encode_unmasked(Opcode::Text, &self.json)
-    }
-
-    /// Like [`Encoder::frame`], placed in `buffer` right after the sender's previous
-    /// frame to the same audience (see [`FrameBuffer`]).
-    pub fn frame_in(mut self, buffer: &mut FrameBuffer) -> Bytes {
-        self.json.push(b'}');
-        buffer.encode(Opcode::Text, &self.json)
-    }
-}
-
-fn write_string(out: &mut Vec<u8>, value: &str) {
-    serde_json::to_writer(out, value).expect("a string always serializes");
-}
-
-/// An `error` message.
-pub fn error_frame(text: &str, now: u64, id: Option<&RawValue>) -> Bytes {
-    Encoder::new("error")
-        .string("message", text)
-        .number("timestamp", now)
-        .id(id)
-        .frame()
-}
-
-#[cfg(test)]
-mod tests;

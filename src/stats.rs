@@ -14,6 +14,9 @@ pub struct CoreStats {
     rejected_handshakes: AtomicU64,
     protocol_errors: AtomicU64,
     slow_consumers: AtomicU64,
+    refused_per_ip: AtomicU64,
+    refused_total: AtomicU64,
+    messages_received: AtomicU64,
 }
 
 /// A sum of every core's counters at one moment.
@@ -29,8 +32,16 @@ pub struct Stats {
     pub rejected_handshakes: u64,
     /// Connections failed with 1002, 1007 or 1009.
     pub protocol_errors: u64,
-    /// Connections closed with 1008 for passing their outbound limit.
+    /// Connections reset for passing their outbound limit (slow consumers).
     pub slow_consumers: u64,
+    /// Connections turned away at accept with 429: their address held
+    /// `max_conns_per_ip`. Not counted in `accepted`.
+    pub refused_per_ip: u64,
+    /// Connections turned away at accept with 503: the server held `max_connections`.
+    /// Not counted in `accepted`.
+    pub refused_total: u64,
+    /// Whole messages received from clients.
+    pub messages_received: u64,
 }
 
 impl Stats {
@@ -41,57 +52,76 @@ impl Stats {
     }
 }
 
-/// One metric `GET /metrics` serves: its name, Prometheus type and help, and how to
-/// read its value from a core's counters.
+/// One metric `GET /metrics` serves: its name, Prometheus type and help, and its
+/// series (each once per core).
 struct Metric {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    value: fn(&Stats) -> u64,
+    series: &'static [Series],
 }
 
-const METRICS: [Metric; 7] = [
+/// Labels besides `core` (`""`, or e.g. `,reason="per_ip"`) and how to read the
+/// series' value from a core's counters.
+type Series = (&'static str, fn(&Stats) -> u64);
+
+const METRICS: [Metric; 9] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
         help: "TCP connections accepted.",
-        value: |s| s.accepted,
+        series: &[("", |s| s.accepted)],
     },
     Metric {
         name: "ringcast_connections_opened_total",
         kind: "counter",
         help: "Connections that completed the WebSocket upgrade.",
-        value: |s| s.opened,
+        series: &[("", |s| s.opened)],
     },
     Metric {
         name: "ringcast_connections_closed_total",
         kind: "counter",
         help: "Upgraded connections that have ended.",
-        value: |s| s.closed,
+        series: &[("", |s| s.closed)],
     },
     Metric {
         name: "ringcast_connections_open",
         kind: "gauge",
         help: "Upgraded connections open now.",
-        value: Stats::open,
+        series: &[("", Stats::open)],
     },
     Metric {
         name: "ringcast_handshakes_rejected_total",
         kind: "counter",
         help: "Upgrade requests answered with an HTTP error.",
-        value: |s| s.rejected_handshakes,
+        series: &[("", |s| s.rejected_handshakes)],
     },
     Metric {
         name: "ringcast_protocol_errors_total",
         kind: "counter",
         help: "Connections failed with close code 1002, 1007 or 1009.",
-        value: |s| s.protocol_errors,
+        series: &[("", |s| s.protocol_errors)],
     },
     Metric {
         name: "ringcast_slow_consumers_total",
         kind: "counter",
-        help: "Connections closed with 1008 for passing max_outbound_bytes.",
-        value: |s| s.slow_consumers,
+        help: "Connections reset for letting their queue pass max_outbound_bytes (slow consumers).",
+        series: &[("", |s| s.slow_consumers)],
+    },
+    Metric {
+        name: "ringcast_messages_received_total",
+        kind: "counter",
+        help: "Whole messages (text or binary) received from clients.",
+        series: &[("", |s| s.messages_received)],
+    },
+    Metric {
+        name: "ringcast_connections_refused_total",
+        kind: "counter",
+        help: "Connections turned away at accept: reason=\"per_ip\" (429, max_conns_per_ip), reason=\"total\" (503, max_connections).",
+        series: &[
+            (",reason=\"per_ip\"", |s| s.refused_per_ip),
+            (",reason=\"total\"", |s| s.refused_total),
+        ],
     },
 ];
 
@@ -105,19 +135,47 @@ pub fn render_metrics(cores: &[Arc<CoreStats>]) -> String {
         name,
         kind,
         help,
-        value,
+        series,
     } in METRICS
     {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (core, stats) in snapshots.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(stats));
+        for (labels, value) in series {
+            for (core, stats) in snapshots.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{core=\"{core}\"{labels}}} {}", value(stats));
+            }
         }
     }
     out
 }
 
+/// Each core's cross-core backlog (see `hub`), `(depth now, envelopes that ever
+/// waited)` in core order, appended to [`render_metrics`]'s text.
+pub fn render_backlogs(out: &mut String, backlogs: &[(usize, u64)]) {
+    let gauges = [
+        (
+            "ringcast_backlog_envelopes",
+            "gauge",
+            "Envelopes waiting in the core's backlog for a full inbox (readers pause while any core has one).",
+        ),
+        (
+            "ringcast_backlogged_envelopes_total",
+            "counter",
+            "Envelopes that ever waited in the core's backlog (a sign inbox_capacity is small).",
+        ),
+    ];
+    for (index, (name, kind, help)) in gauges.into_iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (core, (depth, total)) in backlogs.iter().enumerate() {
+            let value = if index == 0 { *depth as u64 } else { *total };
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
+        }
+    }
+}
+
+/// The counting functions of event counters (`count => field`), and `sum` over those
+/// and the hot-path counters (`hot: field`), which count with their own functions.
 macro_rules! counters {
-    ($($count:ident => $field:ident),* $(,)?) => {
+    ($($count:ident => $field:ident),* ; hot: $($hot:ident),* $(,)?) => {
         impl CoreStats {
             $(pub(crate) fn $count(&self) {
                 self.$field.fetch_add(1, Relaxed);
@@ -129,6 +187,7 @@ macro_rules! counters {
             let mut total = Stats::default();
             for core in cores {
                 $(total.$field += core.$field.load(Relaxed);)*
+                $(total.$hot += core.$hot.load(Relaxed);)*
             }
             total
         }
@@ -142,6 +201,18 @@ counters! {
     count_rejected_handshake => rejected_handshakes,
     count_protocol_error => protocol_errors,
     count_slow_consumer => slow_consumers,
+    count_refused_per_ip => refused_per_ip,
+    count_refused_total => refused_total;
+    hot: messages_received,
+}
+
+impl CoreStats {
+    /// Counts a message from a client. On the hot path, and only the owning core
+    /// writes it: a plain load and store, not a locked read-modify-write.
+    pub(crate) fn count_message_received(&self) {
+        let n = self.messages_received.load(Relaxed);
+        self.messages_received.store(n + 1, Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +234,12 @@ mod tests {
         cores[0].count_rejected_handshake();
         cores[1].count_protocol_error();
         cores[1].count_slow_consumer();
+        cores[0].count_refused_per_ip();
+        cores[0].count_refused_per_ip();
+        cores[1].count_refused_total();
+        for _ in 0..5 {
+            cores[0].count_message_received();
+        }
         let text = render_metrics(&cores);
         for line in [
             "# TYPE ringcast_connections_accepted_total counter",
@@ -176,15 +253,22 @@ mod tests {
             "ringcast_handshakes_rejected_total{core=\"0\"} 1",
             "ringcast_protocol_errors_total{core=\"1\"} 1",
             "ringcast_slow_consumers_total{core=\"1\"} 1",
+            "# TYPE ringcast_connections_refused_total counter",
+            "ringcast_connections_refused_total{core=\"0\",reason=\"per_ip\"} 2",
+            "ringcast_connections_refused_total{core=\"1\",reason=\"per_ip\"} 0",
+            "ringcast_connections_refused_total{core=\"0\",reason=\"total\"} 0",
+            "ringcast_connections_refused_total{core=\"1\",reason=\"total\"} 1",
+            "ringcast_messages_received_total{core=\"0\"} 5",
+            "ringcast_messages_received_total{core=\"1\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
-        // 7 metrics: HELP, TYPE and one line per core each.
-        assert_eq!(text.lines().count(), 7 * (2 + cores.len()));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 7);
+        // 9 metrics: HELP, TYPE and one line per core each; the refusals two per core.
+        assert_eq!(text.lines().count(), 9 * 2 + 10 * cores.len());
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 9);
     }
 
     #[test]

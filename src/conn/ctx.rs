@@ -7,24 +7,24 @@ use std::future::poll_fn;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monoio::io::OwnedWriteHalf;
 use monoio::net::TcpStream;
 
 use super::slots::Slots;
-use super::stats::CoreStats;
-use crate::config::Config;
-use crate::conn::{Conn, Phase, Pushed, Writer};
+use super::{abort_socket, Conn, Phase, Pushed, Writer};
+use crate::config::ConnLimits;
 use crate::hub::Outbox;
+use crate::stats::CoreStats;
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
 
 /// One core's connections and cross-core sending side, as apps see them.
 pub struct CoreCtx<E> {
     id: CoreId,
-    pub(crate) config: Arc<Config>,
-    pub(crate) conns: RefCell<Slots<Conn>>,
+    limits: ConnLimits,
+    conns: RefCell<Slots<Conn>>,
     pub(crate) outbox: Outbox<E>,
     /// Every core's counters (this core writes its own; `GET /metrics` reads all).
     pub(crate) all_stats: Arc<[Arc<CoreStats>]>,
@@ -41,13 +41,13 @@ pub struct CoreCtx<E> {
 impl<E: Send> CoreCtx<E> {
     pub(crate) fn new(
         id: CoreId,
-        config: Arc<Config>,
+        limits: ConnLimits,
         outbox: Outbox<E>,
         all_stats: Arc<[Arc<CoreStats>]>,
     ) -> Self {
         CoreCtx {
             id,
-            config,
+            limits,
             conns: RefCell::new(Slots::default()),
             outbox,
             all_stats,
@@ -127,15 +127,13 @@ impl<E: Send> CoreCtx<E> {
     }
 
     /// Queues a frame for one connection of this core. False if the connection is gone
-    /// or closing. A connection over its outbound limit is closed with 1008.
+    /// or closing. A connection over its outbound limit is reset (see [`CoreCtx::send_to_each`]).
     pub fn send(&self, conn: ConnId, frame: OutFrame) -> bool {
         debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
         let mut conns = self.conns.borrow_mut();
-        match conns.get_mut(conn.slot as usize) {
-            Some(entry) if entry.generation == conn.generation => {
-                self.queue(conn.slot as usize, entry, frame)
-            }
-            _ => false,
+        match live(&mut conns, conn) {
+            Some(entry) => self.queue(conn.slot as usize, entry, frame),
+            None => false,
         }
     }
 
@@ -146,10 +144,7 @@ impl<E: Send> CoreCtx<E> {
         let mut slab = self.conns.borrow_mut();
         for conn in conns {
             debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
-            if let Some(entry) = slab
-                .get_mut(conn.slot as usize)
-                .filter(|e| e.generation == conn.generation)
-            {
+            if let Some(entry) = live(&mut slab, conn) {
                 self.queue(conn.slot as usize, entry, frame.clone());
             }
         }
@@ -178,21 +173,22 @@ impl<E: Send> CoreCtx<E> {
         self.outbox.post(core, envelope);
     }
 
-    /// Starts the closing handshake with `code`; the peer has `close_timeout_ms` to answer.
+    /// Starts the closing handshake with `code`; the peer has `close_timeout_ms` to
+    /// answer. Nothing happens if the connection is gone (its generation is checked).
     pub fn close(&self, conn: ConnId, code: u16, reason: &str) {
         let deadline = self.close_deadline();
-        self.with_conn(conn, |entry| {
+        if let Some(entry) = live(&mut self.conns.borrow_mut(), conn) {
             entry.begin_close(code, reason, deadline);
             self.kick(conn.slot as usize, entry);
-        });
+        }
     }
 
     /// Queues a control frame (pong) outside the outbound limit.
     pub(crate) fn send_control(&self, conn: ConnId, frame: OutFrame) {
-        self.with_conn(conn, |entry| {
+        if let Some(entry) = live(&mut self.conns.borrow_mut(), conn) {
             entry.push_control(frame);
             self.kick(conn.slot as usize, entry);
-        });
+        }
     }
 
     /// Open connections on this core.
@@ -204,35 +200,39 @@ impl<E: Send> CoreCtx<E> {
             .count()
     }
 
-    /// Queues `frame` on the connection in `slot` under the outbound limit, schedules
-    /// its flush and counts a slow consumer. The one path every data frame takes.
+    /// Queues `frame` on the connection in `slot` under the outbound limit and
+    /// schedules its flush. The one path every data frame takes.
+    ///
+    /// A connection that passes the limit (a slow consumer) has its queue dropped, is
+    /// counted, and is reset at once: a peer that far behind has stopped reading, so
+    /// a close frame would sit behind megabytes in its socket, and a graceful close
+    /// would leave an orphaned socket holding that kernel memory for minutes.
     fn queue(&self, slot: usize, entry: &mut Conn, frame: OutFrame) -> bool {
-        let pushed = entry.push(frame, self.config.max_outbound_bytes, || {
+        let pushed = entry.push(frame, self.limits.max_outbound_bytes, || {
             self.close_deadline()
         });
-        self.kick(slot, entry);
-        self.count(pushed)
-    }
-
-    fn count(&self, pushed: Pushed) -> bool {
         match pushed {
-            Pushed::Queued => true,
+            Pushed::Queued => {
+                self.kick(slot, entry);
+                true
+            }
             Pushed::Dropped => false,
             Pushed::Overflowed => {
                 self.stats().count_slow_consumer();
+                abort_socket(entry.fd);
                 false
             }
         }
     }
 
     fn close_deadline(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.config.close_timeout_ms)
+        Instant::now() + self.limits.close_timeout
     }
 
     pub(crate) fn insert_conn(&self, fd: RawFd, now: Instant) -> ConnId {
         let generation = self.next_generation.get().wrapping_add(1);
         self.next_generation.set(generation);
-        let deadline = now + Duration::from_millis(self.config.handshake_timeout_ms);
+        let deadline = now + self.limits.handshake_timeout;
         let slot = self
             .conns
             .borrow_mut()
@@ -255,22 +255,55 @@ impl<E: Send> CoreCtx<E> {
     }
 
     pub(crate) fn remove_conn(&self, conn: ConnId) {
-        let Some(removed) = self.conns.borrow_mut().remove(conn.slot as usize) else {
+        let mut conns = self.conns.borrow_mut();
+        if live(&mut conns, conn).is_none() {
             debug_assert!(false, "{conn:?} removed twice");
             return;
-        };
-        debug_assert_eq!(removed.generation, conn.generation);
+        }
+        let removed = conns.remove(conn.slot as usize).expect("checked live");
         if !matches!(removed.phase, Phase::Handshake { .. }) {
             self.stats().count_closed();
         }
     }
 
-    /// Runs `f` on a live connection of this core. Panics on a stale id: only the
-    /// connection's own tasks call it, and they outlive its slab entry.
+    /// Runs `f` on every connection of the core (handshaking, open or closing); a
+    /// connection for which it returns true is scheduled for a flush.
+    pub(crate) fn for_each_conn(&self, mut f: impl FnMut(&mut Conn) -> bool) {
+        for (slot, entry) in self.conns.borrow_mut().iter_mut() {
+            if f(entry) {
+                self.kick(slot, entry);
+            }
+        }
+    }
+
+    /// Whether the table is empty (every connection, whatever its phase, has ended).
+    pub(crate) fn has_no_connections(&self) -> bool {
+        self.conns.borrow().is_empty()
+    }
+
+    /// Runs `f` on `conn`'s entry if it is still that connection (`None` if it is gone).
+    pub(crate) fn with_live_conn<R>(
+        &self,
+        conn: ConnId,
+        f: impl FnOnce(&mut Conn) -> R,
+    ) -> Option<R> {
+        live(&mut self.conns.borrow_mut(), conn).map(f)
+    }
+
+    /// Runs `f` on a live connection of this core. Panics on a stale id, in every
+    /// build: only the connection's own tasks call it, and they outlive its slab entry,
+    /// so a stale id is a bug that must not act on the slot's next connection.
     pub(crate) fn with_conn<R>(&self, conn: ConnId, f: impl FnOnce(&mut Conn) -> R) -> R {
         let mut conns = self.conns.borrow_mut();
-        let entry = &mut conns[conn.slot as usize];
-        debug_assert_eq!(entry.generation, conn.generation);
+        let entry = live(&mut conns, conn).expect("a connection's own tasks outlive its slot");
         f(entry)
     }
+}
+
+/// The slab entry `conn` names, if it is still that connection (same generation: a
+/// slot is reused by later connections). Every lookup by `ConnId` goes through here.
+fn live(conns: &mut Slots<Conn>, conn: ConnId) -> Option<&mut Conn> {
+    conns
+        .get_mut(conn.slot as usize)
+        .filter(|entry| entry.generation == conn.generation)
 }

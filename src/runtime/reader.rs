@@ -16,11 +16,12 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
-use super::shutdown_socket;
+use super::Core;
 use crate::app::{App, Message};
-use crate::runtime::{render_metrics, Core};
-use crate::ws::handshake::{self, Request};
-use crate::ws::{Decoder, Incoming, Opcode, OutFrame, Role};
+use crate::conn::shutdown_socket;
+use crate::stats::{render_backlogs, render_metrics};
+use crate::ws::handshake::{self, HttpRequest};
+use crate::ws::{close_code, Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
 
 /// First buffer for the upgrade request (browsers send ~500 bytes); transient.
@@ -64,7 +65,7 @@ async fn serve_connection<A: App>(
 ) {
     let ctx = &core.ctx;
     let id = ctx.insert_conn(fd, Instant::now());
-    let mut buf = BytesMut::with_capacity(ctx.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
+    let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
     if !Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await {
         shutdown_socket(fd);
@@ -72,13 +73,13 @@ async fn serve_connection<A: App>(
         return;
     }
     ctx.mark_open(id, wr, Instant::now());
-    let initial = ctx.config.read_buffer_bytes;
+    let initial = core.config.read_buffer_bytes;
     if buf.is_empty() {
         // The handshake buffer is larger; an idle connection keeps only `initial`.
         buf = BytesMut::with_capacity(initial);
     }
     core.app.borrow_mut().on_open(ctx, id);
-    let mut decoder = Decoder::new(Role::Server, ctx.config.max_message_bytes);
+    let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
     let mut read_size = initial;
     let end = loop {
         if let Some(end) = decode_buffered(&core, id, &mut decoder, &mut buf) {
@@ -153,24 +154,26 @@ async fn upgrade<A: App>(
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
 ) -> bool {
-    let max = core.ctx.config.max_handshake_bytes;
-    let allowed_origins = &core.ctx.config.allowed_origins;
+    let max = core.config.max_handshake_bytes;
+    let allowed_origins = &core.config.allowed_origins;
     loop {
         let request = handshake::parse_request(buf, max).and_then(|request| {
-            if let Some((Request::Upgrade { origin, .. }, _)) = &request {
+            if let Some((HttpRequest::Upgrade { origin, .. }, _)) = &request {
                 handshake::check_origin(origin.as_deref(), allowed_origins)?;
             }
             Ok(request)
         });
         let response = match request {
-            Ok(Some((Request::Upgrade { key, .. }, len))) => {
+            Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
                 buf.advance(len);
                 let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
                 return result.is_ok();
             }
-            Ok(Some((Request::Health, _))) => handshake::health_response().to_vec(),
-            Ok(Some((Request::Metrics, _))) => {
-                handshake::metrics_response(&render_metrics(&core.ctx.all_stats))
+            Ok(Some((HttpRequest::Health, _))) => handshake::health_response().to_vec(),
+            Ok(Some((HttpRequest::Metrics, _))) => {
+                let mut text = render_metrics(&core.ctx.all_stats);
+                render_backlogs(&mut text, &core.ctx.outbox.backlogs());
+                handshake::metrics_response(&text)
             }
             Ok(None) => {
                 if buf.len() == buf.capacity() {
@@ -271,12 +274,13 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
         Incoming::Close(frame) => {
             // RFC 6455 §5.5.1: echo the status code, then the server closes TCP first.
             // If we sent our close first, this completes the handshake.
-            let code = frame.map_or(1000, |(code, _)| code);
+            let code = frame.map_or(close_code::NORMAL, |(code, _)| code);
             ctx.close(id, code, "");
             return Some(ReadEnd::Flush);
         }
     };
     ctx.count_input();
+    ctx.stats().count_message_received();
     core.app.borrow_mut().on_message(ctx, id, message);
     None
 }
@@ -301,15 +305,17 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
+            let config = Arc::new(Config::default().resolve().expect("the defaults are valid"));
             let ctx = CoreCtx::new(
                 CoreId(0),
-                Arc::new(Config::default()),
-                Outbox::new(Hub::<()>::new(1, 16)),
+                config.conn_limits(),
+                Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
                 vec![Default::default()].into(),
             );
             let core = Rc::new(Core {
                 ctx,
                 app: RefCell::new(EchoApp),
+                config,
             });
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -21,10 +21,10 @@ use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
-use super::pacing::FlushPacing;
-use super::{shutdown_socket, Writer};
+use super::Core;
 use crate::app::App;
-use crate::runtime::Core;
+use crate::conn::pacing::FlushPacing;
+use crate::conn::{shutdown_socket, Conn, Writer};
 use crate::ws::OutFrame;
 use crate::ConnId;
 
@@ -162,7 +162,7 @@ async fn write_all(
 pub(crate) async fn run_flusher<A: App>(core: Rc<Core<A>>) {
     let mut dirty = Vec::new();
     let mut batch = WriteBatch::new();
-    let mut pacing = FlushPacing::new(Duration::from_micros(core.ctx.config.flush_pace_us));
+    let mut pacing = FlushPacing::new(Duration::from_micros(core.config.flush_pace_us));
     loop {
         core.ctx.next_dirty(&mut dirty).await;
         if let Some(wait) = pacing.wait_before_pass(Instant::now()) {
@@ -181,13 +181,19 @@ pub(crate) async fn run_flusher<A: App>(core: Rc<Core<A>>) {
 /// Writes a connection's queue now; what would block goes to a writer task. Returns
 /// the frames taken from the queue.
 fn flush_now<A: App>(core: &Rc<Core<A>>, id: ConnId, batch: &mut WriteBatch) -> u64 {
-    let mut conns = core.ctx.conns.borrow_mut();
-    let Some(conn) = conns
-        .get_mut(id.slot as usize)
-        .filter(|c| c.generation == id.generation)
-    else {
-        return 0; // closed since it was queued for flushing
-    };
+    // `None`: closed since it was queued for flushing.
+    core.ctx
+        .with_live_conn(id, |conn| flush_conn(core, id, conn, batch))
+        .unwrap_or(0)
+}
+
+/// [`flush_now`] on the connection's slab entry.
+fn flush_conn<A: App>(
+    core: &Rc<Core<A>>,
+    id: ConnId,
+    conn: &mut Conn,
+    batch: &mut WriteBatch,
+) -> u64 {
     conn.flush_pending = false;
     let Some(wr) = conn.take_idle_writer() else {
         return 0;
@@ -204,8 +210,8 @@ fn flush_now<A: App>(core: &Rc<Core<A>>, id: ConnId, batch: &mut WriteBatch) -> 
         match batch.write_now(conn.fd) {
             Ok(true) => batch.clear(),
             Ok(false) => {
+                // Spawned, not run: it starts after this pass releases the slab.
                 let rest = std::mem::replace(batch, WriteBatch::new());
-                drop(conns);
                 monoio::spawn(run_writer(core.clone(), id, wr, rest));
                 return frames;
             }

@@ -1,9 +1,11 @@
-//! Request parsing and message encoding on literal JSON.
+//! Request parsing and message encoding on literal JSON (the server's side).
+
+use serde_json::value::RawValue;
 
 use super::*;
 
-fn parse(json: &str) -> Result<Request<'_>, String> {
-    parse_request(json.as_bytes()).0.map_err(|e| e.0)
+fn parse(json: &str) -> Result<Request<'_>, RequestError> {
+    parse_request(json.as_bytes()).0
 }
 
 #[test]
@@ -72,15 +74,22 @@ fn malformed_requests_are_invalid_message_format() {
         r#"{"type":"broadcast","id":{"a":1}}"#,
         r#"{"type":"broadcast"} trailing"#,
     ] {
-        assert_eq!(parse(json).unwrap_err(), INVALID_FORMAT, "{json}");
+        assert_eq!(
+            parse(json).unwrap_err(),
+            RequestError::InvalidFormat,
+            "{json}"
+        );
     }
-    assert_eq!(parse_request(b"\xff\xfe").0.unwrap_err().0, INVALID_FORMAT);
+    assert_eq!(
+        parse_request(b"\xff\xfe").0.unwrap_err(),
+        RequestError::InvalidFormat
+    );
 }
 
 #[test]
 fn unknown_type_is_named_in_the_error() {
     assert_eq!(
-        parse(r#"{"type":"dance"}"#).unwrap_err(),
+        parse(r#"{"type":"dance"}"#).unwrap_err().to_string(),
         "Unknown message type: dance"
     );
 }
@@ -113,7 +122,7 @@ fn encoder_writes_fields_in_order_with_raw_values_verbatim() {
 #[test]
 fn error_frame_carries_the_id() {
     let id = serde_json::from_str::<&RawValue>("\"x\"").unwrap();
-    let frame = error_frame("Room does not exist", 9, Some(id));
+    let frame = error_frame(&RequestError::RoomDoesNotExist, 9, Some(id));
     let json = std::str::from_utf8(&frame[2..]).unwrap();
     assert_eq!(
         json,
@@ -128,7 +137,7 @@ fn error_frame_carries_the_id() {
 fn invalid_utf8_anywhere_is_invalid_message_format() {
     let payload = b"{\"type\":\"broadcast\",\"messagg\":\"h\xff\xff\xff\xffello\",\"id\":-2e3}";
     let (request, id) = parse_request(payload);
-    assert_eq!(request.unwrap_err().0, INVALID_FORMAT);
+    assert_eq!(request.unwrap_err(), RequestError::InvalidFormat);
     assert!(id.is_none(), "an id from a message that is not JSON");
 }
 
@@ -143,7 +152,7 @@ fn a_json_array_is_not_a_request() {
         r#" ["dance",null,null,null,null,7]"#,
     ] {
         let (request, id) = parse_request(json.as_bytes());
-        assert_eq!(request.unwrap_err().0, INVALID_FORMAT, "{json}");
+        assert_eq!(request.unwrap_err(), RequestError::InvalidFormat, "{json}");
         assert!(id.is_none(), "{json}");
     }
 }

@@ -1,6 +1,12 @@
-//! The room protocol as the load tool speaks it: the requests it sends (`join_room`,
-//! `room_message`) and a scan of the server's messages that picks out the fields it
-//! checks without building a tree. It decides nothing; `state.rs` does.
+//! The room protocol as the load tool speaks it on its hot path: the requests it sends
+//! (`join_room`, `room_message` written into a template) and a scan of the server's
+//! messages that picks out the fields it checks without building a tree (no
+//! allocation, no unescaping). Why a scanner and not [`ServerMessage::parse`]: the
+//! load tool must outrun the server it measures, and the scan is several times faster
+//! on the messages it reads most (`cargo bench --bench json -- scan`, BENCHMARKS.md).
+//! It decides nothing; the load tool's `rooms` state does.
+//!
+//! [`ServerMessage::parse`]: super::ServerMessage::parse
 
 /// A server message's fields the load tool looks at. Strings are the raw bytes between
 /// the quotes (escapes left as they are: every name the tool compares is plain ASCII);

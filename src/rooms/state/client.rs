@@ -1,0 +1,358 @@
+//! The per-client role: a core's own clients, their requests (each checked against
+//! the client limits), their rooms and metadata, and their replies in request order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{client_id, parse_client_id, Effect, Envelope, RoomsCore};
+use crate::proto::{error_frame, Encoder, Request, RequestError};
+use crate::rooms::join_order::JoinOrder;
+use crate::rooms::limit::Bucket;
+use crate::rooms::replies::ReplyQueue;
+use crate::ws::FrameBuffer;
+use crate::ConnId;
+
+#[derive(Debug, Default)]
+pub(super) struct Client {
+    /// Rooms joined (counted or on the way), in join order, with the token of the
+    /// join: a `Joined` for an earlier join of the same room is recognised as stale.
+    /// At most `ClientLimits::max_rooms`.
+    pub(super) rooms: JoinOrder<Arc<str>, u32>,
+    metadata: Map<String, Value>,
+    pub(super) replies: ReplyQueue,
+    /// What is left of the client's message allowance (see `limit`).
+    pub(super) allowance: Bucket,
+    /// Where its room messages are encoded (from its first one: an idle client keeps
+    /// one pointer, not the 56-byte buffer).
+    room_frames: Option<Box<RoomFrames>>,
+}
+
+/// A client's room messages, encoded one after another while they go to the same
+/// room, so that members write a run of them as one iovec.
+#[derive(Debug)]
+struct RoomFrames {
+    room: Arc<str>,
+    buffer: FrameBuffer,
+}
+
+impl Client {
+    /// The buffer for this client's next message to `room`: a fresh chunk when its
+    /// last message went to another room, so a chunk's frames share one audience.
+    fn room_frames(&mut self, room: &Arc<str>) -> &mut FrameBuffer {
+        let frames = self.room_frames.get_or_insert_with(|| {
+            Box::new(RoomFrames {
+                room: room.clone(),
+                buffer: FrameBuffer::default(),
+            })
+        });
+        if frames.room != *room {
+            frames.buffer.restart();
+            frames.room = room.clone();
+        }
+        &mut frames.buffer
+    }
+}
+
+impl RoomsCore {
+    /// Serves one well-formed request from `conn`, or says why it is refused (the
+    /// caller answers the error, with the request's `id`).
+    pub(super) fn handle_request(
+        &mut self,
+        conn: ConnId,
+        request: Request<'_>,
+        id: Option<&RawValue>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RequestError> {
+        match request {
+            Request::Broadcast { message } => {
+                self.broadcast(conn, message, now, out);
+                Ok(())
+            }
+            Request::JoinRoom { room } => self.join(conn, &room, id, out),
+            Request::LeaveRoom { room } => {
+                self.leave(conn, &room, out);
+                Ok(())
+            }
+            Request::RoomMessage { room, message } => {
+                self.room_message(conn, &room, message, now, out)
+            }
+            Request::PrivateMessage { to, message } => {
+                self.private_message(conn, &to, message, id, now, out)
+            }
+            Request::SetMetadata { metadata } => self.set_metadata(conn, metadata, id, out),
+        }
+    }
+
+    /// To every other client on every core: one envelope per other core.
+    fn broadcast(&mut self, conn: ConnId, message: &RawValue, now: u64, out: &mut Vec<Effect>) {
+        let frame = Encoder::new("broadcast")
+            .string("from", &client_id(conn))
+            .raw("message", message)
+            .number("timestamp", now)
+            .frame();
+        for core in self.other_cores() {
+            let envelope = Envelope::ToAll {
+                frame: frame.clone(),
+            };
+            out.push(Effect::Post { core, envelope });
+        }
+        self.deliver_to_all(Some(conn), frame, out);
+    }
+
+    /// Sends the join to the room's home, holding the client's place for its
+    /// `room_joined`. A second join of a room does nothing.
+    fn join(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        id: Option<&RawValue>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RequestError> {
+        if room.is_empty() {
+            return Err(RequestError::RoomNameRequired);
+        }
+        if room.len() > self.limits.max_room_name_bytes {
+            return Err(RequestError::RoomNameTooLong);
+        }
+        let joined = &self.client(conn).rooms;
+        if joined.contains(room) {
+            return Ok(());
+        }
+        if joined.len() >= self.limits.max_rooms {
+            return Err(RequestError::TooManyRooms);
+        }
+        let room = self.intern(room);
+        let token = self.hold_reply(conn);
+        self.client(conn).rooms.insert(room.clone(), token);
+        let join = Envelope::Join {
+            room: room.clone(),
+            member: conn,
+            token,
+            id: id.map(RawValue::to_owned),
+        };
+        self.post(self.home(&room), join, out);
+        Ok(())
+    }
+
+    /// Leaves at once here, and tells the home. Leaving a room not joined does nothing.
+    fn leave(&mut self, conn: ConnId, room: &str, out: &mut Vec<Effect>) {
+        if let Some((room, _)) = self.client(conn).rooms.remove(room) {
+            self.leave_locally(conn, &room);
+            let home = self.home(&room);
+            let leave = Envelope::Leave {
+                room,
+                member: conn,
+                then: VecDeque::new(),
+            };
+            self.post(home, leave, out);
+        }
+    }
+
+    /// Encodes once (end to end with the sender's previous messages to the room) and
+    /// posts one envelope to each core with members.
+    fn room_message(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        message: &RawValue,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RequestError> {
+        let joined = self.clients[&conn].rooms.get_key(room);
+        let Some(room) = joined.cloned() else {
+            return Err(if self.room_cores.contains_key(room) {
+                RequestError::NotInRoom
+            } else {
+                RequestError::RoomDoesNotExist
+            });
+        };
+        let frame = Encoder::new("room_message")
+            .string("room", &room)
+            .string("from", &client_id(conn))
+            .raw("message", message)
+            .number("timestamp", now)
+            .frame_in(self.client(conn).room_frames(&room));
+        let cores = self.room_cores.get(&room).copied().unwrap_or_default();
+        for core in cores.iter() {
+            let envelope = Envelope::ToMembers {
+                room: room.clone(),
+                except: Some(conn),
+                frame: frame.clone(),
+            };
+            self.post(core, envelope, out);
+        }
+        Ok(())
+    }
+
+    /// Straight to the recipient's client here; to another core, holding the sender's
+    /// place for the outcome (that core always answers).
+    fn private_message(
+        &mut self,
+        conn: ConnId,
+        to: &str,
+        message: &RawValue,
+        id: Option<&RawValue>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RequestError> {
+        let to = parse_client_id(to)
+            .filter(|to| to.core.index() < self.cores)
+            .ok_or(RequestError::RecipientNotFound)?;
+        let frame = Encoder::new("private_message")
+            .string("from", &client_id(conn))
+            .raw("message", message)
+            .number("timestamp", now)
+            .frame();
+        if to.core == self.core {
+            if !self.clients.contains_key(&to) {
+                return Err(RequestError::RecipientNotFound);
+            }
+            self.deliver(to, frame, out);
+        } else {
+            let token = self.hold_reply(conn);
+            let envelope = Envelope::Private {
+                to,
+                from: conn,
+                frame,
+                token,
+                id: id.map(RawValue::to_owned),
+            };
+            out.push(Effect::Post {
+                core: to.core,
+                envelope,
+            });
+        }
+        Ok(())
+    }
+
+    /// Merges shallowly; a merge over `max_metadata_bytes` changes nothing.
+    fn set_metadata(
+        &mut self,
+        conn: ConnId,
+        metadata: Map<String, Value>,
+        id: Option<&RawValue>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RequestError> {
+        let max = self.limits.max_metadata_bytes;
+        let client = self.client(conn);
+        let mut merged = client.metadata.clone();
+        merged.extend(metadata);
+        let text = serde_json::to_vec(&merged).expect("a JSON map always serializes");
+        if text.len() > max {
+            return Err(RequestError::MetadataTooLarge);
+        }
+        client.metadata = merged;
+        let frame = Encoder::new("metadata_updated")
+            .json("metadata", &text)
+            .id(id)
+            .frame();
+        self.deliver(conn, frame, out);
+        Ok(())
+    }
+
+    /// On the recipient's core: delivers a private message, or reports the recipient
+    /// gone; either way the outcome goes back to the sender's core.
+    #[allow(clippy::too_many_arguments, reason = "the envelope's fields, unpacked")]
+    pub(super) fn on_private(
+        &mut self,
+        to: ConnId,
+        from: ConnId,
+        frame: Bytes,
+        token: u32,
+        id: Option<Box<RawValue>>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let error = if self.clients.contains_key(&to) {
+            self.deliver(to, frame, out);
+            None
+        } else {
+            let error = RequestError::RecipientNotFound;
+            Some(error_frame(&error, now, id.as_deref()))
+        };
+        let envelope = Envelope::PrivateDone {
+            to: from,
+            token,
+            error,
+        };
+        out.push(Effect::Post {
+            core: from.core,
+            envelope,
+        });
+    }
+
+    /// Sends a frame to a client of this core, behind its held replies if it has any.
+    pub(super) fn deliver(&mut self, to: ConnId, frame: Bytes, out: &mut Vec<Effect>) {
+        if self.blocked > 0 {
+            if let Some(client) = self.clients.get_mut(&to) {
+                if client.replies.is_blocked() {
+                    client.replies.push(frame);
+                    return;
+                }
+            }
+        }
+        out.push(Effect::Send { to, frame });
+    }
+
+    /// Sends a frame to every client of this core but `except`.
+    pub(super) fn deliver_to_all(
+        &mut self,
+        except: Option<ConnId>,
+        frame: Bytes,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.blocked == 0 {
+            out.push(Effect::SendToAll { except, frame });
+            return;
+        }
+        let clients: Vec<ConnId> = self
+            .clients
+            .keys()
+            .copied()
+            .filter(|c| Some(*c) != except)
+            .collect();
+        for client in clients {
+            self.deliver(client, frame.clone(), out);
+        }
+    }
+
+    /// Holds a place in a client's replies for an answer from another core.
+    fn hold_reply(&mut self, conn: ConnId) -> u32 {
+        let client = self.clients.get_mut(&conn).expect("a known client");
+        if !client.replies.is_blocked() {
+            self.blocked += 1;
+        }
+        client.replies.hold()
+    }
+
+    /// Fills a held place and sends what it unblocks.
+    pub(super) fn fill_reply(
+        &mut self,
+        conn: ConnId,
+        token: u32,
+        frame: Option<Bytes>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let was_blocked = client.replies.is_blocked();
+        client.replies.fill(token, frame, |frame| {
+            out.push(Effect::Send { to: conn, frame })
+        });
+        if was_blocked && !client.replies.is_blocked() {
+            self.blocked -= 1;
+        }
+    }
+
+    pub(super) fn client(&mut self, conn: ConnId) -> &mut Client {
+        self.clients
+            .get_mut(&conn)
+            .expect("checked by handle_message")
+    }
+}

@@ -1,0 +1,398 @@
+//! The room logic of one core, as a pure state machine: `handle_*` take a client's
+//! message, a connection event or an envelope from another core, plus `now`; they
+//! push [`Effect`]s (frames to send, with their recipients, and envelopes to post) and
+//! never do I/O. See the module docs of `rooms` for how cores share rooms.
+//!
+//! One core plays three roles, one file each:
+//! - `client.rs`: its own clients: their requests, rooms, metadata, replies in order.
+//! - `home.rs`: the rooms homed here: authoritative counts, `member_joined`/`left`.
+//! - `replica.rs`: every room's core set, and the local members of each room.
+//!
+//! This file holds what they share: the envelopes between cores, the effects, the
+//! entry points, and the local work list that replaces recursion.
+
+mod client;
+mod home;
+mod replica;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use self::client::Client;
+use self::home::HomeRoom;
+use self::replica::LocalRoom;
+use super::limit::{ClientLimits, RateLimit};
+use crate::proto::{error_frame, parse_request, Encoder, RequestError};
+use crate::{ConnId, CoreId};
+
+/// The most cores the room app supports (core sets are a 128-bit mask).
+pub const MAX_CORES: usize = crate::config::MAX_ROOM_CORES;
+
+/// Cores that have members of a room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreSet(u128);
+
+impl CoreSet {
+    pub fn contains(self, core: CoreId) -> bool {
+        self.0 & (1 << core.0) != 0
+    }
+
+    fn with(self, core: CoreId) -> Self {
+        CoreSet(self.0 | (1 << core.0))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = CoreId> {
+        (0..MAX_CORES as u16)
+            .map(CoreId)
+            .filter(move |core| self.contains(*core))
+    }
+}
+
+/// What one core tells another. One envelope per (message, destination core).
+#[derive(Debug)]
+pub enum Envelope {
+    /// To the room's home: add a member. `token` is the joiner's held reply place.
+    Join {
+        room: Arc<str>,
+        member: ConnId,
+        token: u32,
+        id: Option<Box<RawValue>>,
+    },
+    /// To the room's home: remove a member, then (a disconnect) go on to the home of
+    /// the next room in `then`, so the others see `member_left` in join order.
+    Leave {
+        room: Arc<str>,
+        member: ConnId,
+        then: VecDeque<Arc<str>>,
+    },
+    /// From the home to the joiner's core: the join is counted; the room's core set.
+    Joined {
+        room: Arc<str>,
+        member: ConnId,
+        members: usize,
+        cores: CoreSet,
+        token: u32,
+        id: Option<Box<RawValue>>,
+    },
+    /// From the home to every core: the cores with members changed (empty: room gone).
+    Cores { room: Arc<str>, cores: CoreSet },
+    /// A frame for the local members of a room, but `except`.
+    ToMembers {
+        room: Arc<str>,
+        except: Option<ConnId>,
+        frame: Bytes,
+    },
+    /// A frame for every client of the core.
+    ToAll { frame: Bytes },
+    /// A private message; the outcome goes back to `from` as `PrivateDone`.
+    Private {
+        to: ConnId,
+        from: ConnId,
+        frame: Bytes,
+        token: u32,
+        id: Option<Box<RawValue>>,
+    },
+    /// The outcome of a private message: nothing (delivered) or the error to answer.
+    PrivateDone {
+        to: ConnId,
+        token: u32,
+        error: Option<Bytes>,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Effect {
+    Send {
+        to: ConnId,
+        frame: Bytes,
+    },
+    SendToAll {
+        except: Option<ConnId>,
+        frame: Bytes,
+    },
+    /// The frame for each of `to` but `except`: one effect for a whole room's
+    /// fan-out on this core. `to` is the room's local members in join order, shared
+    /// (the room keeps it until its membership changes).
+    SendToEach {
+        to: Rc<[ConnId]>,
+        except: Option<ConnId>,
+        frame: Bytes,
+    },
+    Post {
+        core: CoreId,
+        envelope: Envelope,
+    },
+}
+
+/// A `Joined` envelope's facts, as the joiner's core acts on them.
+struct Joined {
+    member: ConnId,
+    members: usize,
+    cores: CoreSet,
+    token: u32,
+}
+
+/// One core's share of the rooms.
+#[derive(Debug)]
+pub struct RoomsCore {
+    core: CoreId,
+    cores: usize,
+    clients: HashMap<ConnId, Client>,
+    /// Local members whose join was counted, per room, in join order.
+    local_members: HashMap<Arc<str>, LocalRoom>,
+    /// Replica of every room's core set (the room exists while it is here).
+    room_cores: HashMap<Arc<str>, CoreSet>,
+    /// Rooms whose home is this core.
+    homed: HashMap<Arc<str>, HomeRoom>,
+    /// Clients whose reply queue is blocked (0: every frame may go out directly).
+    blocked: usize,
+    /// Messages each client may send (default: no limit).
+    rate_limit: RateLimit,
+    /// What each client may hold (rooms, room name length, metadata).
+    limits: ClientLimits,
+    /// Envelopes this core sent itself, handled in order before a `handle_*` call
+    /// returns: a loop, not recursion, so a client leaving 20,000 rooms on one core
+    /// costs a queue, not 20,000 stack frames.
+    local_work: VecDeque<Envelope>,
+}
+
+/// The `client_id` of a connection: it names the owning core, so messages to it are
+/// routed without a global table, and carries the never-reused generation.
+pub fn client_id(conn: ConnId) -> String {
+    format!("client_{}_{}_{}", conn.core.0, conn.slot, conn.generation)
+}
+
+/// The connection a `client_id` names. Only the exact spelling [`client_id`] gives
+/// matches (ids are compared as strings, as the seed did): no signs, no leading zeros.
+pub fn parse_client_id(text: &str) -> Option<ConnId> {
+    let mut parts = text.strip_prefix("client_")?.split('_');
+    let conn = ConnId {
+        core: CoreId(parts.next()?.parse().ok()?),
+        slot: parts.next()?.parse().ok()?,
+        generation: parts.next()?.parse().ok()?,
+    };
+    (parts.next().is_none() && client_id(conn) == text).then_some(conn)
+}
+
+/// The core that keeps a room's count: a fixed hash of its name.
+pub fn home_of(room: &str, cores: usize) -> CoreId {
+    // SipHash with fixed keys: the same on every core and every run.
+    #[allow(
+        deprecated,
+        reason = "SipHasher with zero keys is the stable hash we want"
+    )]
+    let mut hasher = std::hash::SipHasher::new();
+    room.hash(&mut hasher);
+    CoreId((hasher.finish() % cores as u64) as u16)
+}
+
+impl RoomsCore {
+    pub fn new(core: CoreId, cores: usize) -> Self {
+        assert!(
+            cores <= MAX_CORES,
+            "the room app supports at most {MAX_CORES} cores"
+        );
+        RoomsCore {
+            core,
+            cores,
+            clients: HashMap::new(),
+            local_members: HashMap::new(),
+            room_cores: HashMap::new(),
+            homed: HashMap::new(),
+            blocked: 0,
+            rate_limit: RateLimit::OFF,
+            limits: ClientLimits::default(),
+            local_work: VecDeque::new(),
+        }
+    }
+
+    /// Bounds what each client may hold (see [`ClientLimits`]).
+    pub fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Limits the messages each client may send (see `limit`).
+    pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Whether `handle_message` reads its `now_ms` (a limit is on).
+    pub fn has_rate_limit(&self) -> bool {
+        !self.rate_limit.is_off()
+    }
+
+    /// A client connected: remember it and welcome it.
+    pub fn handle_open(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
+        self.clients.insert(conn, Client::default());
+        let frame = Encoder::new("welcome")
+            .string("client_id", &client_id(conn))
+            .number("timestamp", now)
+            .frame();
+        out.push(Effect::Send { to: conn, frame });
+    }
+
+    /// A client disconnected (clean, reset or timeout): it leaves its rooms in join
+    /// order. The leaves go as one chain from home to home, so every other member sees
+    /// the `member_left`s in that order whatever cores the rooms' homes are on.
+    pub fn handle_close(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        if client.replies.is_blocked() {
+            self.blocked -= 1;
+        }
+        let mut rooms: VecDeque<Arc<str>> =
+            client.rooms.into_entries().map(|(room, _)| room).collect();
+        for room in &rooms {
+            self.leave_locally(conn, room);
+        }
+        let Some(room) = rooms.pop_front() else {
+            return;
+        };
+        let home = self.home(&room);
+        let leave = Envelope::Leave {
+            room,
+            member: conn,
+            then: rooms,
+        };
+        self.post(home, leave, out);
+        self.run_local_work(now, out);
+    }
+
+    /// A message from a client. `now_ms` is a monotonic time in milliseconds, read
+    /// only for the rate limit.
+    pub fn handle_message(
+        &mut self,
+        conn: ConnId,
+        payload: &[u8],
+        now: u64,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let rate_limit = self.rate_limit;
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let admitted = client.allowance.take(rate_limit, now_ms);
+        let (request, id) = parse_request(payload);
+        let result = match request {
+            _ if !admitted => Err(RequestError::RateLimited),
+            Ok(request) => self.handle_request(conn, request, id, now, out),
+            Err(bad) => Err(bad),
+        };
+        if let Err(text) = result {
+            self.deliver(conn, error_frame(&text, now, id), out);
+        }
+        self.run_local_work(now, out);
+    }
+
+    /// An envelope from another core.
+    pub fn handle_envelope(&mut self, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
+        self.dispatch(envelope, now, out);
+        self.run_local_work(now, out);
+    }
+
+    /// Handles the envelopes this core sent itself, and those they send, in order.
+    fn run_local_work(&mut self, now: u64, out: &mut Vec<Effect>) {
+        while let Some(envelope) = self.local_work.pop_front() {
+            self.dispatch(envelope, now, out);
+        }
+    }
+
+    /// Acts on one envelope, from another core or this one, in the role it is for.
+    fn dispatch(&mut self, envelope: Envelope, now: u64, out: &mut Vec<Effect>) {
+        match envelope {
+            Envelope::Join {
+                room,
+                member,
+                token,
+                id,
+            } => self.home_join(room, member, token, id, out),
+            Envelope::Leave { room, member, then } => self.home_leave(room, member, then, out),
+            Envelope::Joined {
+                room,
+                member,
+                members,
+                cores,
+                token,
+                id,
+            } => {
+                let joined = Joined {
+                    member,
+                    members,
+                    cores,
+                    token,
+                };
+                self.on_joined(room, joined, id, out)
+            }
+            Envelope::Cores { room, cores } => self.on_cores(room, cores),
+            Envelope::ToMembers {
+                room,
+                except,
+                frame,
+            } => self.on_to_members(&room, except, frame, out),
+            Envelope::ToAll { frame } => self.deliver_to_all(None, frame, out),
+            Envelope::Private {
+                to,
+                from,
+                frame,
+                token,
+                id,
+            } => self.on_private(to, from, frame, token, id, now, out),
+            Envelope::PrivateDone { to, token, error } => self.fill_reply(to, token, error, out),
+        }
+    }
+
+    /// Sends to another core, or (this core) queues it on the local work list that
+    /// the `handle_*` call runs before it returns. Either way it is handled before any
+    /// envelope that arrives later, as if this core had a FIFO inbox of its own.
+    fn post(&mut self, core: CoreId, envelope: Envelope, out: &mut Vec<Effect>) {
+        if core == self.core {
+            self.local_work.push_back(envelope);
+        } else {
+            out.push(Effect::Post { core, envelope });
+        }
+    }
+
+    fn home(&self, room: &str) -> CoreId {
+        home_of(room, self.cores)
+    }
+
+    fn other_cores(&self) -> impl Iterator<Item = CoreId> + '_ {
+        (0..self.cores as u16)
+            .map(CoreId)
+            .filter(move |core| *core != self.core)
+    }
+
+    /// The authoritative member count of a room homed on this core (0 if none), for
+    /// tests, fuzzing and stats.
+    pub fn home_member_count(&self, room: &str) -> usize {
+        self.homed.get(room).map_or(0, |home| home.members)
+    }
+
+    /// Clients this core knows (connected and not yet closed).
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Frames and held places waiting in a client's reply queue (0 for almost every
+    /// client), for tests and fuzzing.
+    pub fn pending_replies(&self, conn: ConnId) -> usize {
+        self.clients.get(&conn).map_or(0, |c| c.replies.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;
