@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::conn::{Conn, Phase};
+use ringcast::conn::{Conn, ConnPhase};
 use ringcast::ws::{encode_unmasked, Opcode, OutFrame};
 
 fn open_conns(n: usize) -> Vec<Conn> {
@@ -14,7 +14,7 @@ fn open_conns(n: usize) -> Vec<Conn> {
     (0..n)
         .map(|i| {
             let mut conn = Conn::new(i as u32, -1, now, now + Duration::from_secs(5));
-            conn.phase = Phase::Open;
+            conn.phase = ConnPhase::Open;
             conn
         })
         .collect()

@@ -13,7 +13,7 @@ use monoio::io::OwnedWriteHalf;
 use monoio::net::TcpStream;
 
 use super::slots::Slots;
-use super::{abort_socket, Conn, Phase, Pushed, Writer};
+use super::{abort_socket, Conn, ConnPhase, Pushed, Writer};
 use crate::config::ConnLimits;
 use crate::hub::Outbox;
 use crate::stats::CoreStats;
@@ -247,7 +247,7 @@ impl<E: Send> CoreCtx<E> {
 
     pub(crate) fn mark_open(&self, conn: ConnId, wr: OwnedWriteHalf<TcpStream>, now: Instant) {
         self.with_conn(conn, |entry| {
-            entry.phase = Phase::Open;
+            entry.phase = ConnPhase::Open;
             entry.writer = Writer::Parked(wr);
             entry.heard(now);
         });
@@ -261,7 +261,7 @@ impl<E: Send> CoreCtx<E> {
             return;
         }
         let removed = conns.remove(conn.slot as usize).expect("checked live");
-        if !matches!(removed.phase, Phase::Handshake { .. }) {
+        if !matches!(removed.phase, ConnPhase::Handshake { .. }) {
             self.stats().count_closed();
         }
     }

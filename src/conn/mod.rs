@@ -36,7 +36,7 @@ pub enum Writer {
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub enum ConnPhase {
     /// Waiting for the HTTP upgrade request, until the deadline.
     Handshake {
         deadline: Instant,
@@ -74,7 +74,7 @@ pub enum Tick {
 pub struct Conn {
     pub generation: u32,
     pub fd: RawFd,
-    pub phase: Phase,
+    pub phase: ConnPhase,
     /// Last time a frame arrived.
     pub last_heard: Instant,
     /// Last time a frame arrived or a ping went out.
@@ -95,7 +95,7 @@ impl Conn {
         Conn {
             generation,
             fd,
-            phase: Phase::Handshake {
+            phase: ConnPhase::Handshake {
                 deadline: handshake_deadline,
             },
             last_heard: now,
@@ -110,7 +110,7 @@ impl Conn {
     }
 
     pub fn is_open(&self) -> bool {
-        self.phase == Phase::Open
+        self.phase == ConnPhase::Open
     }
 
     /// Queues a data frame under the outbound limit (see `Config::max_outbound_bytes`).
@@ -123,7 +123,7 @@ impl Conn {
         max_outbound: usize,
         close_deadline: impl FnOnce() -> Instant,
     ) -> Pushed {
-        if self.phase != Phase::Open {
+        if self.phase != ConnPhase::Open {
             return Pushed::Dropped;
         }
         let len = frame.wire_len();
@@ -141,7 +141,7 @@ impl Conn {
     /// Queues a control frame (ping, pong): never counted against the limit, never
     /// dropped while the connection is open or closing but not yet sent its close.
     pub fn push_control(&mut self, frame: OutFrame) {
-        if !matches!(self.phase, Phase::Handshake { .. }) && !self.reader_done {
+        if !matches!(self.phase, ConnPhase::Handshake { .. }) && !self.reader_done {
             self.enqueue(frame);
         }
     }
@@ -149,10 +149,10 @@ impl Conn {
     /// Queues a close frame and moves to `Closing` unless already there. Returns
     /// whether this call started the closing handshake.
     pub fn begin_close(&mut self, code: u16, reason: &str, deadline: Instant) -> bool {
-        if self.phase != Phase::Open {
+        if self.phase != ConnPhase::Open {
             return false;
         }
-        self.phase = Phase::Closing { deadline };
+        self.phase = ConnPhase::Closing { deadline };
         self.enqueue(OutFrame::close(code, reason));
         true
     }
@@ -248,16 +248,20 @@ impl Conn {
         idle_timeout: std::time::Duration,
     ) -> Tick {
         match self.phase {
-            Phase::Handshake { deadline } | Phase::Closing { deadline } => {
+            ConnPhase::Handshake { deadline } | ConnPhase::Closing { deadline } => {
                 if now >= deadline {
                     Tick::Abort
                 } else {
                     Tick::Nothing
                 }
             }
-            Phase::Open if now.duration_since(self.last_heard) >= idle_timeout => Tick::IdleTimeout,
-            Phase::Open if now.duration_since(self.last_ping) >= ping_interval => Tick::SendPing,
-            Phase::Open => Tick::Nothing,
+            ConnPhase::Open if now.duration_since(self.last_heard) >= idle_timeout => {
+                Tick::IdleTimeout
+            }
+            ConnPhase::Open if now.duration_since(self.last_ping) >= ping_interval => {
+                Tick::SendPing
+            }
+            ConnPhase::Open => Tick::Nothing,
         }
     }
 }
@@ -321,7 +325,7 @@ mod tests {
 
     fn open_conn(now: Instant) -> Conn {
         let mut conn = Conn::new(1, -1, now, now + Duration::from_secs(5));
-        conn.phase = Phase::Open;
+        conn.phase = ConnPhase::Open;
         conn
     }
 
@@ -340,7 +344,7 @@ mod tests {
         assert_eq!(batch.len(), 1);
         assert!(batch[0].is_close());
         assert_eq!(&batch[0].payload[..2], &1008u16.to_be_bytes());
-        assert!(matches!(conn.phase, Phase::Closing { .. }));
+        assert!(matches!(conn.phase, ConnPhase::Closing { .. }));
         assert_eq!(conn.push(frame(1), 1000, || now), Pushed::Dropped);
         assert_eq!(conn.queued_bytes(), 0);
     }

@@ -308,7 +308,7 @@ async fn close_all<A: App>(core: &Core<A>) {
             conn.begin_close(close_code::GOING_AWAY, "server shutting down", deadline);
             true
         } else {
-            if !matches!(conn.phase, crate::conn::Phase::Closing { .. }) {
+            if !matches!(conn.phase, crate::conn::ConnPhase::Closing { .. }) {
                 abort_socket(conn.fd);
             }
             false
