@@ -17,6 +17,7 @@ pub struct CoreStats {
     refused_per_ip: AtomicU64,
     refused_total: AtomicU64,
     messages_received: AtomicU64,
+    handshake_timeouts: AtomicU64,
 }
 
 /// A sum of every core's counters at one moment.
@@ -42,6 +43,9 @@ pub struct Stats {
     pub refused_total: u64,
     /// Whole messages received from clients.
     pub messages_received: u64,
+    /// Connections that had not completed their upgrade by `handshake_timeout_ms`
+    /// (silent, slowloris, or half-open) and were reset.
+    pub handshake_timeouts: u64,
 }
 
 impl Stats {
@@ -65,7 +69,7 @@ struct Metric {
 /// series' value from a core's counters.
 type Series = (&'static str, fn(&Stats) -> u64);
 
-const METRICS: [Metric; 9] = [
+const METRICS: [Metric; 10] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
@@ -107,6 +111,12 @@ const METRICS: [Metric; 9] = [
         kind: "counter",
         help: "Connections reset for letting their queue pass max_outbound_bytes (slow consumers).",
         series: &[("", |s| s.slow_consumers)],
+    },
+    Metric {
+        name: "ringcast_handshake_timeouts_total",
+        kind: "counter",
+        help: "Connections reset for not completing the upgrade within handshake_timeout_ms.",
+        series: &[("", |s| s.handshake_timeouts)],
     },
     Metric {
         name: "ringcast_messages_received_total",
@@ -202,7 +212,8 @@ counters! {
     count_protocol_error => protocol_errors,
     count_slow_consumer => slow_consumers,
     count_refused_per_ip => refused_per_ip,
-    count_refused_total => refused_total;
+    count_refused_total => refused_total,
+    count_handshake_timeout => handshake_timeouts;
     hot: messages_received,
 }
 
@@ -266,9 +277,12 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        // 9 metrics: HELP, TYPE and one line per core each; the refusals two per core.
-        assert_eq!(text.lines().count(), 9 * 2 + 10 * cores.len());
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 9);
+        // 10 metrics: HELP, TYPE and one line per core each; the refusals two per core.
+        assert_eq!(text.lines().count(), 10 * 2 + 11 * cores.len());
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+            10
+        );
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Conn {
     pub reader_done: bool,
     /// In the core's list of connections to flush.
     pub flush_pending: bool,
+    /// Reset by the sweep (a deadline passed); its tasks are cleaning up.
+    pub aborted: bool,
 }
 
 impl Conn {
@@ -106,6 +108,7 @@ impl Conn {
             writer_exit: None,
             reader_done: false,
             flush_pending: false,
+            aborted: false,
         }
     }
 

@@ -24,7 +24,7 @@ use super::shutdown::Shutdown;
 use super::writer::run_flusher;
 use crate::app::App;
 use crate::config::{Config, Heartbeat, ServerConfig};
-use crate::conn::{abort_socket, set_nonblocking, CoreCtx, Tick};
+use crate::conn::{abort_socket, set_nonblocking, ConnPhase, CoreCtx, Tick};
 use crate::hub::Hub;
 use crate::ws::handshake;
 use crate::ws::{close_code, Opcode, OutFrame};
@@ -288,11 +288,16 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
                     true
                 }
                 // A handshake past its deadline, or a close the peer has not answered (or
-                // could not be sent: the peer stopped reading): reset.
-                Tick::Abort => {
+                // could not be sent: the peer stopped reading): reset, once.
+                Tick::Abort if !conn.aborted => {
+                    conn.aborted = true;
+                    if matches!(conn.phase, ConnPhase::Handshake { .. }) {
+                        core.ctx.stats().count_handshake_timeout();
+                    }
                     abort_socket(conn.fd);
                     false
                 }
+                Tick::Abort => false,
             });
     }
 }

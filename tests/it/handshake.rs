@@ -249,4 +249,7 @@ fn handshake_timeout_closes_a_connection_that_sends_nothing() {
         started.elapsed()
     );
     assert_eq!(server.stats().opened, 0);
+    // Counted once, however many sweeps pass before its task has cleaned up.
+    let stats = server.wait_for_stats("the timeout counted", |s| s.handshake_timeouts == 1);
+    assert_eq!(stats.rejected_handshakes, 0);
 }

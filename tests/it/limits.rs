@@ -140,9 +140,17 @@ fn an_address_is_admitted_again_once_its_clients_have_gone() {
         // One upgraded client, and one refused in its handshake (400, then held
         // open by the client): both count while they last, and both give their place
         // back when they end.
-        let mut bad = connect_from(HOST_A, server.addr());
-        bad.write_all(b"NOT HTTP\r\n\r\n").expect("send garbage");
-        assert_eq!(read_http_response(&mut bad).status, 400);
+        // Retried while a place of the last round is still held (429): a leaving
+        // client's place comes back only once the server has seen its socket close.
+        let bad = wait_until("a malformed request answered with 400", || {
+            let mut bad = connect_from(HOST_A, server.addr());
+            bad.write_all(b"NOT HTTP\r\n\r\n").expect("send garbage");
+            match read_http_response(&mut bad).status {
+                400 => Some(bad),
+                429 => None,
+                other => panic!("round {round}: {other} for a malformed request"),
+            }
+        });
         assert_eq!(
             try_upgrade(HOST_A, server.addr()).err(),
             Some(429),
@@ -261,8 +269,8 @@ fn a_handshake_trickled_byte_by_byte_is_cut_at_its_deadline() {
         "each byte extended the deadline: cut after {elapsed:?}"
     );
     assert!(sent >= 10, "only {sent} bytes trickled before the cut");
-    let stats = server.wait_for_stats("the slot to be freed", |s| s.accepted == 1);
-    assert_eq!(stats.opened, 0);
+    let stats = server.wait_for_stats("the timeout counted", |s| s.handshake_timeouts == 1);
+    assert_eq!((stats.accepted, stats.opened), (1, 0));
 }
 
 #[test]
