@@ -2,10 +2,11 @@
 //! constant time (amortized), for a room's local members (a room of 10,000 whose
 //! members leave one by one must not cost 10,000²) and a client's rooms. Pure data.
 //!
-//! A removal leaves a hole; holes are squeezed out once they are half the list, so
-//! iteration stays linear in the live entries. A small list is searched by scanning
-//! (most rooms and most clients' room lists are small); past [`INDEX_FROM`] entries
-//! a hash index is kept beside it.
+//! A small list (most rooms, most clients' room lists) is a plain `Vec` searched by
+//! scanning, and a removal shifts what follows (at most [`INDEX_FROM`] entries). Past
+//! that, a hash index is kept beside it, and a removal leaves a hole instead; holes
+//! are squeezed out once they are half the list, so iteration stays linear in the live
+//! entries.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -18,9 +19,9 @@ const INDEX_FROM: usize = 16;
 #[derive(Debug)]
 pub struct JoinOrder<K, V> {
     entries: Vec<Option<(K, V)>>,
-    /// Where each key sits in `entries`; only past `INDEX_FROM` entries.
-    index: Option<HashMap<K, usize>>,
-    len: usize,
+    /// Where each key sits in `entries`; only past `INDEX_FROM` entries. Boxed: a
+    /// list without one (every idle client's room list) keeps one pointer, not a map.
+    index: Option<Box<HashMap<K, usize>>>,
 }
 
 impl<K, V> Default for JoinOrder<K, V> {
@@ -28,7 +29,6 @@ impl<K, V> Default for JoinOrder<K, V> {
         JoinOrder {
             entries: Vec::new(),
             index: None,
-            len: 0,
         }
     }
 }
@@ -36,11 +36,14 @@ impl<K, V> Default for JoinOrder<K, V> {
 impl<K: Hash + Eq + Clone, V> JoinOrder<K, V> {
     /// Live entries.
     pub fn len(&self) -> usize {
-        self.len
+        // Without an index there are no holes.
+        self.index
+            .as_ref()
+            .map_or(self.entries.len(), |index| index.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Appends `key` with `value`, unless `key` is already there (then nothing changes
@@ -53,8 +56,7 @@ impl<K: Hash + Eq + Clone, V> JoinOrder<K, V> {
             index.insert(key.clone(), self.entries.len());
         }
         self.entries.push(Some((key, value)));
-        self.len += 1;
-        if self.index.is_none() && self.len > INDEX_FROM {
+        if self.index.is_none() && self.entries.len() > INDEX_FROM {
             self.rebuild_index();
         }
         true
@@ -94,14 +96,16 @@ impl<K: Hash + Eq + Clone, V> JoinOrder<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let at = self.position(key)?;
-        if let Some(index) = &mut self.index {
-            index.remove(key);
-        }
+        let Some(index) = &mut self.index else {
+            let removed = self.entries.remove(at);
+            if self.entries.is_empty() {
+                *self = JoinOrder::default();
+            }
+            return removed;
+        };
+        index.remove(key);
         let removed = self.entries[at].take();
-        self.len -= 1;
-        if self.len == 0 {
-            *self = JoinOrder::default();
-        } else if self.len * 2 < self.entries.len() {
+        if self.len() * 2 < self.entries.len() {
             self.squeeze();
         }
         removed
@@ -144,7 +148,7 @@ impl<K: Hash + Eq + Clone, V> JoinOrder<K, V> {
     fn squeeze(&mut self) {
         self.entries.retain(Option::is_some);
         self.entries.shrink_to_fit();
-        if self.len > INDEX_FROM {
+        if self.entries.len() > INDEX_FROM {
             self.rebuild_index();
         } else {
             self.index = None;
@@ -158,7 +162,7 @@ impl<K: Hash + Eq + Clone, V> JoinOrder<K, V> {
             .enumerate()
             .filter_map(|(at, entry)| entry.as_ref().map(|(key, _)| (key.clone(), at)))
             .collect();
-        self.index = Some(index);
+        self.index = Some(Box::new(index));
     }
 }
 
@@ -168,6 +172,15 @@ mod tests {
 
     fn keys(list: &JoinOrder<u32, ()>) -> Vec<u32> {
         list.keys().copied().collect()
+    }
+
+    #[test]
+    fn an_empty_list_is_small() {
+        // A Vec and a pointer: every client has one, idle or not.
+        assert_eq!(
+            std::mem::size_of::<JoinOrder<std::sync::Arc<str>, u32>>(),
+            32
+        );
     }
 
     #[test]
