@@ -148,42 +148,59 @@ pub fn render_metrics(cores: &[Arc<CoreStats>]) -> String {
         series,
     } in METRICS
     {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        write_family(&mut out, name, kind, help);
         for (labels, value) in series {
-            for (core, stats) in snapshots.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{core=\"{core}\"{labels}}} {}", value(stats));
-            }
+            write_series(&mut out, name, labels, snapshots.iter().map(value));
         }
     }
     out
 }
 
+/// A cross-core backlog figure: name, Prometheus type, help, and how to read it from
+/// a core's `(depth now, envelopes that ever waited)`.
+type BacklogMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&(usize, u64)) -> u64,
+);
+
+const BACKLOG_METRICS: [BacklogMetric; 2] = [
+    (
+        "ringcast_backlog_envelopes",
+        "gauge",
+        "Envelopes waiting in the core's backlog for a full inbox (readers pause while any core has one).",
+        |(depth, _)| *depth as u64,
+    ),
+    (
+        "ringcast_backlogged_envelopes_total",
+        "counter",
+        "Envelopes that ever waited in the core's backlog (a sign inbox_capacity is small).",
+        |(_, total)| *total,
+    ),
+];
+
 /// Each core's cross-core backlog (see `hub`), `(depth now, envelopes that ever
 /// waited)` in core order, appended to [`render_metrics`]'s text.
 pub fn render_backlogs(out: &mut String, backlogs: &[(usize, u64)]) {
-    let gauges = [
-        (
-            "ringcast_backlog_envelopes",
-            "gauge",
-            "Envelopes waiting in the core's backlog for a full inbox (readers pause while any core has one).",
-        ),
-        (
-            "ringcast_backlogged_envelopes_total",
-            "counter",
-            "Envelopes that ever waited in the core's backlog (a sign inbox_capacity is small).",
-        ),
-    ];
-    for (index, (name, kind, help)) in gauges.into_iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (core, (depth, total)) in backlogs.iter().enumerate() {
-            let value = if index == 0 { *depth as u64 } else { *total };
-            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
-        }
+    for (name, kind, help, value) in BACKLOG_METRICS {
+        write_family(out, name, kind, help);
+        write_series(out, name, "", backlogs.iter().map(value));
     }
 }
 
-/// The counting functions of event counters (`count => field`), and `sum` over those
-/// and the hot-path counters (`hot: field`), which count with their own functions.
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn write_family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One line per core, `name{core="N"<labels>} value`, in core order.
+fn write_series(out: &mut String, name: &str, labels: &str, values: impl Iterator<Item = u64>) {
+    for (core, value) in values.enumerate() {
+        let _ = writeln!(out, "{name}{{core=\"{core}\"{labels}}} {value}");
+    }
+}
+
 macro_rules! counters {
     ($($count:ident => $field:ident),* ; hot: $($hot:ident),* $(,)?) => {
         impl CoreStats {
