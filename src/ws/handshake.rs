@@ -70,17 +70,19 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
             _ => "",
         };
-        let body = format!("{self}\n");
-        let mut out = String::with_capacity(160 + body.len());
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.status(),
-            reason_phrase(self.status()),
-            body.len()
-        );
-        out.into_bytes()
+        text_response(self.status(), extra, &format!("{self}\n"))
     }
+}
+
+/// An HTTP answer with a short plain-text `body` that closes the connection:
+/// `status`, its reason phrase, `extra` header lines (each ending in CRLF), the body.
+fn text_response(status: u16, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -220,12 +222,8 @@ pub fn metrics_response(body: &str) -> Vec<u8> {
 /// connections): `status` (429 or 503) with `Retry-After` in seconds (RFC 6585 §4,
 /// RFC 9110 §10.2.3) and `reason` as a one-line text body.
 pub fn busy_response(status: u16, retry_after_s: u32, reason: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status} {}\r\nRetry-After: {retry_after_s}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
-        reason_phrase(status),
-        reason.len() + 1
-    )
-    .into_bytes()
+    let retry_after = format!("Retry-After: {retry_after_s}\r\n");
+    text_response(status, &retry_after, &format!("{reason}\n"))
 }
 
 /// The client role: the upgrade request for `host` and `path` with a 16-byte `nonce`.
