@@ -40,11 +40,7 @@ impl ClientLimits {
 impl Default for ClientLimits {
     /// The config's defaults: 100 rooms, 128-byte names, 16 KiB of metadata.
     fn default() -> Self {
-        ClientLimits {
-            max_rooms: 100,
-            max_room_name_bytes: 128,
-            max_metadata_bytes: 16 * 1024,
-        }
+        ClientLimits::from_config(&Config::default())
     }
 }
 

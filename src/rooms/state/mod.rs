@@ -292,8 +292,8 @@ impl RoomsCore {
             Ok(request) => self.handle_request(conn, request, id, now, out),
             Err(bad) => Err(bad),
         };
-        if let Err(text) = result {
-            self.deliver(conn, error_frame(&text, now, id), out);
+        if let Err(error) = result {
+            self.deliver(conn, error_frame(&error, now, id), out);
         }
         self.run_local_work(now, out);
     }
