@@ -334,17 +334,33 @@ async fn close_all<A: App>(core: &Core<A>) {
 }
 
 #[cfg(test)]
+impl<A: App> Core<A> {
+    /// A lone core for tests (core 0 of 1, a 16-slot inbox) running `app` under
+    /// `config`, which must be valid.
+    pub(crate) fn for_tests(app: A, config: Config) -> Rc<Self> {
+        let config = Arc::new(config.resolve().expect("a valid test config"));
+        let ctx = CoreCtx::new(
+            crate::CoreId(0),
+            config.conn_limits(),
+            crate::hub::Outbox::new(Hub::new(1, 16), crate::CoreId(0)),
+            vec![Default::default()].into(),
+        );
+        Rc::new(Core {
+            ctx,
+            app: RefCell::new(app),
+            config,
+        })
+    }
+}
+
+#[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::net::{IpAddr, Ipv4Addr};
     use std::os::fd::AsFd;
-    use std::rc::Rc;
     use std::sync::Arc;
 
     use super::*;
     use crate::app::EchoApp;
-    use crate::hub::{Hub, Outbox};
-    use crate::CoreId;
 
     fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -387,18 +403,7 @@ mod tests {
                 ..Config::default()
             };
             let admission = Arc::new(Admission::new(&config));
-            let config = Arc::new(config.resolve().expect("a valid config"));
-            let ctx = CoreCtx::new(
-                CoreId(0),
-                config.conn_limits(),
-                Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
-                vec![Default::default()].into(),
-            );
-            let core = Rc::new(Core {
-                ctx,
-                app: RefCell::new(EchoApp),
-                config,
-            });
+            let core = Core::for_tests(EchoApp, config);
             let (_server, client) = tcp_pair();
             let stream = TcpStream::from_std(client).unwrap();
             let admitted = admission

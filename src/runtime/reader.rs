@@ -287,15 +287,9 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use std::sync::Arc;
-
     use crate::app::EchoApp;
     use crate::config::Config;
-    use crate::hub::{Hub, Outbox};
-    use crate::runtime::{Core, CoreCtx};
-    use crate::CoreId;
+    use crate::runtime::Core;
 
     /// Regression guard for idle memory: the connection task's state is most of what an
     /// idle connection costs (BENCHMARKS.md has the measured RSS per connection).
@@ -305,18 +299,7 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let config = Arc::new(Config::default().resolve().expect("the defaults are valid"));
-            let ctx = CoreCtx::new(
-                CoreId(0),
-                config.conn_limits(),
-                Outbox::new(Hub::<()>::new(1, 16), CoreId(0)),
-                vec![Default::default()].into(),
-            );
-            let core = Rc::new(Core {
-                ctx,
-                app: RefCell::new(EchoApp),
-                config,
-            });
+            let core = Core::for_tests(EchoApp, Config::default());
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let stream = monoio::net::TcpStream::from_std(stream).unwrap();
