@@ -31,6 +31,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 DURATION=${DURATION:-600}
 if ((DURATION >= 300)); then WARMUP=${WARMUP:-60}; else WARMUP=${WARMUP:-$((DURATION / 5))}; fi
 SAMPLE=${SAMPLE:-10}
@@ -56,20 +57,9 @@ for tool in taskset timeout curl awk; do
 done
 
 PIDS=()
-stop() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local pid
-    for pid in "${PIDS[@]}"; do stop "$pid"; done
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
