@@ -163,6 +163,53 @@ pub struct Config {
     /// io_uring setup of every core: `defer` (default), `coop` or `plain`. A kernel
     /// that refuses the mode gets a plain ring, and one without io_uring epoll.
     pub uring_mode: UringMode,
+    /// The `[cluster]` table: several nodes over Redis acting as one server (rooms app
+    /// only). Without `redis_url`, nothing changes.
+    pub cluster: ClusterConfig,
+}
+
+/// Several ringcast nodes sharing rooms through Redis (`src/cluster`, README
+/// "Cluster"). Every field but `redis_url` has a default that suits most clusters.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]` (flag `--redis`). Default: none, a
+    /// stand-alone server.
+    pub redis_url: Option<String>,
+    /// This node's name in client ids and Redis keys: 1 to 32 of `[A-Za-z0-9-]`.
+    /// Default: random per start, so a restarted node never answers for the clients of
+    /// its previous life.
+    pub node_id: Option<String>,
+    /// The node's heartbeat key lives this long; it is refreshed every third of it.
+    /// Other nodes remove the members of a node whose key expired (it died) within
+    /// about 1.5x this. Default 10000 (10 s).
+    pub node_ttl_ms: u64,
+    /// Requests the cores may queue for the Redis link (one per cross-node message,
+    /// join or leave). A core finding it full waits for room (backpressure to its
+    /// clients). Default 65536 (about 5 MiB when full).
+    pub queue_capacity: usize,
+    /// Joins and leaves kept, in order, while Redis is unreachable, to be applied when
+    /// it is back; past this the node gives up its state and restarts its clients
+    /// (close 1012) once Redis is back. Default 65536.
+    pub max_pending_changes: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: None,
+            node_id: None,
+            node_ttl_ms: 10_000,
+            queue_capacity: 65_536,
+            max_pending_changes: 65_536,
+        }
+    }
+}
+
+/// Whether `id` may name a node: it appears in client ids (`client_<node>_...`) and
+/// Redis keys, so no `_`, spaces or other separators.
+pub fn is_node_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl Default for Config {
@@ -196,6 +243,7 @@ impl Default for Config {
             max_conns_per_ip: 0,
             max_connections: 0,
             uring_mode: UringMode::Defer,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -251,7 +299,8 @@ impl Config {
     /// Checks every field. Long because it is one table: a rule per field, in the
     /// order of the struct, each with the text the error shows.
     fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [(bool, &'static str, &'static str); 18] = [
+        let cluster = &self.cluster;
+        let rules: [(bool, &'static str, &'static str); 22] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -332,6 +381,26 @@ impl Config {
                         .map_or(true, |c| c.len() <= MAX_ROOM_CORES),
                 "cores",
                 "at most 128 for the rooms app",
+            ),
+            (
+                cluster.redis_url.is_none() || self.app == AppKind::Rooms,
+                "cluster.redis_url",
+                "unset unless app is \"rooms\" (only the rooms app runs as a cluster)",
+            ),
+            (
+                cluster.node_id.as_deref().is_none_or(is_node_id),
+                "cluster.node_id",
+                "1 to 32 letters, digits or '-'",
+            ),
+            (
+                cluster.node_ttl_ms >= 1000,
+                "cluster.node_ttl_ms",
+                "at least 1000",
+            ),
+            (
+                cluster.queue_capacity >= 16 && cluster.max_pending_changes >= 1,
+                "cluster.queue_capacity",
+                "at least 16 (and max_pending_changes at least 1)",
             ),
         ];
         for (ok, field, rule) in rules {

@@ -2,7 +2,7 @@
 //! and their rendering for `GET /metrics` (Prometheus text format, one series per core).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// One core's counters.
@@ -243,9 +243,114 @@ impl CoreStats {
     }
 }
 
+/// A cluster node's link to Redis (`cluster`): whether it is up, and what crossed
+/// it. One per node, written by the link's threads, read by `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    up: AtomicBool,
+    /// Connections to Redis made after the first (each follows a loss).
+    pub reconnects: AtomicU64,
+    /// Commands sent to Redis (publishes, joins, leaves, heartbeats).
+    pub commands: AtomicU64,
+    /// Messages from other nodes (and this node's own membership events) received.
+    pub received: AtomicU64,
+    /// Cross-node messages dropped because Redis was unreachable.
+    pub dropped: AtomicU64,
+    /// Times the node restarted its clients under a new node id (its state in Redis
+    /// was lost: a long outage or a Redis restart).
+    pub restarts: AtomicU64,
+    /// Times a core found the link's queue full and waited.
+    pub queue_full: AtomicU64,
+}
+
+impl ClusterStats {
+    /// Whether the link is connected to Redis now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Relaxed);
+    }
+
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// The cluster link's figures (see [`ClusterStats`]), appended to [`render_metrics`]'s
+/// text on a cluster node. Node-wide: no `core` label.
+pub fn render_cluster(out: &mut String, stats: &ClusterStats) {
+    let figures: [(&str, &str, &str, u64); 7] = [
+        (
+            "ringcast_cluster_up",
+            "gauge",
+            "1 while the node is connected to Redis; 0 while it serves only its own clients.",
+            u64::from(stats.is_up()),
+        ),
+        (
+            "ringcast_cluster_reconnects_total",
+            "counter",
+            "Connections to Redis after the first (each follows a loss).",
+            stats.reconnects.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_commands_total",
+            "counter",
+            "Commands sent to Redis: publishes, joins, leaves, heartbeats.",
+            stats.commands.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_received_total",
+            "counter",
+            "Messages received from Redis (other nodes' messages, membership events).",
+            stats.received.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_dropped_total",
+            "counter",
+            "Cross-node messages dropped while Redis was unreachable.",
+            stats.dropped.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_restarts_total",
+            "counter",
+            "Times the node closed its clients (1012) and rejoined under a new node id.",
+            stats.restarts.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_queue_full_total",
+            "counter",
+            "Times a core found the Redis link's queue full and waited.",
+            stats.queue_full.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        write_family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_metrics_say_whether_the_link_is_up() {
+        let stats = ClusterStats::default();
+        ClusterStats::count(&stats.dropped);
+        let mut text = String::new();
+        render_cluster(&mut text, &stats);
+        assert!(text.lines().any(|l| l == "ringcast_cluster_up 0"), "{text}");
+        assert!(text
+            .lines()
+            .any(|l| l == "ringcast_cluster_dropped_total 1"));
+        stats.set_up(true);
+        let mut text = String::new();
+        render_cluster(&mut text, &stats);
+        assert!(text.lines().any(|l| l == "ringcast_cluster_up 1"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 7);
+    }
 
     #[test]
     fn metrics_give_every_counter_of_every_core_with_help_and_type() {

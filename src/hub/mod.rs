@@ -23,6 +23,10 @@
 //! posts one envelope makes (for rooms at most cores + 2). Each core's backlog depth
 //! and how many envelopes ever waited are in `/metrics`.
 
+mod mailbox;
+
+pub use mailbox::Mailbox;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;

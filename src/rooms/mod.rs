@@ -54,14 +54,18 @@ mod limit;
 mod replies;
 mod state;
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use limit::{ClientLimits, RateLimit};
 pub use state::{
-    client_id, home_of, parse_client_id, CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
+    client_id, cluster_client_id, home_of, parse_client_id, parse_cluster_client_id, ClusterOp,
+    CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
 };
 
 use crate::app::{App, AppSetup, CoreCtx, Message};
+use crate::hub::Mailbox;
+use crate::stats::ClusterStats;
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
 
@@ -71,6 +75,19 @@ pub struct RoomsApp {
     effects: Vec<Effect>,
     /// The origin of the rate limit's monotonic milliseconds.
     started: Instant,
+    /// On a cluster node: the queue to the link to Redis.
+    link: Option<ClusterLink>,
+}
+
+/// What a core of a cluster node sends the link: an op and the node's life it was
+/// made in.
+pub type LinkCommand = (u32, ClusterOp);
+
+/// A core's handle on the cluster link.
+#[derive(Clone)]
+pub struct ClusterLink {
+    pub mailbox: Arc<Mailbox<LinkCommand>>,
+    pub stats: Arc<ClusterStats>,
 }
 
 impl RoomsApp {
@@ -80,7 +97,16 @@ impl RoomsApp {
             state: RoomsCore::new(core, cores),
             effects: Vec::new(),
             started: Instant::now(),
+            link: None,
         }
+    }
+
+    /// Makes this core part of cluster node `node` (in its life `epoch`), talking to
+    /// the other nodes through `link` (see `crate::cluster`).
+    pub fn with_cluster(mut self, node: Arc<str>, epoch: u32, link: ClusterLink) -> Self {
+        self.state = self.state.clustered(node, epoch);
+        self.link = Some(link);
+        self
     }
 
     /// The room app of a core, with the rate limit and client limits its config names
@@ -117,6 +143,14 @@ impl RoomsApp {
                     ctx.send_to_each(to, &OutFrame::preencoded(frame));
                 }
                 Effect::Post { core, envelope } => ctx.post(core, envelope),
+                Effect::Close { to, code, reason } => ctx.close(to, code, reason),
+                Effect::Cluster { epoch, op } => {
+                    if let Some(link) = &self.link {
+                        if link.mailbox.push((epoch, op)) {
+                            ClusterStats::count(&link.stats.queue_full);
+                        }
+                    }
+                }
             }
         }
     }

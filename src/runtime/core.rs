@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::config::{Config, Heartbeat, ServerConfig};
 use crate::conn::{abort_socket, set_nonblocking, ConnPhase, CoreCtx, Tick};
 use crate::hub::Hub;
+use crate::stats::ClusterStats;
 use crate::ws::handshake;
 use crate::ws::{close_code, Opcode, OutFrame};
 
@@ -46,6 +47,8 @@ pub(crate) struct Core<A: App> {
     pub(crate) app: RefCell<A>,
     /// The whole configuration (the runtime composes the layers; `ctx` has its slice).
     pub(crate) config: Arc<ServerConfig>,
+    /// The cluster link's status, on a cluster node (`/healthz`, `/metrics`).
+    pub(crate) cluster: Option<Arc<ClusterStats>>,
 }
 
 /// Runs a core until shutdown has completed.
@@ -349,6 +352,7 @@ impl<A: App> Core<A> {
             ctx,
             app: RefCell::new(app),
             config,
+            cluster: None,
         })
     }
 }

@@ -25,7 +25,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 pub(crate) use self::core::Core;
 pub use crate::conn::CoreCtx;
-pub use crate::stats::{CoreStats, Stats};
+pub use crate::stats::{ClusterStats, CoreStats, Stats};
 pub use listener::ListenError;
 
 use self::admission::Admission;
@@ -75,6 +75,8 @@ pub struct ServerHandle {
     shutdown: Arc<Shutdown>,
     stats: Arc<[Arc<CoreStats>]>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Run once every core has ended (the cluster link's goodbye).
+    after_stop: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl ServerHandle {
@@ -111,10 +113,24 @@ impl ServerHandle {
         self.join()
     }
 
+    /// Runs `stop` once every core has ended, after the shutdown's closing handshakes
+    /// (what a cluster node uses to say goodbye to Redis).
+    pub fn after_stop(&mut self, stop: impl FnOnce() + Send + 'static) {
+        self.after_stop.push(Box::new(stop));
+    }
+
     /// Waits for every core to end (after a shutdown started elsewhere).
-    pub fn join(self) -> std::io::Result<()> {
+    pub fn join(mut self) -> std::io::Result<()> {
+        let result = self.join_cores();
+        for stop in self.after_stop {
+            stop();
+        }
+        result
+    }
+
+    fn join_cores(&mut self) -> std::io::Result<()> {
         let mut result = Ok(());
-        for thread in self.threads {
+        for thread in self.threads.drain(..) {
             match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
@@ -158,10 +174,29 @@ fn build_runtime(entries: u32, mode: UringMode) -> Result<CoreRuntime, CoreFailu
         .map_err(CoreFailure::Runtime)
 }
 
+/// What a caller may give the cores besides the config and the app: the hub of
+/// inboxes (when a thread outside the cores posts to them: the cluster link) and the
+/// cluster link's status (`/healthz` answers 503 while it is down; `/metrics` shows it).
+pub struct Attachments<E> {
+    pub hub: Arc<Hub<E>>,
+    pub cluster: Option<Arc<ClusterStats>>,
+}
+
+impl<E: Send> Attachments<E> {
+    /// A hub sized by the config (`inbox_capacity`), no cluster.
+    pub fn new(config: &ServerConfig) -> Self {
+        Attachments {
+            hub: Hub::new(config.cores(), config.inbox_capacity),
+            cluster: None,
+        }
+    }
+}
+
 /// What every core shares, handed to each core thread.
 struct Shared<A: App, F> {
     config: Arc<ServerConfig>,
     hub: Arc<Hub<A::Envelope>>,
+    cluster: Option<Arc<ClusterStats>>,
     shutdown: Arc<Shutdown>,
     admission: Arc<Admission>,
     make_app: Arc<F>,
@@ -173,6 +208,7 @@ impl<A: App, F> Clone for Shared<A, F> {
         Shared {
             config: self.config.clone(),
             hub: self.hub.clone(),
+            cluster: self.cluster.clone(),
             shutdown: self.shutdown.clone(),
             admission: self.admission.clone(),
             make_app: self.make_app.clone(),
@@ -191,6 +227,25 @@ where
     A: App,
     F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
 {
+    let attachments = Attachments::new(&config);
+    start_with(config, attachments, make_app)
+}
+
+/// [`start`] with a hub and cluster status made by the caller.
+pub fn start_with<A, F>(
+    config: ServerConfig,
+    attachments: Attachments<A::Envelope>,
+    make_app: F,
+) -> Result<ServerHandle, StartError>
+where
+    A: App,
+    F: Fn(AppSetup<'_>) -> A + Send + Sync + 'static,
+{
+    assert_eq!(
+        attachments.hub.cores(),
+        config.cores(),
+        "one inbox per core"
+    );
     let cpus = config.cpus().to_vec();
     let listeners = listener::bind_listeners(config.listen, cpus.len(), config.listen_backlog)?;
     let local_addr = listeners[0].local_addr().map_err(|e| ListenError::Io {
@@ -198,7 +253,8 @@ where
         source: e,
     })?;
     let shared = Shared::<A, F> {
-        hub: Hub::new(cpus.len(), config.inbox_capacity),
+        hub: attachments.hub,
+        cluster: attachments.cluster,
         shutdown: Arc::new(Shutdown::new(cpus.len())),
         admission: Arc::new(Admission::new(&config)),
         make_app: Arc::new(make_app),
@@ -242,6 +298,7 @@ where
         shutdown: shared.shutdown,
         stats: shared.stats,
         threads,
+        after_stop: Vec::new(),
     })
 }
 
@@ -261,6 +318,7 @@ where
     let Shared {
         config,
         hub,
+        cluster,
         shutdown,
         admission,
         make_app,
@@ -291,7 +349,12 @@ where
         };
         let app = RefCell::new(make_app(setup));
         let ctx = CoreCtx::new(id, config.conn_limits(), outbox, stats);
-        let core = Rc::new(Core { ctx, app, config });
+        let core = Rc::new(Core {
+            ctx,
+            app,
+            config,
+            cluster,
+        });
         let _ = ready.send((id, Ok(driver)));
         self::core::run_core(core, listener, hub, shutdown, admission).await
     })

@@ -19,7 +19,7 @@ use monoio::net::TcpStream;
 use super::Core;
 use crate::app::{App, Message};
 use crate::conn::shutdown_socket;
-use crate::stats::{render_backlogs, render_metrics};
+use crate::stats::{render_backlogs, render_cluster, render_metrics};
 use crate::ws::handshake::{self, HttpRequest};
 use crate::ws::{close_code, Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
@@ -169,10 +169,17 @@ async fn upgrade<A: App>(
                 let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
                 return result.is_ok();
             }
-            Ok(Some((HttpRequest::Health, _))) => handshake::health_response().to_vec(),
+            Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
+                Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
+                _ => handshake::health_response(),
+            }
+            .to_vec(),
             Ok(Some((HttpRequest::Metrics, _))) => {
                 let mut text = render_metrics(&core.ctx.all_stats);
                 render_backlogs(&mut text, &core.ctx.outbox.backlogs());
+                if let Some(cluster) = &core.cluster {
+                    render_cluster(&mut text, cluster);
+                }
                 handshake::metrics_response(&text)
             }
             Ok(None) => {

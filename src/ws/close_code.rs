@@ -12,3 +12,6 @@ pub const INVALID_PAYLOAD: u16 = 1007;
 pub const POLICY_VIOLATION: u16 = 1008;
 /// A message over `max_message_bytes`.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// The server is restarting: a cluster node that lost its state in Redis closes its
+/// clients so they reconnect and rejoin.
+pub const SERVICE_RESTART: u16 = 1012;

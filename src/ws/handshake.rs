@@ -209,6 +209,12 @@ pub fn health_response() -> &'static [u8] {
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 }
 
+/// The answer to `GET /healthz` while the node cannot do its whole job (a cluster node
+/// cut off from Redis), so load balancers send new clients elsewhere.
+pub fn unhealthy_response() -> &'static [u8] {
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\ncluster link is down\r\n"
+}
+
 /// The answer to `GET /metrics`: `body` in the Prometheus text format.
 pub fn metrics_response(body: &str) -> Vec<u8> {
     format!(

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{client_id, parse_client_id, Effect, Envelope, RoomsCore};
+use super::{ClusterOp, Effect, Envelope, Recipient, RoomsCore};
 use crate::proto::{error_frame, Encoder, Request, RequestError};
 use crate::rooms::join_order::JoinOrder;
 use crate::rooms::limit::Bucket;
@@ -79,7 +79,7 @@ impl RoomsCore {
                 Ok(())
             }
             Request::RoomMessage { room, message } => {
-                self.room_message(conn, &room, message, now, out)
+                self.room_message(conn, &room, message, id, now, out)
             }
             Request::PrivateMessage { to, message } => {
                 self.private_message(conn, &to, message, id, now, out)
@@ -88,10 +88,11 @@ impl RoomsCore {
         }
     }
 
-    /// To every other client on every core: one envelope per other core.
+    /// To every other client on every core: one envelope per other core (and, on a
+    /// cluster node, one message to the other nodes).
     fn broadcast(&mut self, conn: ConnId, message: &RawValue, now: u64, out: &mut Vec<Effect>) {
         let frame = Encoder::new("broadcast")
-            .string("from", &client_id(conn))
+            .string("from", &self.id_of(conn))
             .raw("message", message)
             .number("timestamp", now)
             .frame();
@@ -101,6 +102,10 @@ impl RoomsCore {
             };
             out.push(Effect::Post { core, envelope });
         }
+        let op = ClusterOp::Broadcast {
+            frame: frame.clone(),
+        };
+        self.to_link(op, out);
         self.deliver_to_all(Some(conn), frame, out);
     }
 
@@ -129,6 +134,17 @@ impl RoomsCore {
         let room = self.intern(room);
         let token = self.hold_reply(conn);
         self.client(conn).rooms.insert(room.clone(), token);
+        if self.is_clustered() {
+            let id = id.map(RawValue::to_owned);
+            let op = ClusterOp::Join {
+                room,
+                member: conn,
+                token,
+                id,
+            };
+            self.to_link(op, out);
+            return Ok(());
+        }
         let join = Envelope::Join {
             room: room.clone(),
             member: conn,
@@ -143,6 +159,10 @@ impl RoomsCore {
     fn leave(&mut self, conn: ConnId, room: &str, out: &mut Vec<Effect>) {
         if let Some((room, _)) = self.client(conn).rooms.remove(room) {
             self.leave_locally(conn, &room);
+            if self.is_clustered() {
+                self.to_link(ClusterOp::Leave { room, member: conn }, out);
+                return;
+            }
             let home = self.home(&room);
             let leave = Envelope::Leave {
                 room,
@@ -154,26 +174,25 @@ impl RoomsCore {
     }
 
     /// Encodes once (end to end with the sender's previous messages to the room) and
-    /// posts one envelope to each core with members.
+    /// posts one envelope to each core with members (and, on a cluster node, hands it
+    /// to the link once for the other nodes).
     fn room_message(
         &mut self,
         conn: ConnId,
         room: &str,
         message: &RawValue,
+        id: Option<&RawValue>,
         now: u64,
         out: &mut Vec<Effect>,
     ) -> Result<(), RequestError> {
         let joined = self.clients[&conn].rooms.get_key(room);
         let Some(room) = joined.cloned() else {
-            return Err(if self.room_cores.contains_key(room) {
-                RequestError::NotInRoom
-            } else {
-                RequestError::RoomDoesNotExist
-            });
+            return self.not_in_room(conn, room, id, out);
         };
+        let from = self.id_of(conn);
         let frame = Encoder::new("room_message")
             .string("room", &room)
-            .string("from", &client_id(conn))
+            .string("from", &from)
             .raw("message", message)
             .number("timestamp", now)
             .frame_in(self.client(conn).room_frames(&room));
@@ -186,6 +205,34 @@ impl RoomsCore {
             };
             self.post(core, envelope, out);
         }
+        self.to_link(ClusterOp::RoomMessage { room, frame }, out);
+        Ok(())
+    }
+
+    /// A room message from a client not in the room: "You are not in this room" if the
+    /// room exists, else "Room does not exist". A cluster node that has no members of
+    /// the room asks Redis, holding the client's place for the answer.
+    fn not_in_room(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        id: Option<&RawValue>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RequestError> {
+        if self.room_cores.contains_key(room) {
+            return Err(RequestError::NotInRoom);
+        }
+        if !self.is_clustered() {
+            return Err(RequestError::RoomDoesNotExist);
+        }
+        let token = self.hold_reply(conn);
+        let op = ClusterOp::RoomExists {
+            room: self.intern(room),
+            member: conn,
+            token,
+            id: id.map(RawValue::to_owned),
+        };
+        self.to_link(op, out);
         Ok(())
     }
 
@@ -200,14 +247,27 @@ impl RoomsCore {
         now: u64,
         out: &mut Vec<Effect>,
     ) -> Result<(), RequestError> {
-        let to = parse_client_id(to)
-            .filter(|to| to.core.index() < self.cores)
-            .ok_or(RequestError::RecipientNotFound)?;
         let frame = Encoder::new("private_message")
-            .string("from", &client_id(conn))
+            .string("from", &self.id_of(conn))
             .raw("message", message)
             .number("timestamp", now)
             .frame();
+        let to = match self.recipient(to) {
+            Some(Recipient::Here(to)) if to.core.index() < self.cores => to,
+            Some(Recipient::Node(node, to)) => {
+                let op = ClusterOp::Private {
+                    node: node.into(),
+                    to,
+                    from: conn,
+                    frame,
+                    token: self.hold_reply(conn),
+                    id: id.map(RawValue::to_owned),
+                };
+                self.to_link(op, out);
+                return Ok(());
+            }
+            _ => return Err(RequestError::RecipientNotFound),
+        };
         if to.core == self.core {
             if !self.clients.contains_key(&to) {
                 return Err(RequestError::RecipientNotFound);
@@ -284,6 +344,38 @@ impl RoomsCore {
             core: from.core,
             envelope,
         });
+    }
+
+    /// On the recipient's core: a private message from another node. The outcome goes
+    /// back through the link.
+    pub(super) fn on_remote_private(
+        &mut self,
+        to: ConnId,
+        frame: Bytes,
+        reply: Bytes,
+        out: &mut Vec<Effect>,
+    ) {
+        let delivered = self.clients.contains_key(&to);
+        if delivered {
+            self.deliver(to, frame, out);
+        }
+        self.to_link(ClusterOp::PrivateOutcome { reply, delivered }, out);
+    }
+
+    /// The node's state in Redis is gone: forget every room, close every client with
+    /// 1012 (their closes then leave nothing), and name new clients after `node`.
+    pub(super) fn restart(&mut self, node: Arc<str>, epoch: u32, out: &mut Vec<Effect>) {
+        self.cluster = Some(super::ClusterNode { id: node, epoch });
+        self.local_members.clear();
+        self.room_cores.clear();
+        for (conn, client) in &mut self.clients {
+            client.rooms = JoinOrder::default();
+            out.push(Effect::Close {
+                to: *conn,
+                code: crate::ws::close_code::SERVICE_RESTART,
+                reason: "node restarted, reconnect",
+            });
+        }
     }
 
     /// Sends a frame to a client of this core, behind its held replies if it has any.

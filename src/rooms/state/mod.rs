@@ -101,11 +101,62 @@ pub enum Envelope {
         token: u32,
         id: Option<Box<RawValue>>,
     },
-    /// The outcome of a private message: nothing (delivered) or the error to answer.
+    /// The outcome of a request that held the client's place (a private message to
+    /// another core or node, a cluster-wide room check): nothing (delivered) or the
+    /// error to answer.
     PrivateDone {
         to: ConnId,
         token: u32,
         error: Option<Bytes>,
+    },
+    /// Cluster: a private message from a client of another node. The outcome goes
+    /// back through the link with `reply`, which the sender's node reads.
+    RemotePrivate {
+        to: ConnId,
+        frame: Bytes,
+        reply: Bytes,
+    },
+    /// Cluster: the node's state in Redis was lost (a long outage, a Redis restart):
+    /// close every client (1012) so it reconnects, and name new clients after `node`.
+    Restart { node: Arc<str>, epoch: u32 },
+}
+
+/// What a cluster node's core asks of the link to Redis (`crate::cluster`). The
+/// link runs them in the order the core made them.
+#[derive(Debug)]
+pub enum ClusterOp {
+    /// Count a join cluster-wide; the link answers with `Joined` and notices.
+    Join {
+        room: Arc<str>,
+        member: ConnId,
+        token: u32,
+        id: Option<Box<RawValue>>,
+    },
+    /// Count a leave cluster-wide (already left locally).
+    Leave { room: Arc<str>, member: ConnId },
+    /// A room message (already sent to this node's members) for the other nodes.
+    RoomMessage { room: Arc<str>, frame: Bytes },
+    /// A broadcast (already sent to this node's clients) for the other nodes.
+    Broadcast { frame: Bytes },
+    /// A private message to a client of node `node`; the outcome comes back as
+    /// `PrivateDone` for `from`'s held place.
+    Private {
+        node: Box<str>,
+        to: ConnId,
+        from: ConnId,
+        frame: Bytes,
+        token: u32,
+        id: Option<Box<RawValue>>,
+    },
+    /// The outcome of a `RemotePrivate`, for the sender's node.
+    PrivateOutcome { reply: Bytes, delivered: bool },
+    /// `room_message` to a room this node has no members of and the sender is not in:
+    /// whether it exists elsewhere decides the error, answered as `PrivateDone`.
+    RoomExists {
+        room: Arc<str>,
+        member: ConnId,
+        token: u32,
+        id: Option<Box<RawValue>>,
     },
 }
 
@@ -132,6 +183,25 @@ pub enum Effect {
         core: CoreId,
         envelope: Envelope,
     },
+    /// Close a client's connection (a cluster node restarting its clients).
+    Close {
+        to: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
+    /// For the cluster link, made while the node was in life `epoch` (the link drops
+    /// what an earlier life asked).
+    Cluster {
+        epoch: u32,
+        op: ClusterOp,
+    },
+}
+
+/// A cluster node's name and life, as a core knows them.
+#[derive(Debug)]
+struct ClusterNode {
+    id: Arc<str>,
+    epoch: u32,
 }
 
 /// A `Joined` envelope's facts, as the joiner's core acts on them.
@@ -164,12 +234,42 @@ pub struct RoomsCore {
     /// returns: a loop, not recursion, so a client leaving 20,000 rooms on one core
     /// costs a queue, not 20,000 stack frames.
     local_work: VecDeque<Envelope>,
+    /// On a cluster node: its name and life. Joins, leaves and cross-node messages then
+    /// go to the link to Redis, which plays the home role for every room.
+    cluster: Option<ClusterNode>,
+}
+
+/// Whom a `private_message`'s `to` names.
+enum Recipient<'a> {
+    /// A client of this node (or of this stand-alone server).
+    Here(ConnId),
+    /// A client of another cluster node.
+    Node(&'a str, ConnId),
 }
 
 /// The `client_id` of a connection: it names the owning core, so messages to it are
 /// routed without a global table, and carries the never-reused generation.
 pub fn client_id(conn: ConnId) -> String {
     format!("client_{}_{}_{}", conn.core.0, conn.slot, conn.generation)
+}
+
+/// The `client_id` of a connection of cluster node `node`:
+/// `client_<node>_<core>_<slot>_<generation>`, so a private message is routed to the
+/// node, then the core.
+pub fn cluster_client_id(node: &str, conn: ConnId) -> String {
+    format!(
+        "client_{node}_{}_{}_{}",
+        conn.core.0, conn.slot, conn.generation
+    )
+}
+
+/// The node and connection a cluster `client_id` names (the exact spelling
+/// [`cluster_client_id`] gives, as [`parse_client_id`] requires).
+pub fn parse_cluster_client_id(text: &str) -> Option<(&str, ConnId)> {
+    let rest = text.strip_prefix("client_")?;
+    let (node, local) = rest.split_once('_')?;
+    let conn = parse_client_id(&format!("client_{local}"))?;
+    (crate::config::is_node_id(node)).then_some((node, conn))
 }
 
 /// The connection a `client_id` names. Only the exact spelling [`client_id`] gives
@@ -213,7 +313,46 @@ impl RoomsCore {
             rate_limit: RateLimit::OFF,
             limits: ClientLimits::default(),
             local_work: VecDeque::new(),
+            cluster: None,
         }
+    }
+
+    /// A core of cluster node `node` in its life `epoch` (see `crate::cluster`).
+    pub fn clustered(mut self, node: Arc<str>, epoch: u32) -> Self {
+        self.cluster = Some(ClusterNode { id: node, epoch });
+        self
+    }
+
+    /// A client's id as others see it: with the node's name on a cluster node.
+    fn id_of(&self, conn: ConnId) -> String {
+        match &self.cluster {
+            Some(node) => cluster_client_id(&node.id, conn),
+            None => client_id(conn),
+        }
+    }
+
+    /// Whom a `to` names: a client here, a client of another node, or nobody.
+    fn recipient<'a>(&self, to: &'a str) -> Option<Recipient<'a>> {
+        let recipient = match &self.cluster {
+            None => Recipient::Here(parse_client_id(to)?),
+            Some(node) => match parse_cluster_client_id(to)? {
+                (name, conn) if name == &*node.id => Recipient::Here(conn),
+                (name, conn) => Recipient::Node(name, conn),
+            },
+        };
+        Some(recipient)
+    }
+
+    /// Queues `op` for the cluster link (cluster nodes only), stamped with the life.
+    fn to_link(&self, op: ClusterOp, out: &mut Vec<Effect>) {
+        if let Some(node) = &self.cluster {
+            let epoch = node.epoch;
+            out.push(Effect::Cluster { epoch, op });
+        }
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Bounds what each client may hold (see [`ClientLimits`]).
@@ -237,7 +376,7 @@ impl RoomsCore {
     pub fn handle_open(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
         self.clients.insert(conn, Client::default());
         let frame = Encoder::new("welcome")
-            .string("client_id", &client_id(conn))
+            .string("client_id", &self.id_of(conn))
             .number("timestamp", now)
             .frame();
         out.push(Effect::Send { to: conn, frame });
@@ -257,6 +396,13 @@ impl RoomsCore {
             client.rooms.into_entries().map(|(room, _)| room).collect();
         for room in &rooms {
             self.leave_locally(conn, room);
+        }
+        if self.is_clustered() {
+            // The link sends them in this order; Redis runs them in this order.
+            for room in rooms {
+                self.to_link(ClusterOp::Leave { room, member: conn }, out);
+            }
+            return;
         }
         let Some(room) = rooms.pop_front() else {
             return;
@@ -352,6 +498,10 @@ impl RoomsCore {
                 id,
             } => self.on_private(to, from, frame, token, id, now, out),
             Envelope::PrivateDone { to, token, error } => self.fill_reply(to, token, error, out),
+            Envelope::RemotePrivate { to, frame, reply } => {
+                self.on_remote_private(to, frame, reply, out)
+            }
+            Envelope::Restart { node, epoch } => self.restart(node, epoch, out),
         }
     }
 
