@@ -17,6 +17,8 @@
 //!   shared by the rooms app, the client and the load tool.
 //! - [`rooms`]: the room app: per-core room logic as a pure state machine (home,
 //!   replica and client roles) and its driver.
+//! - [`cluster`]: several nodes as one server over Redis (the rooms app's cluster
+//!   link: membership scripts, pub/sub, node loss).
 //! - [`config`]: every knob, its default, the TOML file.
 //! - [`load`]: the load generator (`ringcast load`).
 //! - [`client`]: the blocking WebSocket connection, the room protocol's client on it
@@ -48,6 +50,7 @@
 
 pub mod app;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod hub;

@@ -82,6 +82,13 @@ struct ServeArgs {
     /// SO_RCVBUF of accepted sockets, in bytes [default: the kernel's].
     #[arg(long, value_name = "BYTES")]
     recv_buffer: Option<usize>,
+    /// Run as a node of a cluster sharing rooms through this Redis (rooms app), e.g.
+    /// redis://127.0.0.1:6379/0. Refuses to start if Redis cannot be reached.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// This node's id in a cluster (1 to 32 of [A-Za-z0-9-]) [default: random per start].
+    #[arg(long, value_name = "ID", requires = "redis")]
+    node_id: Option<String>,
 }
 
 impl ServeArgs {
@@ -130,6 +137,12 @@ impl ServeArgs {
         if let Some(bytes) = self.recv_buffer {
             config.recv_buffer_bytes = Some(bytes);
         }
+        if let Some(url) = self.redis {
+            config.cluster.redis_url = Some(url);
+        }
+        if let Some(id) = self.node_id {
+            config.cluster.node_id = Some(id);
+        }
         Ok(config.resolve()?)
     }
 }
@@ -144,11 +157,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal_hook::consts::SIGTERM,
     ])
     .context("installing signal handlers")?;
+    let cluster = config.cluster.redis_url.clone();
     let server: ServerHandle = match app {
-        AppKind::Echo => runtime::start(config, |_| EchoApp),
-        AppKind::Broadcast => runtime::start(config, |_| BroadcastApp::default()),
-        AppKind::Rooms => runtime::start(config, RoomsApp::configured),
-    }?;
+        _ if cluster.is_some() => ringcast::cluster::start_node(config)?,
+        AppKind::Echo => runtime::start(config, |_| EchoApp)?,
+        AppKind::Broadcast => runtime::start(config, |_| BroadcastApp::default())?,
+        AppKind::Rooms => runtime::start(config, RoomsApp::configured)?,
+    };
     for (core, (driver, cpu)) in server.drivers().iter().zip(&cpus).enumerate() {
         eprintln!("ringcast: core {core} on CPU {cpu}: {driver:?} driver");
     }
@@ -157,6 +172,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.local_addr(),
         cpus.len()
     );
+    if let Some(url) = cluster {
+        eprintln!("ringcast: cluster node over Redis at {url}");
+    }
     let trigger = server.shutdown_trigger();
     std::thread::Builder::new()
         .name("ringcast-signals".into())

@@ -288,6 +288,9 @@ impl Sim {
                 Effect::SendToAll { frame, .. } | Effect::SendToEach { frame, .. } => {
                     check_frame(&frame);
                 }
+                Effect::Close { .. } | Effect::Cluster { .. } => {
+                    panic!("a stand-alone server neither restarts nor talks to a cluster")
+                }
             }
         }
         // Each step holds at most one place in a client's queue or queues one frame for

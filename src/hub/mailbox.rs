@@ -60,6 +60,14 @@ impl<T> Mailbox<T> {
         }
     }
 
+    /// Wakes the consumer whether or not anything was pushed (to make it look at
+    /// something else: a stop request, a finished reader).
+    pub fn wake_consumer(&self) {
+        if let Some(thread) = self.consumer.get() {
+            thread.unpark();
+        }
+    }
+
     pub fn pop(&self) -> Option<T> {
         self.queue.pop()
     }

@@ -46,6 +46,11 @@ impl CoreSet {
         CoreSet(self.0 | (1 << core.0))
     }
 
+    /// The set with `core` added.
+    pub fn with_core(self, core: CoreId) -> Self {
+        self.with(core)
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

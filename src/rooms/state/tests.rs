@@ -120,6 +120,9 @@ impl Sim {
                     );
                     self.inboxes[target.index()].push_back(envelope);
                 }
+                Effect::Close { .. } | Effect::Cluster { .. } => {
+                    panic!("a stand-alone server neither restarts nor talks to a cluster")
+                }
             }
         }
     }
