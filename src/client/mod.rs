@@ -8,11 +8,13 @@
 //! - [`Connection`]: one room-protocol connection on top of it: `welcome`, typed send
 //!   and receive of every PROTOCOL.md message, pings answered, keepalive, clean close.
 //! - [`Client`]: a connection in a background thread that reconnects on the
-//!   [`Backoff`] schedule (exponential, full jitter), rejoins its rooms, re-applies its
-//!   metadata, and reports [`Event`]s on a channel; send through a [`ClientHandle`].
+//!   [`Backoff`] schedule (exponential, full jitter), to the next of its URLs when it
+//!   has several ([`Client::start_any`]: the nodes of a cluster), rejoins its rooms,
+//!   re-applies its metadata, and reports [`Event`]s on a channel; send through a
+//!   [`ClientHandle`].
 //! - [`cli`]: the `ringcast client` command.
 //!
-//! Files: `url.rs` (ws:// URLs), `message.rs` (typed messages), `error.rs`,
+//! Files: `url.rs` (ws:// URLs, and the turn order of several), `message.rs` (typed messages), `error.rs`,
 //! `config.rs` (every knob and its default), `backoff.rs` (the pure schedule),
 //! `websocket.rs` ([`WsConnection`] and its halves, masking with keys from the OS
 //! CSPRNG), `conn.rs`, `reconnect.rs`, `cli/`.

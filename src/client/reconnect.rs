@@ -1,8 +1,8 @@
 //! The reconnecting client: a background thread that owns the connection, reconnects
-//! with the [`Backoff`] schedule when it fails or is lost, rejoins the rooms and
-//! re-applies the metadata it was asked for, and reports everything as [`Event`]s on
-//! a channel. Commands come in through a [`ClientHandle`]. It never touches the
-//! codec directly; `conn.rs` does.
+//! with the [`Backoff`] schedule when it fails or is lost (to the next of its URLs,
+//! when it has several), rejoins the rooms and re-applies the metadata it was asked
+//! for, and reports everything as [`Event`]s on a channel. Commands come in through a
+//! [`ClientHandle`]. It never touches the codec directly; `conn.rs` does.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::backoff::Backoff;
 use super::config::ClientConfig;
 use super::conn::{ConnSender, Connection};
 use super::error::ClientError;
-use super::url::WsUrl;
+use super::url::{Rotation, WsUrl};
 use crate::proto::{ClientMessage, Received, RequestId};
 
 /// Events the application may leave unread before the client stops reading the
@@ -25,17 +25,18 @@ pub const EVENT_CAPACITY: usize = 1024;
 /// What happened, in order.
 #[derive(Debug)]
 pub enum Event {
-    /// A connection is up, with this `client_id` (a new one after each reconnect).
-    /// Its `welcome` follows as a [`Event::Message`]; then the client rejoins its
-    /// rooms and re-applies its metadata (the replies arrive as messages).
+    /// A connection to `url` is up, with this `client_id` (a new one after each
+    /// reconnect). Its `welcome` follows as a [`Event::Message`]; then the client
+    /// rejoins its rooms and re-applies its metadata (the replies arrive as messages).
     Connected {
+        url: WsUrl,
         client_id: String,
         reconnected: bool,
     },
     /// A message from the server.
     Message(Received),
-    /// A connection attempt failed.
-    ConnectFailed { error: ClientError },
+    /// A connection attempt to `url` failed.
+    ConnectFailed { url: WsUrl, error: ClientError },
     /// The connection that was up ended.
     Disconnected { reason: ClientError },
     /// Waiting `delay` before reconnect attempt `attempt` (counted since the backoff
@@ -96,8 +97,29 @@ impl Client {
     /// Checks the URL and configuration, then connects in a background thread;
     /// returns at once. The first event is `Connected` or `ConnectFailed`.
     pub fn start(url: &str, config: ClientConfig) -> Result<Client, ClientError> {
+        Client::start_any([url], config)
+    }
+
+    /// [`Client::start`] with several URLs, e.g. the nodes of a cluster: every URL is
+    /// checked first (the first bad one is the error, and an empty list is
+    /// [`ClientError::InvalidConfig`]). The first attempt goes to the first URL, and
+    /// each later attempt (on the [`Backoff`] schedule, after a failed attempt or a
+    /// lost connection) to the next one, round-robin, so a client whose node died
+    /// reconnects to another. Without a reconnect policy only the first is tried.
+    ///
+    /// ```no_run
+    /// use ringcast::client::{Client, ClientConfig};
+    /// let nodes = ["ws://10.0.0.1:8080/", "ws://10.0.0.2:8080/"];
+    /// let client = Client::start_any(nodes, ClientConfig::reconnecting())?;
+    /// # Ok::<(), ringcast::client::ClientError>(())
+    /// ```
+    pub fn start_any<I, S>(urls: I, config: ClientConfig) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         config.validate()?;
-        let url = WsUrl::parse(url)?;
+        let urls = Rotation::parse(urls)?;
         let seed = match config.jitter_seed {
             Some(seed) => seed,
             None => getrandom::u64().map_err(ClientError::Random)?,
@@ -106,7 +128,7 @@ impl Client {
         let (events_tx, events) = mpsc::sync_channel(EVENT_CAPACITY);
         let driver = Driver {
             backoff: config.reconnect.clone().map(|p| Backoff::new(p, seed)),
-            url,
+            urls,
             config,
             inbox,
             inbox_tx: inbox_tx.clone(),
@@ -259,7 +281,8 @@ enum Ended {
 
 /// The background thread's state.
 struct Driver {
-    url: WsUrl,
+    /// Where each attempt goes, in turn.
+    urls: Rotation,
     config: ClientConfig,
     backoff: Option<Backoff>,
     inbox: Receiver<Input>,
@@ -319,11 +342,12 @@ impl Driver {
                     return None;
                 }
             }
-            match Connection::connect_url(&self.url, &self.config.connect) {
-                Ok(conn) => return Some(self.go_live(conn)),
+            let url = self.urls.next_url().clone();
+            match Connection::connect_url(&url, &self.config.connect) {
+                Ok(conn) => return Some(self.go_live(conn, url)),
                 Err(error) => {
                     let permanent = error.is_permanent();
-                    self.emit(Event::ConnectFailed { error });
+                    self.emit(Event::ConnectFailed { url, error });
                     if permanent {
                         self.emit(Event::Stopped(StopReason::GaveUp));
                         return None;
@@ -388,10 +412,11 @@ impl Driver {
     }
 
     /// Reports the new connection, starts its reading thread and re-applies state.
-    fn go_live(&mut self, conn: Connection) -> Live {
+    fn go_live(&mut self, conn: Connection, url: WsUrl) -> Live {
         self.generation += 1;
         let generation = self.generation;
         self.emit(Event::Connected {
+            url,
             client_id: conn.client_id().to_string(),
             reconnected: self.connected_before,
         });

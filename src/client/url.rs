@@ -1,5 +1,6 @@
 //! `ws://` URLs: the host to connect to, the port, and the request target for the
-//! upgrade. It resolves nothing and opens nothing; `conn.rs` does.
+//! upgrade; and the order in which a client with several URLs tries them. It resolves
+//! nothing and opens nothing; `conn.rs` does.
 
 use super::error::ClientError;
 
@@ -74,6 +75,42 @@ impl std::fmt::Display for WsUrl {
     }
 }
 
+/// The URLs of a client with several (the nodes of a cluster), taken in turn: the
+/// first for the first attempt, then the next one for each later attempt, wrapping
+/// around, so a client whose node died tries another node next.
+#[derive(Clone, Debug)]
+pub(super) struct Rotation {
+    urls: Vec<WsUrl>,
+    /// Index of the URL the next attempt uses.
+    next: usize,
+}
+
+impl Rotation {
+    /// Parses every URL up front: the first bad one is the error (naming it). An empty
+    /// list is [`ClientError::InvalidConfig`].
+    pub fn parse<I, S>(urls: I) -> Result<Rotation, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let urls = urls
+            .into_iter()
+            .map(|url| WsUrl::parse(url.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if urls.is_empty() {
+            return Err(ClientError::InvalidConfig("no URL to connect to"));
+        }
+        Ok(Rotation { urls, next: 0 })
+    }
+
+    /// The URL for this attempt; the following attempt gets the one after it.
+    pub fn next_url(&mut self) -> &WsUrl {
+        let index = self.next;
+        self.next = (index + 1) % self.urls.len();
+        &self.urls[index]
+    }
+}
+
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or("unclosed [ in the host")?;
@@ -141,6 +178,47 @@ mod tests {
         assert!(matches!(
             WsUrl::parse("wss://example.com/"),
             Err(ClientError::TlsNotSupported)
+        ));
+    }
+
+    fn order(rotation: &mut Rotation, attempts: usize) -> Vec<String> {
+        (0..attempts)
+            .map(|_| rotation.next_url().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn several_urls_are_tried_in_turn_starting_with_the_first() {
+        let mut rotation = Rotation::parse(["ws://a:1/", "ws://b:2/", "ws://c:3/"]).unwrap();
+        assert_eq!(
+            order(&mut rotation, 7),
+            [
+                "ws://a:1/",
+                "ws://b:2/",
+                "ws://c:3/",
+                "ws://a:1/",
+                "ws://b:2/",
+                "ws://c:3/",
+                "ws://a:1/"
+            ]
+        );
+        let mut one = Rotation::parse(vec![String::from("ws://only:9/")]).unwrap();
+        assert_eq!(order(&mut one, 3), ["ws://only:9/"; 3]);
+    }
+
+    #[test]
+    fn a_bad_url_in_a_list_is_named_and_an_empty_list_refused() {
+        match Rotation::parse(["ws://a:1/", "ws://b:port/", "http://c/"]) {
+            Err(ClientError::InvalidUrl { url, .. }) => assert_eq!(url, "ws://b:port/"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Rotation::parse(["ws://a:1/", "wss://b/"]),
+            Err(ClientError::TlsNotSupported)
+        ));
+        assert!(matches!(
+            Rotation::parse(Vec::<&str>::new()),
+            Err(ClientError::InvalidConfig(_))
         ));
     }
 

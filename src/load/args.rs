@@ -2,8 +2,10 @@
 //! its default, and the checks that turn a bad invocation into a clear error before
 //! any socket is opened. It does not run anything.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+
+use super::target::{parse_target, Spread, Target};
 
 /// Size of the accounting header in every broadcast message (and every rooms
 /// `message` string): kind, publisher id, sequence number, send timestamp (see
@@ -62,8 +64,13 @@ pub struct LoadArgs {
     /// What to measure.
     #[arg(value_enum)]
     pub scenario: Scenario,
-    /// The server, e.g. ws://127.0.0.1:8080/ (loopback addresses only).
-    pub url: String,
+    /// The server, e.g. ws://127.0.0.1:8080/ (loopback addresses only). Give several,
+    /// separated by spaces (the nodes of a cluster), to spread the connections over
+    /// them round-robin: connection i goes to URL i % N (rooms: the members of each
+    /// room go round-robin from the room's own starting URL, so every room spans the
+    /// URLs).
+    #[arg(value_name = "URL", required = true)]
+    pub urls: Vec<String>,
     /// Connections to open.
     #[arg(long, short = 'c', default_value_t = 100)]
     pub connections: usize,
@@ -119,6 +126,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
     /// The server's process id: report its CPU time and (connect) memory per connection.
+    /// With several URLs, the figures are that one process's.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// Connections opened at once per load thread while connecting.
@@ -139,7 +147,8 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
-    /// Parses the words after `ringcast load`, e.g. `["echo", "ws://127.0.0.1:9001/", "-c", "10"]`.
+    /// Parses the words after `ringcast load`, e.g. `["echo", "ws://127.0.0.1:9001/", "-c", "10"]`
+    /// (several URLs follow one another: `["echo", "ws://127.0.0.1:9001/", "ws://127.0.0.1:9002/"]`).
     pub fn parse_words<I, T>(words: I) -> Result<LoadArgs, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -190,71 +199,16 @@ pub fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
-/// Where to connect: the address, and what goes in the request line and Host header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub addr: SocketAddr,
-    pub host: String,
-    pub path: String,
-}
-
-/// Parses `ws://HOST[:PORT][/PATH]`, where HOST is a loopback address or `localhost`.
-pub fn parse_target(url: &str) -> Result<Target, String> {
-    let rest = match url.split_once("://") {
-        Some(("ws", rest)) => rest,
-        Some(("wss", _)) => {
-            return Err(
-                "wss:// is not supported: the load tool speaks plain ws:// on loopback".into(),
-            )
-        }
-        Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}://`: use ws://")),
-        None => return Err(format!("`{url}` is not a URL: use ws://127.0.0.1:PORT/")),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or(format!("unclosed `[` in `{url}`"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| format!("bad port `{p}` in `{url}`"))?,
-        None => 80,
-    };
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse::<IpAddr>()
-            .map_err(|_| format!("`{host}` is not an IP address or localhost"))?
-    };
-    if !ip.is_loopback() {
-        return Err(format!(
-            "{ip} is not a loopback address: the load tool only runs on loopback"
-        ));
-    }
-    Ok(Target {
-        addr: SocketAddr::new(ip, port),
-        host: authority.to_string(),
-        path: path.to_string(),
-    })
-}
-
 /// A validated run.
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub scenario: Scenario,
-    pub url: String,
-    pub target: Target,
+    /// The URLs as given, in order.
+    pub urls: Vec<String>,
+    /// One per URL, in the same order.
+    pub targets: Vec<Target>,
+    /// Which target each connection goes to.
+    pub spread: Spread,
     pub connections: usize,
     pub duration: Duration,
     pub json: bool,
@@ -296,7 +250,14 @@ impl Plan {
     /// Long because it is one list of checks, each with the message the user sees
     /// (scenario-specific ones are in `check_rooms` and `check_churn`).
     pub fn new(args: LoadArgs, fd_limit: u64) -> Result<Plan, String> {
-        let target = parse_target(&args.url)?;
+        if args.urls.is_empty() {
+            return Err("give at least one URL".into());
+        }
+        let targets = args
+            .urls
+            .iter()
+            .map(|url| parse_target(url))
+            .collect::<Result<Vec<_>, _>>()?;
         if args.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
@@ -351,11 +312,17 @@ impl Plan {
             Scenario::Connect => 32,
             _ => 0,
         });
-        let sources = source_addresses(target.addr.ip(), source_count)?;
+        let sources = source_addresses(&targets, source_count)?;
+        let spread = match args.scenario {
+            Scenario::Rooms => Spread::ByRoom { rooms: args.rooms },
+            _ => Spread::RoundRobin,
+        };
+        check_every_url_used(&args, spread)?;
         Ok(Plan {
             scenario: args.scenario,
-            url: args.url,
-            target,
+            urls: args.urls,
+            targets,
+            spread,
             connections: args.connections,
             duration,
             json: args.json,
@@ -378,6 +345,16 @@ impl Plan {
             max_message: args.max_message,
             progress: !args.quiet && !args.json,
         })
+    }
+
+    /// Where connection `index` (churn: client `index`) connects.
+    pub fn target_for(&self, index: usize) -> &Target {
+        &self.targets[self.spread.url_of(index, self.targets.len())]
+    }
+
+    /// How many of the connections go to each URL, in the order of `urls`.
+    pub fn connections_per_url(&self) -> Vec<usize> {
+        self.spread.counts(self.connections, self.targets.len())
     }
 
     /// The source address for connection `index`, if sources are spread.
@@ -431,12 +408,39 @@ fn check_churn(args: &LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn source_addresses(server: IpAddr, count: usize) -> Result<Vec<IpAddr>, String> {
+/// A URL that would get no connection is a mistake in the command line. Churn is
+/// exempt: its `--connections` are worker threads, and its clients (numbered without
+/// end) reach every URL in turn.
+fn check_every_url_used(args: &LoadArgs, spread: Spread) -> Result<(), String> {
+    if args.scenario == Scenario::Churn {
+        return Ok(());
+    }
+    let counts = spread.counts(args.connections, args.urls.len());
+    match counts.iter().position(|&n| n == 0) {
+        Some(unused) => Err(format!(
+            "{} connections over {} URLs leave {} with none: use more connections or \
+             fewer URLs",
+            args.connections,
+            args.urls.len(),
+            args.urls[unused]
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Source addresses to bind, of the servers' address family (all URLs must share it).
+fn source_addresses(servers: &[Target], count: usize) -> Result<Vec<IpAddr>, String> {
     if count == 0 {
         return Ok(Vec::new());
     }
     if count > MAX_SOURCES {
         return Err(format!("--sources must be at most {MAX_SOURCES}"));
+    }
+    let server = servers[0].addr.ip();
+    if servers.iter().any(|t| t.addr.is_ipv4() != server.is_ipv4()) {
+        return Err(
+            "--sources binds one address family: the URLs must be all IPv4 or all [::1]".into(),
+        );
     }
     match server {
         IpAddr::V4(_) => {
@@ -464,9 +468,12 @@ mod tests {
     #[test]
     fn defaults_give_one_unpinned_thread_and_no_source_binding() {
         let p = plan("echo ws://127.0.0.1:9001/chat").unwrap();
-        assert_eq!(p.target.addr, "127.0.0.1:9001".parse().unwrap());
-        assert_eq!(p.target.path, "/chat");
-        assert_eq!(p.target.host, "127.0.0.1:9001");
+        assert_eq!(p.targets.len(), 1);
+        assert_eq!(p.target_for(7), &p.targets[0]);
+        assert_eq!(p.targets[0].addr, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(p.targets[0].path, "/chat");
+        assert_eq!(p.targets[0].host, "127.0.0.1:9001");
+        assert_eq!(p.connections_per_url(), [100]);
         assert_eq!(p.threads, vec![None]);
         assert_eq!((p.connections, p.in_flight, p.size), (100, 1, 64));
         assert!(p.sources.is_empty());
@@ -519,8 +526,64 @@ mod tests {
             .unwrap_err()
             .contains("bad port"));
         let v6 = plan("echo ws://[::1]:9001/x").unwrap();
-        assert_eq!(v6.target.addr, "[::1]:9001".parse().unwrap());
-        assert_eq!(plan("echo ws://127.1.2.3").unwrap().target.addr.port(), 80);
+        assert_eq!(v6.targets[0].addr, "[::1]:9001".parse().unwrap());
+        assert_eq!(
+            plan("echo ws://127.1.2.3").unwrap().targets[0].addr.port(),
+            80
+        );
+    }
+
+    #[test]
+    fn several_urls_are_parsed_in_order_and_connections_go_round_robin() {
+        let p = plan("echo ws://127.0.0.1:1/a ws://localhost:2/b ws://[::1]:3 -c 7 -p 2").unwrap();
+        assert_eq!(
+            p.urls,
+            ["ws://127.0.0.1:1/a", "ws://localhost:2/b", "ws://[::1]:3"]
+        );
+        let ports: Vec<u16> = p.targets.iter().map(|t| t.addr.port()).collect();
+        assert_eq!(ports, [1, 2, 3]);
+        assert_eq!(p.in_flight, 2, "flags still parse after the URLs");
+        let by_connection: Vec<&str> = (0..7).map(|i| p.target_for(i).path.as_str()).collect();
+        assert_eq!(by_connection, ["/a", "/b", "/", "/a", "/b", "/", "/a"]);
+        assert_eq!(p.connections_per_url(), [3, 2, 2]);
+        for scenario in ["broadcast", "connect", "churn"] {
+            let line = format!("{scenario} ws://127.0.0.1:1 ws://127.0.0.1:2");
+            assert_eq!(
+                plan(&line).unwrap().spread,
+                Spread::RoundRobin,
+                "{scenario}"
+            );
+        }
+    }
+
+    #[test]
+    fn rooms_spread_each_room_over_the_urls() {
+        let p = plan("rooms ws://127.0.0.1:1 ws://127.0.0.1:2 -c 40 -r 10").unwrap();
+        assert_eq!(p.spread, Spread::ByRoom { rooms: 10 });
+        // Room 0's members are connections 0, 10, 20, 30.
+        let room_0: Vec<u16> = [0, 10, 20, 30]
+            .iter()
+            .map(|&i| p.target_for(i).addr.port())
+            .collect();
+        assert_eq!(room_0, [1, 2, 1, 2]);
+        assert_eq!(p.connections_per_url(), [20, 20]);
+    }
+
+    #[test]
+    fn a_bad_or_unused_url_among_several_is_refused() {
+        let err = plan("echo ws://127.0.0.1:1 ws://10.0.0.1:2").unwrap_err();
+        assert!(err.contains("10.0.0.1 is not a loopback"), "{err}");
+        let err = plan("echo ws://127.0.0.1:1 ws://127.0.0.1:2 ws://127.0.0.1:3 -c 2").unwrap_err();
+        assert!(err.contains("leave ws://127.0.0.1:3 with none"), "{err}");
+        assert!(plan("churn ws://127.0.0.1:1 ws://127.0.0.1:2 -c 1").is_ok());
+        let err = plan("connect ws://127.0.0.1:1 ws://[::1]:2").unwrap_err();
+        assert!(err.contains("one address family"), "{err}");
+        assert!(plan("connect ws://127.0.0.1:1 ws://[::1]:2 --sources 0").is_ok());
+        let mut args = LoadArgs::parse_words(["echo", "ws://127.0.0.1:1"]).unwrap();
+        args.urls.clear();
+        assert!(Plan::new(args, 20_000)
+            .unwrap_err()
+            .contains("at least one URL"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::args::Target;
+use super::target::Target;
 use crate::ws::handshake::{client_request, parse_response, UpgradeRejected};
 use crate::ws::{put_masked, Decoder, Incoming, Opcode, ProtocolError, Role, SeededMasks};
 

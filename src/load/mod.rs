@@ -5,6 +5,7 @@
 //!
 //! Layout:
 //! - `args`: the command line and its validation into a `Plan`.
+//! - `target`: the URLs, and which one each connection goes to when there are several.
 //! - `driver`: load threads, the shared phase, counters, bounded waits.
 //! - `client`: one connection: connect, upgrade, frame reader, outbox and writer.
 //! - `echo`, `broadcast`, `rooms`, `connect`: the scenarios (`rooms` has its own
@@ -33,6 +34,7 @@ mod progress;
 mod report;
 mod rooms;
 mod sys;
+mod target;
 
 pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};

@@ -67,7 +67,7 @@ pub async fn open_connections_of(
                     let started = Instant::now();
                     let nonce = nonce_for(index);
                     match client::connect(
-                        &plan.target,
+                        plan.target_for(index),
                         plan.source_for(index),
                         nonce,
                         plan.connect_timeout,

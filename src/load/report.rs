@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::accounting::Tally;
-use super::args::Plan;
+use super::args::{Plan, Scenario};
 use super::checks::{ChurnCounts, RoomChecks};
 use super::driver::Interval;
 use super::histogram::{Histogram, Percentiles};
@@ -17,7 +17,12 @@ use super::histogram::{Histogram, Percentiles};
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub scenario: &'static str,
-    pub url: String,
+    /// The URLs, in the order given; connections are spread over them.
+    pub urls: Vec<String>,
+    /// With several URLs: how many connections went to each, in the same order
+    /// (not for churn, whose clients come and go).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_per_url: Option<Vec<usize>>,
     /// The load tool's I/O driver: io_uring, epoll (fallback) or mixed.
     pub driver: &'static str,
     pub connections: usize,
@@ -118,7 +123,9 @@ impl Report {
         };
         Report {
             scenario: plan.scenario.name(),
-            url: plan.url.clone(),
+            urls: plan.urls.clone(),
+            connections_per_url: (plan.urls.len() > 1 && plan.scenario != Scenario::Churn)
+                .then(|| plan.connections_per_url()),
             driver,
             connections: plan.connections,
             load_threads: plan.threads.len(),
@@ -183,18 +190,35 @@ impl Report {
         out
     }
 
-    /// The scenario, its target and its shape.
+    /// The scenario, its targets and its shape.
     fn summary_setup(&self, out: &mut String) {
         let cpus = if self.load_cpus.is_empty() {
             "unpinned".to_string()
         } else {
             format!("CPUs {:?}", self.load_cpus)
         };
+        let spread = match self.urls.len() {
+            1 => String::new(),
+            n => format!(" over {n} URLs"),
+        };
         let _ = writeln!(
             out,
-            "{} {}  ({} connections, {} load thread(s) {cpus}, {})",
-            self.scenario, self.url, self.connections, self.load_threads, self.driver
+            "{} {}  ({} connections{spread}, {} load thread(s) {cpus}, {})",
+            self.scenario,
+            self.urls.join(" "),
+            self.connections,
+            self.load_threads,
+            self.driver
         );
+        if let Some(counts) = &self.connections_per_url {
+            let each: Vec<String> = self
+                .urls
+                .iter()
+                .zip(counts)
+                .map(|(url, n)| format!("{n} to {url}"))
+                .collect();
+            let _ = writeln!(out, "  {}", each.join(", "));
+        }
         let mut shape = Vec::new();
         if let Some(size) = self.size {
             let kind = if self.binary == Some(true) {
@@ -340,14 +364,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::args::{parse_target, Scenario};
+    use crate::load::target::{parse_target, Spread};
     use std::time::Duration;
 
     fn plan() -> Plan {
         Plan {
             scenario: Scenario::Echo,
-            url: "ws://127.0.0.1:9/".into(),
-            target: parse_target("ws://127.0.0.1:9/").unwrap(),
+            urls: vec!["ws://127.0.0.1:9/".into()],
+            targets: vec![parse_target("ws://127.0.0.1:9/").unwrap()],
+            spread: Spread::RoundRobin,
             connections: 10,
             duration: Duration::from_secs(1),
             json: false,
@@ -430,6 +455,39 @@ mod tests {
         let r = Report::new(&plan(), "epoll", "connections", &interval);
         assert_eq!(r.per_server_cpu_s, None);
         assert!(r.to_json().contains("\"per_server_cpu_s\":null"));
+    }
+
+    #[test]
+    fn several_urls_are_counted_with_the_connections_each_got() {
+        let interval = Interval {
+            secs: 1.0,
+            own_cpu_s: 0.0,
+            server_cpu_s: None,
+            sent: 0,
+            received: 0,
+        };
+        let one = Report::new(&plan(), "epoll", "connections", &interval);
+        assert!(one
+            .summary()
+            .starts_with("echo ws://127.0.0.1:9/  (10 connections, 1 load"));
+        assert!(!one.to_json().contains("connections_per_url"));
+        let mut two = plan();
+        two.urls.push("ws://127.0.0.1:10/".into());
+        two.targets
+            .push(parse_target("ws://127.0.0.1:10/").unwrap());
+        let r = Report::new(&two, "epoll", "connections", &interval);
+        let summary = r.summary();
+        assert!(
+            summary.contains("(10 connections over 2 URLs,"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("5 to ws://127.0.0.1:9/, 5 to ws://127.0.0.1:10/"),
+            "{summary}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["urls"].as_array().map(Vec::len), Some(2));
+        assert_eq!(json["connections_per_url"], serde_json::json!([5, 5]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `ringcast client` as a process: scripted stdin, stdout checked line by line, and
 //! the documented exit codes (0 at end of input, /quit or Ctrl-C, 2 for a bad URL, 3
-//! when the server cannot be reached and 4 when it goes away, both with --no-reconnect).
+//! when the server cannot be reached and 4 when it goes away, both with --no-reconnect);
+//! several URLs, tried in turn.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -302,6 +303,36 @@ fn a_wss_url_exits_2_saying_tls_is_not_supported() {
     let (status, stderr) = cli.wait();
     assert_eq!(status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains("TLS"), "{stderr}");
+}
+
+#[test]
+fn given_two_urls_the_cli_moves_past_a_dead_first_and_names_the_url_it_reached() {
+    let dead: SocketAddr = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let server = rooms_server();
+    let (dead_url, live_url) = (format!("ws://{dead}/"), format!("ws://{}/", server.addr()));
+    let cli = Cli::start(&[&dead_url, &live_url, "--room", "lobby"]);
+    let failed = cli.expect_status("cannot connect");
+    assert!(failed.contains(&dead_url), "{failed}");
+    let status = cli.expect_status("connected to");
+    let (_, me) = cli.expect("welcome", "-");
+    assert!(
+        status.ends_with(&format!("connected to {live_url} as {me}")),
+        "{status}"
+    );
+    assert_eq!(cli.expect("room_joined", "lobby").1, "1 member");
+    let (status, stderr) = cli.end_input();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn a_bad_url_anywhere_in_the_list_exits_2_naming_it() {
+    let cli = Cli::start(&["ws://127.0.0.1:1/", "ws://127.0.0.1:port/"]);
+    let (status, stderr) = cli.wait();
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("ws://127.0.0.1:port/"), "{stderr}");
 }
 
 #[test]

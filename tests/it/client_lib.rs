@@ -1,7 +1,8 @@
 //! `ringcast::client` against the real room server: a round trip of every message
 //! type, pings answered, a clean close, the server restarted on the same port (the
 //! client reconnects on its seeded schedule, rejoins its rooms with its metadata, and
-//! gets room messages again); and against scripted fake servers, each error it names.
+//! gets room messages again), failing over between two servers given as two URLs;
+//! and against scripted fake servers, each error it names.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -217,6 +218,7 @@ fn after_a_server_restart_the_client_reconnects_on_schedule_and_rejoins_with_its
         Event::Connected {
             client_id,
             reconnected: false,
+            ..
         } => Some(client_id),
         _ => None,
     });
@@ -261,7 +263,7 @@ fn after_a_server_restart_the_client_reconnects_on_schedule_and_rejoins_with_its
                     "attempt {attempt} off schedule"
                 );
             }
-            Event::ConnectFailed { error } => {
+            Event::ConnectFailed { error, .. } => {
                 assert!(matches!(error, ClientError::Refused { .. }), "{error}");
                 // Refused once: bring the server back on the same port.
                 if restarted.is_none() {
@@ -271,6 +273,7 @@ fn after_a_server_restart_the_client_reconnects_on_schedule_and_rejoins_with_its
             Event::Connected {
                 client_id,
                 reconnected,
+                ..
             } => {
                 assert!(reconnected);
                 break client_id;
@@ -327,6 +330,86 @@ fn after_a_server_restart_the_client_reconnects_on_schedule_and_rejoins_with_its
 }
 
 #[test]
+fn with_two_urls_the_client_fails_over_to_the_second_server_when_the_first_stops() {
+    let mut first = rooms_server(|_| {});
+    let second = rooms_server(|_| {});
+    let (first_url, second_url) = (url(first.addr()), url(second.addr()));
+    let config = ClientConfig {
+        reconnect: Some(fast_policy()),
+        jitter_seed: Some(SEED),
+        ..ClientConfig::default()
+    };
+    let client =
+        Client::start_any([first_url.as_str(), second_url.as_str()], config).expect("start");
+    let connected_to = wait_for(&client, "connected", |e| match e {
+        Event::Connected { url, .. } => Some(url.to_string()),
+        _ => None,
+    });
+    assert_eq!(connected_to, first_url);
+    client.handle().join_room("lobby").unwrap();
+    wait_for(&client, "room_joined", |e| match message(e) {
+        Some(ServerMessage::RoomJoined { .. }) => Some(()),
+        _ => None,
+    });
+
+    // The first node goes away: the next attempt goes to the second, which is up.
+    first.take_handle().shutdown().expect("first server stops");
+    wait_for(&client, "disconnected", |e| match e {
+        Event::Disconnected { .. } => Some(()),
+        _ => None,
+    });
+    assert!(matches!(
+        next_event(&client),
+        Event::Reconnecting { attempt: 1, .. }
+    ));
+    let second_id = match next_event(&client) {
+        Event::Connected {
+            url,
+            client_id,
+            reconnected: true,
+        } => {
+            assert_eq!(url.to_string(), second_url);
+            client_id
+        }
+        other => panic!("expected a reconnect to the second server, got {other:?}"),
+    };
+    assert!(matches!(message(next_event(&client)),
+        Some(ServerMessage::Welcome { client_id, .. }) if client_id == second_id));
+    assert!(matches!(
+        message(next_event(&client)),
+        Some(ServerMessage::RoomJoined { room, members: 1, .. }) if room == "lobby"
+    ));
+    second.wait_for_stats("the client on the second server", |s| s.opened == 1);
+
+    // The rejoined room works on the second node.
+    let mut peer = connect(second.addr());
+    peer.send(&ClientMessage::join_room("lobby")).unwrap();
+    assert!(matches!(
+        recv(&mut peer),
+        ServerMessage::RoomJoined { members: 2, .. }
+    ));
+    client.handle().room_message("lobby", "moved").unwrap();
+    assert!(matches!(recv(&mut peer),
+        ServerMessage::RoomMessage { from, message, .. }
+            if from == second_id && message == json!("moved")));
+
+    // Once the second goes too, the attempts go round: the first, then the second.
+    drop(second);
+    wait_for(&client, "disconnected", |e| match e {
+        Event::Disconnected { .. } => Some(()),
+        _ => None,
+    });
+    for expected in [&first_url, &second_url] {
+        let failed_at = wait_for(&client, "a failed attempt", |e| match e {
+            Event::ConnectFailed { url, .. } => Some(url.to_string()),
+            _ => None,
+        });
+        assert_eq!(&failed_at, expected);
+    }
+    client.close();
+}
+
+#[test]
 fn reconnect_attempts_follow_the_seeded_schedule_and_stop_at_the_limit() {
     let addr = free_port();
     let policy = ReconnectPolicy {
@@ -345,7 +428,8 @@ fn reconnect_attempts_follow_the_seeded_schedule_and_stop_at_the_limit() {
         assert!(matches!(
             next_event(&client),
             Event::ConnectFailed {
-                error: ClientError::Refused { .. }
+                error: ClientError::Refused { .. },
+                ..
             }
         ));
         match next_event(&client) {
@@ -368,7 +452,7 @@ fn without_reconnect_the_client_stops_when_the_server_is_unreachable_or_gone() {
     let addr = free_port();
     let client = Client::start(&url(addr), ClientConfig::default()).expect("start");
     let error = match next_event(&client) {
-        Event::ConnectFailed { error } => error,
+        Event::ConnectFailed { error, .. } => error,
         other => panic!("expected a failed connect, got {other:?}"),
     };
     assert!(

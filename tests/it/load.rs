@@ -1,5 +1,6 @@
-//! `ringcast load` end to end against the real server, one short run per scenario.
-//! Small counts: these assert correctness of the tool and the server, not speed.
+//! `ringcast load` end to end against the real server, one short run per scenario, and
+//! runs spread over two servers given as two URLs. Small counts: these assert
+//! correctness of the tool and the server, not speed.
 
 use ringcast::app::{BroadcastApp, EchoApp};
 use ringcast::load::{run_report, LoadArgs, Report};
@@ -31,6 +32,25 @@ fn echo_scenario_gets_every_message_back_from_two_cores() {
     assert!(report.count > 0, "no round trips counted");
     assert_eq!(report.mismatched, Some(0));
     assert_eq!(report.unanswered, Some(0));
+}
+
+#[test]
+fn echo_scenario_spreads_its_connections_over_two_servers_round_robin() {
+    let first = start_server(|_| EchoApp, 1, |_| {});
+    let second = start_server(|_| EchoApp, 1, |_| {});
+    let urls = [
+        format!("ws://{}/", first.addr()),
+        format!("ws://{}/", second.addr()),
+    ];
+    let report = load(&["echo", &urls[0], &urls[1], "-c", "8", "-p", "2"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.count > 0, "no round trips counted");
+    assert_eq!(report.unanswered, Some(0));
+    assert_eq!(report.urls, urls);
+    assert_eq!(report.connections_per_url, Some(vec![4, 4]));
+    for server in [&first, &second] {
+        server.wait_for_stats("4 upgrades on each server", |s| s.opened == 4);
+    }
 }
 
 #[test]
@@ -114,6 +134,29 @@ fn churn_beside_a_rooms_run_with_guests_leaves_its_deliveries_exact() {
         "the churn visited the steady rooms"
     );
     server.wait_for_stats("every connection closed", |s| s.closed == s.opened);
+}
+
+#[test]
+fn churn_clients_take_turns_over_two_servers() {
+    let first = start_server(RoomsApp::configured, 1, |_| {});
+    let second = start_server(RoomsApp::configured, 1, |_| {});
+    let (url_a, url_b) = (
+        format!("ws://{}/", first.addr()),
+        format!("ws://{}/", second.addr()),
+    );
+    let args = [
+        "churn", &url_a, &url_b, "-c", "2", "-r", "0", "--rate", "100",
+    ];
+    let extra = ["--quiet", "--duration", "0.5"];
+    let churn = run_report(LoadArgs::parse_words(args.into_iter().chain(extra)).unwrap())
+        .expect("the churn run completes");
+    assert!(churn.problems.is_empty(), "{:?}", churn.problems);
+    assert_eq!(churn.urls, [url_a, url_b]);
+    let counts = churn.churn.expect("churn reports its counts");
+    assert!(counts.upgraded >= 2, "{counts:?}");
+    for server in [&first, &second] {
+        server.wait_for_stats("churn clients on each server", |s| s.opened > 0);
+    }
 }
 
 #[test]

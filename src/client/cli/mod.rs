@@ -1,4 +1,4 @@
-//! `ringcast client URL`: an interactive (or `--json`, scripted) client on stdin and
+//! `ringcast client URL...`: an interactive (or `--json`, scripted) client on stdin and
 //! stdout, over the reconnecting [`Client`]. Received messages go to stdout, one per
 //! line; what the client is doing (connected, reconnecting) goes to stderr.
 //! Parsing lines and formatting output are in `line.rs` and `output.rs`.
@@ -40,12 +40,18 @@ or a command: /join ROOM, /leave ROOM, /rooms, /msg CLIENT_ID TEXT, /meta KEY=VA
 
 Ctrl-C (SIGINT) or SIGTERM closes the connection cleanly, like /quit; a second one exits at once (130).
 
+Several URLs (the nodes of a cluster): the first is tried first, and each reconnect \
+attempt goes to the next one in turn, so the client fails over when its node dies: \
+ringcast client ws://10.0.0.1:8080/ ws://10.0.0.2:8080/ --room lobby
+
 Exit codes: 0 on /quit, end of input or Ctrl-C; 2 for a bad command line (URL, wss://, --meta); \
 3 when the server cannot be reached and --no-reconnect is set; 4 when the connection \
 is lost and --no-reconnect is set; 1 for anything else.")]
 pub struct ClientArgs {
-    /// The server, e.g. ws://127.0.0.1:8080/ (wss:// is not supported yet).
-    pub url: String,
+    /// The server, e.g. ws://127.0.0.1:8080/ (wss:// is not supported yet). Give
+    /// several, separated by spaces, to fail over between them.
+    #[arg(value_name = "URL", required = true)]
+    pub urls: Vec<String>,
     /// Join ROOM once connected, and again after every reconnect (repeatable).
     #[arg(long = "room", value_name = "ROOM")]
     pub rooms: Vec<String>,
@@ -56,7 +62,8 @@ pub struct ClientArgs {
     /// Read raw JSON lines from stdin and print every received message as one JSON line.
     #[arg(long)]
     pub json: bool,
-    /// Exit (3 or 4) when the connection fails or ends, instead of reconnecting.
+    /// Exit (3 or 4) when the connection fails or ends, instead of reconnecting (one
+    /// attempt, at the first URL).
     #[arg(long)]
     pub no_reconnect: bool,
 }
@@ -68,7 +75,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
         reconnect: (!args.no_reconnect).then(ReconnectPolicy::default),
         ..ClientConfig::default()
     };
-    let client = match Client::start(&args.url, config) {
+    let client = match Client::start_any(&args.urls, config) {
         Ok(client) => client,
         Err(error) => {
             eprintln!("ringcast: {error}");
@@ -109,7 +116,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
         eprintln!("ringcast: cannot start the input thread: {error}");
         return ExitCode::from(EXIT_ERROR);
     }
-    ExitCode::from(print_events(&args.url, json, events.iter()))
+    ExitCode::from(print_events(json, events.iter()))
 }
 
 /// The first SIGINT or SIGTERM closes the client cleanly (as `/quit` does: the event
@@ -192,7 +199,7 @@ fn read_input(handle: &ClientHandle, json: bool, mut rooms: Vec<String>) {
 }
 
 /// Prints events until the client stops; returns the exit code.
-fn print_events(url: &str, json: bool, events: impl Iterator<Item = Event>) -> u8 {
+fn print_events(json: bool, events: impl Iterator<Item = Event>) -> u8 {
     let mut connected_once = false;
     let stdout = io::stdout();
     for event in events {
@@ -209,6 +216,7 @@ fn print_events(url: &str, json: bool, events: impl Iterator<Item = Event>) -> u
                 }
             }
             Event::Connected {
+                url,
                 client_id,
                 reconnected,
             } => {
@@ -216,7 +224,9 @@ fn print_events(url: &str, json: bool, events: impl Iterator<Item = Event>) -> u
                 let again = if reconnected { "re" } else { "" };
                 eprintln!("ringcast: {again}connected to {url} as {client_id}");
             }
-            Event::ConnectFailed { error } => eprintln!("ringcast: cannot connect: {error}"),
+            Event::ConnectFailed { url, error } => {
+                eprintln!("ringcast: cannot connect to {url}: {error}")
+            }
             Event::Disconnected { reason } => eprintln!("ringcast: disconnected: {reason}"),
             Event::Reconnecting { attempt, delay } => eprintln!(
                 "ringcast: reconnecting in {:.2} s (attempt {attempt})",

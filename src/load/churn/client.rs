@@ -21,9 +21,10 @@ pub fn nonce(rng: &mut Rng) -> [u8; 16] {
     nonce
 }
 
-/// A TCP connection to the server, from the plan's source address for `client` if any.
+/// A TCP connection to `client`'s server, from the plan's source address for `client`
+/// if any.
 pub fn connect(plan: &Plan, client: usize) -> Result<TcpStream, String> {
-    let addr = plan.target.addr;
+    let addr = plan.target_for(client).addr;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| format!("socket: {e}"))?;
     if let Some(source) = plan.source_for(client) {
@@ -70,7 +71,8 @@ impl Client {
             max_message_bytes: plan.max_message,
             ..ConnectOptions::default()
         };
-        let request = UpgradeRequest::new(&plan.target.host, &plan.target.path);
+        let target = plan.target_for(client);
+        let request = UpgradeRequest::new(&target.host, &target.path);
         let ws = WsConnection::upgrade(stream, &request, &options)
             .map_err(|e| format!("upgrade: {e}"))?;
         let mut conn = Client {

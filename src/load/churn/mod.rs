@@ -12,7 +12,8 @@
 //! 10). The tenth is half-open: it sends part of its upgrade request (maybe nothing)
 //! and is dropped 0.5-12.5 s later, past the server's 10 s handshake timeout for some.
 //! Every wait is bounded by `--connect-timeout`; a client that times out, is refused,
-//! or gets an `error` counts as failed.
+//! or gets an `error` counts as failed. Clients are numbered across the workers; with
+//! several URLs, client `n` connects to URL `n % N`.
 //!
 //! Rooms: about half of the joins go to the first `--rooms` rooms of a `rooms` run
 //! (`load-0`, ...; run it with `--guests` so its members accept the visitors), the
@@ -210,9 +211,6 @@ fn run_worker(plan: &Plan, worker: usize, start: Instant) -> Result<ChurnCounts,
     let rate = plan.rate.unwrap_or(DEFAULT_RATE);
     let period = Duration::from_secs_f64(workers as f64 / rate);
     let end = start + plan.duration;
-    let request_len = client_request(&plan.target.host, &plan.target.path, [0; 16])
-        .0
-        .len();
     let mut rng = Rng::new(worker as u64 + 1);
     let mut counts = ChurnCounts::default();
     // Half-open sockets and when to drop them.
@@ -232,6 +230,8 @@ fn run_worker(plan: &Plan, worker: usize, start: Instant) -> Result<ChurnCounts,
         due += period;
         let client = worker + n * workers;
         counts.attempts += 1;
+        let target = plan.target_for(client);
+        let request_len = client_request(&target.host, &target.path, [0; 16]).0.len();
         let cycle = Cycle::draw(&mut rng, plan.rooms, request_len);
         if let Err(e) = run_client(plan, client, cycle, &mut rng, &mut counts, &mut held) {
             counts.failures += 1;
@@ -255,7 +255,8 @@ fn run_client(
     let (rooms, messages, metadata, leave, ending) = match cycle {
         Cycle::HalfOpen { sent, hold } => {
             let mut stream = connect(plan, client)?;
-            let (request, _) = client_request(&plan.target.host, &plan.target.path, nonce(rng));
+            let target = plan.target_for(client);
+            let (request, _) = client_request(&target.host, &target.path, nonce(rng));
             stream
                 .write_all(&request[..sent])
                 .map_err(|e| format!("half-open write: {e}"))?;
