@@ -37,6 +37,7 @@ mod load;
 mod messages;
 mod pacing;
 mod protocol_errors;
+mod redis;
 mod rooms;
 mod serve_cli;
 mod shutdown;
@@ -95,6 +96,26 @@ impl Drop for Server {
         if let Some(handle) = self.handle.take() {
             let _ = handle.shutdown();
         }
+    }
+}
+
+/// Starts a cluster node (rooms app) with `cores` cores on 127.0.0.1 port 0, over the
+/// Redis at `redis_url`, with the test defaults, then `tweak`.
+pub fn start_node(redis_url: &str, cores: usize, tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cores: Some(cores),
+        shutdown_timeout_ms: 1_000,
+        ..Config::default()
+    };
+    config.cluster.redis_url = Some(redis_url.to_string());
+    tweak(&mut config);
+    let config = config.resolve().expect("a valid test config");
+    let handle = ringcast::cluster::start_node(config).expect("node starts");
+    let addr = handle.local_addr();
+    Server {
+        handle: Some(handle),
+        addr,
     }
 }
 
