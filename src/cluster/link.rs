@@ -96,6 +96,7 @@ enum Expect {
         id: Option<Box<RawValue>>,
     },
     Reap,
+    Heartbeat,
 }
 
 /// What the writer and the reader of one connection share.
@@ -220,12 +221,15 @@ impl Writer {
                 self.restart();
             }
         }
+        // The heartbeat key before the registration: a reaper never finds this node
+        // registered without one.
         let ttl = self.setup.ttl.as_millis().to_string();
-        conn.call(&[b"SADD", wire::NODES.as_bytes(), self.node.as_bytes()])?;
         let alive = wire::alive_key(&self.node);
         conn.call(&[b"SET", alive.as_bytes(), b"1", b"PX", ttl.as_bytes()])?;
+        conn.call(&[b"SADD", wire::NODES.as_bytes(), self.node.as_bytes()])?;
         self.registered = true;
         self.next_heartbeat = Instant::now() + self.setup.ttl / 3;
+        self.subscriptions.retain(|_, count| *count > 0);
         let mut channels = vec![wire::node_channel(&self.node), wire::ALL.to_string()];
         channels.extend(self.subscriptions.keys().map(|room| wire::room_key(room)));
         for chunk in channels.chunks(1000) {
@@ -372,8 +376,12 @@ impl Writer {
         if now >= self.next_heartbeat {
             let ttl = self.setup.ttl.as_millis().to_string();
             let alive = wire::alive_key(&self.node);
-            put_simple(&mut self.buf, &[b"SET", alive.as_bytes(), b"1", b"PX", ttl.as_bytes()]);
-            self.expects.push(Expect::Ignore);
+            // XX: only while it exists. If it expired (the node stalled past its TTL),
+            // other nodes may have removed its members: the reader then ends the
+            // connection and the next one restarts the node.
+            let command: [&[u8]; 6] = [b"SET", alive.as_bytes(), b"1", b"PX", ttl.as_bytes(), b"XX"];
+            put_simple(&mut self.buf, &command);
+            self.expects.push(Expect::Heartbeat);
             self.next_heartbeat = now + self.setup.ttl / 3;
         }
         if now >= self.next_reap || session.reap_more.swap(false, Ordering::SeqCst) {
@@ -482,7 +490,7 @@ impl Writer {
                 Expect::Leave { room, member } => kept.push_back(ClusterOp::Leave { room, member }),
                 Expect::Private { from, token, id } => posts.push(answer(from, token, RequestError::RecipientNotFound, id)),
                 Expect::Exists { member, token, id } => posts.push(answer(member, token, RequestError::RoomDoesNotExist, id)),
-                Expect::Ignore | Expect::Reap => {}
+                Expect::Ignore | Expect::Reap | Expect::Heartbeat => {}
             }
         }
         kept.extend(self.pending.drain(..));
@@ -663,6 +671,7 @@ impl Reader {
         if let Some(error) = error_text(&frame) {
             eprintln!("ringcast: cluster: Redis refused a command ({expect:?}): {error}");
         }
+        let is_null = matches!(frame, BytesFrame::Null);
         let number = match frame {
             BytesFrame::Number { data, .. } => data,
             _ => i64::MIN,
@@ -688,6 +697,10 @@ impl Reader {
             }
             Expect::Reap if number >= REAP_BATCH as i64 => {
                 self.session.reap_more.store(true, Ordering::SeqCst);
+            }
+            Expect::Heartbeat if is_null => {
+                eprintln!("ringcast: cluster: this node's heartbeat key had expired; reconnecting to restart it");
+                let _ = self.stream.shutdown(Shutdown::Both);
             }
             _ => {}
         }
