@@ -178,7 +178,6 @@ struct Writer {
 
 impl Writer {
     fn new(setup: LinkSetup) -> Writer {
-        setup.mailbox.set_consumer(std::thread::current());
         let node = setup.node.clone();
         let rooms = NodeRooms::new(node.clone(), setup.cores);
         Writer {
@@ -207,7 +206,9 @@ impl Writer {
                 BytesFrame::BlobString { data, .. } | BytesFrame::SimpleString { data, .. } => {
                     Ok(String::from_utf8_lossy(&data).into_owned())
                 }
-                other => Err(ClusterError::Protocol(format!("SCRIPT LOAD answered {other:?}"))),
+                other => Err(ClusterError::Protocol(format!(
+                    "SCRIPT LOAD answered {other:?}"
+                ))),
             }
         };
         self.scripts = Some(Scripts {
@@ -240,7 +241,9 @@ impl Writer {
         for op in std::mem::take(&mut self.pending) {
             self.encode(op, false);
         }
-        conn.stream.set_read_timeout(Some(Duration::from_secs(1))).map_err(ClusterError::Io)?;
+        conn.stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(ClusterError::Io)?;
         let session = Arc::new(Session {
             expects: Mutex::new(VecDeque::new()),
             reader_done: AtomicBool::new(false),
@@ -249,7 +252,10 @@ impl Writer {
         let reader = Reader {
             stream: conn.stream.try_clone().map_err(ClusterError::Io)?,
             buf: conn.read_buf,
-            rooms: self.rooms.take().expect("the rooms are back between connections"),
+            rooms: self
+                .rooms
+                .take()
+                .expect("the rooms are back between connections"),
             session: session.clone(),
             hub: self.setup.hub.clone(),
             mailbox: self.setup.mailbox.clone(),
@@ -298,6 +304,7 @@ impl Writer {
 
     /// Runs connections until `stop`, reconnecting after each loss.
     fn run(mut self, first: Live, stop: &AtomicBool) {
+        self.setup.mailbox.set_consumer(std::thread::current());
         let mut live = Some(first);
         loop {
             if let Some(current) = live.take() {
@@ -339,8 +346,15 @@ impl Writer {
             }
             if !self.buf.is_empty() {
                 let count = self.expects.len() as u64;
-                live.session.expects.lock().expect("no panics holding it").extend(self.expects.drain(..));
-                self.setup.stats.commands.fetch_add(count, Ordering::Relaxed);
+                live.session
+                    .expects
+                    .lock()
+                    .expect("no panics holding it")
+                    .extend(self.expects.drain(..));
+                self.setup
+                    .stats
+                    .commands
+                    .fetch_add(count, Ordering::Relaxed);
                 if let Err(e) = stream.write_all(&self.buf) {
                     eprintln!("ringcast: cluster: writing to Redis: {e}");
                     self.buf.clear();
@@ -354,7 +368,12 @@ impl Writer {
             if stopping && self.setup.mailbox.is_empty() {
                 // Wait (bounded) for the replies, so the leaves have run.
                 let deadline = Instant::now() + SETUP_TIMEOUT;
-                while !live.session.expects.lock().expect("no panics holding it").is_empty()
+                while !live
+                    .session
+                    .expects
+                    .lock()
+                    .expect("no panics holding it")
+                    .is_empty()
                     && Instant::now() < deadline
                     && !live.session.reader_done.load(Ordering::SeqCst)
                 {
@@ -365,7 +384,9 @@ impl Writer {
             if popped == 0 {
                 let next = self.next_heartbeat.min(self.next_reap);
                 let wait = next.saturating_duration_since(Instant::now());
-                self.setup.mailbox.wait(wait.min(Duration::from_millis(100)));
+                self.setup
+                    .mailbox
+                    .wait(wait.min(Duration::from_millis(100)));
             }
         }
     }
@@ -379,7 +400,8 @@ impl Writer {
             // XX: only while it exists. If it expired (the node stalled past its TTL),
             // other nodes may have removed its members: the reader then ends the
             // connection and the next one restarts the node.
-            let command: [&[u8]; 6] = [b"SET", alive.as_bytes(), b"1", b"PX", ttl.as_bytes(), b"XX"];
+            let command: [&[u8]; 6] =
+                [b"SET", alive.as_bytes(), b"1", b"PX", ttl.as_bytes(), b"XX"];
             put_simple(&mut self.buf, &command);
             self.expects.push(Expect::Heartbeat);
             self.next_heartbeat = now + self.setup.ttl / 3;
@@ -387,7 +409,10 @@ impl Writer {
         if now >= self.next_reap || session.reap_more.swap(false, Ordering::SeqCst) {
             let sha = &self.scripts.as_ref().expect("loaded at connect").reap;
             let batch = REAP_BATCH.to_string();
-            put_simple(&mut self.buf, &[b"EVALSHA", sha.as_bytes(), b"0", batch.as_bytes()]);
+            put_simple(
+                &mut self.buf,
+                &[b"EVALSHA", sha.as_bytes(), b"0", batch.as_bytes()],
+            );
             self.expects.push(Expect::Reap);
             self.next_reap = now + (self.setup.ttl / 2).min(Duration::from_secs(1));
         }
@@ -400,7 +425,10 @@ impl Writer {
                 let count = self.subscriptions.entry(room.clone()).or_insert(0);
                 *count += 1;
                 if *count == 1 {
-                    put_simple(&mut self.buf, &[b"SUBSCRIBE", wire::room_key(room).as_bytes()]);
+                    put_simple(
+                        &mut self.buf,
+                        &[b"SUBSCRIBE", wire::room_key(room).as_bytes()],
+                    );
                 }
             }
             ClusterOp::Leave { room, .. } => {
@@ -418,17 +446,57 @@ impl Writer {
         let scripts = self.scripts.as_ref().expect("loaded at connect");
         let buf = &mut self.buf;
         match op {
-            ClusterOp::Join { room, member, token, id } => {
+            ClusterOp::Join {
+                room,
+                member,
+                token,
+                id,
+            } => {
                 let client = cluster_client_id(&node, member);
                 let id_text = id.as_deref().map_or("", RawValue::get);
-                let (key, members, token_text) = (wire::room_key(&room), wire::members_key(&node), token.to_string());
-                put_simple(buf, &[b"EVALSHA", scripts.join.as_bytes(), b"2", key.as_bytes(), members.as_bytes(), node.as_bytes(), client.as_bytes(), room.as_bytes(), token_text.as_bytes(), id_text.as_bytes()]);
-                self.expects.push(Expect::Join { room, member, token, id });
+                let (key, members, token_text) = (
+                    wire::room_key(&room),
+                    wire::members_key(&node),
+                    token.to_string(),
+                );
+                put_simple(
+                    buf,
+                    &[
+                        b"EVALSHA",
+                        scripts.join.as_bytes(),
+                        b"2",
+                        key.as_bytes(),
+                        members.as_bytes(),
+                        node.as_bytes(),
+                        client.as_bytes(),
+                        room.as_bytes(),
+                        token_text.as_bytes(),
+                        id_text.as_bytes(),
+                    ],
+                );
+                self.expects.push(Expect::Join {
+                    room,
+                    member,
+                    token,
+                    id,
+                });
             }
             ClusterOp::Leave { room, member } => {
                 let client = cluster_client_id(&node, member);
                 let (key, members) = (wire::room_key(&room), wire::members_key(&node));
-                put_simple(buf, &[b"EVALSHA", scripts.leave.as_bytes(), b"2", key.as_bytes(), members.as_bytes(), node.as_bytes(), client.as_bytes(), room.as_bytes()]);
+                put_simple(
+                    buf,
+                    &[
+                        b"EVALSHA",
+                        scripts.leave.as_bytes(),
+                        b"2",
+                        key.as_bytes(),
+                        members.as_bytes(),
+                        node.as_bytes(),
+                        client.as_bytes(),
+                        room.as_bytes(),
+                    ],
+                );
                 if live && self.subscriptions.get(&room) == Some(&0) {
                     self.subscriptions.remove(&room);
                     put_simple(buf, &[b"UNSUBSCRIBE", key.as_bytes()]);
@@ -443,15 +511,33 @@ impl Writer {
             }
             ClusterOp::Broadcast { frame } => {
                 let header = wire::frame_header(b'B', &node);
-                put_command(buf, &[&[b"PUBLISH"], &[wire::ALL.as_bytes()], &[&header, &frame]]);
+                put_command(
+                    buf,
+                    &[&[b"PUBLISH"], &[wire::ALL.as_bytes()], &[&header, &frame]],
+                );
                 self.expects.push(Expect::Ignore);
             }
-            ClusterOp::Private { node: to_node, to, from, frame, token, id } => {
+            ClusterOp::Private {
+                node: to_node,
+                to,
+                from,
+                frame,
+                token,
+                id,
+            } => {
                 let reply = PrivateReply { from, token, id }.encode();
                 let header = wire::private_header(&node, to, &reply);
                 let channel = wire::node_channel(&to_node);
-                put_command(buf, &[&[b"PUBLISH"], &[channel.as_bytes()], &[&header, &reply, &frame]]);
-                let PrivateReply { from, token, id } = PrivateReply::decode(&reply).expect("just encoded");
+                put_command(
+                    buf,
+                    &[
+                        &[b"PUBLISH"],
+                        &[channel.as_bytes()],
+                        &[&header, &reply, &frame],
+                    ],
+                );
+                let PrivateReply { from, token, id } =
+                    PrivateReply::decode(&reply).expect("just encoded");
                 self.expects.push(Expect::Private { from, token, id });
             }
             ClusterOp::PrivateOutcome { reply, delivered } => {
@@ -463,7 +549,12 @@ impl Writer {
                 put_command(buf, &[&[b"PUBLISH"], &[channel.as_bytes()], &[&payload]]);
                 self.expects.push(Expect::Ignore);
             }
-            ClusterOp::RoomExists { room, member, token, id } => {
+            ClusterOp::RoomExists {
+                room,
+                member,
+                token,
+                id,
+            } => {
                 put_simple(buf, &[b"EXISTS", wire::room_key(&room).as_bytes()]);
                 self.expects.push(Expect::Exists { member, token, id });
             }
@@ -475,21 +566,44 @@ impl Writer {
     fn end(&mut self, live: Live, stopped: bool) {
         self.setup.stats.set_up(false);
         let _ = live.stream.shutdown(Shutdown::Both);
-        let rooms = live.reader.join().unwrap_or_else(|_| NodeRooms::new(self.node.clone(), self.setup.cores));
+        let rooms = live
+            .reader
+            .join()
+            .unwrap_or_else(|_| NodeRooms::new(self.node.clone(), self.setup.cores));
         self.rooms = Some(rooms);
         if stopped {
             return;
         }
         eprintln!("ringcast: cluster: lost the connection to Redis; serving this node's clients only, reconnecting");
-        let unanswered: Vec<Expect> = live.session.expects.lock().expect("no panics holding it").drain(..).collect();
+        let unanswered: Vec<Expect> = live
+            .session
+            .expects
+            .lock()
+            .expect("no panics holding it")
+            .drain(..)
+            .collect();
         let mut kept: VecDeque<ClusterOp> = VecDeque::new();
         let mut posts = Posts::new();
         for expect in unanswered {
             match expect {
-                Expect::Join { room, member, token, id } => kept.push_back(ClusterOp::Join { room, member, token, id }),
+                Expect::Join {
+                    room,
+                    member,
+                    token,
+                    id,
+                } => kept.push_back(ClusterOp::Join {
+                    room,
+                    member,
+                    token,
+                    id,
+                }),
                 Expect::Leave { room, member } => kept.push_back(ClusterOp::Leave { room, member }),
-                Expect::Private { from, token, id } => posts.push(answer(from, token, RequestError::RecipientNotFound, id)),
-                Expect::Exists { member, token, id } => posts.push(answer(member, token, RequestError::RoomDoesNotExist, id)),
+                Expect::Private { from, token, id } => {
+                    posts.push(answer(from, token, RequestError::RecipientNotFound, id))
+                }
+                Expect::Exists { member, token, id } => {
+                    posts.push(answer(member, token, RequestError::RoomDoesNotExist, id))
+                }
                 Expect::Ignore | Expect::Reap | Expect::Heartbeat => {}
             }
         }
@@ -512,13 +626,20 @@ impl Writer {
                 self.setup.mailbox.wait(Duration::from_millis(20));
             }
             self.drain_while_down();
-            match RespConn::connect(&self.setup.url, SETUP_TIMEOUT).and_then(|conn| self.begin(conn)) {
+            match RespConn::connect(&self.setup.url, SETUP_TIMEOUT)
+                .and_then(|conn| self.begin(conn))
+            {
                 Ok(live) => {
-                    eprintln!("ringcast: cluster: reconnected to Redis as node {}", self.node);
+                    eprintln!(
+                        "ringcast: cluster: reconnected to Redis as node {}",
+                        self.node
+                    );
                     return Some(live);
                 }
                 Err(e) => {
-                    eprintln!("ringcast: cluster: reconnecting to Redis: {e}; next try in {backoff:?}");
+                    eprintln!(
+                        "ringcast: cluster: reconnecting to Redis: {e}; next try in {backoff:?}"
+                    );
                     if self.rooms.is_none() {
                         // `begin` failed after taking them: a fresh start is safest.
                         self.overflowed = true;
@@ -546,13 +667,19 @@ impl Writer {
                         self.overflowed = true;
                     }
                 }
-                ClusterOp::RoomMessage { .. } | ClusterOp::Broadcast { .. } | ClusterOp::PrivateOutcome { .. } => {
+                ClusterOp::RoomMessage { .. }
+                | ClusterOp::Broadcast { .. }
+                | ClusterOp::PrivateOutcome { .. } => {
                     ClusterStats::count(&self.setup.stats.dropped);
                 }
-                ClusterOp::Private { from, token, id, .. } => {
+                ClusterOp::Private {
+                    from, token, id, ..
+                } => {
                     posts.push(answer(from, token, RequestError::RecipientNotFound, id));
                 }
-                ClusterOp::RoomExists { member, token, id, .. } => {
+                ClusterOp::RoomExists {
+                    member, token, id, ..
+                } => {
                     posts.push(answer(member, token, RequestError::RoomDoesNotExist, id));
                 }
             }
@@ -564,7 +691,12 @@ impl Writer {
 }
 
 /// Fills `to`'s held place with `error`.
-fn answer(to: ConnId, token: u32, error: RequestError, id: Option<Box<RawValue>>) -> (CoreId, Envelope) {
+fn answer(
+    to: ConnId,
+    token: u32,
+    error: RequestError,
+    id: Option<Box<RawValue>>,
+) -> (CoreId, Envelope) {
     let frame = error_frame(&error, unix_now(), id.as_deref());
     let envelope = Envelope::PrivateDone {
         to,
@@ -575,7 +707,9 @@ fn answer(to: ConnId, token: u32, error: RequestError, id: Option<Box<RawValue>>
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Posts in order, waiting while an inbox is full (the cores always drain theirs).
@@ -632,7 +766,11 @@ impl Reader {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return self.finish(posts),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return self.finish(posts),
             }
@@ -654,7 +792,12 @@ impl Reader {
             if *deadline > now {
                 return true;
             }
-            posts.push(answer(*from, *token, RequestError::RecipientNotFound, id.take()));
+            posts.push(answer(
+                *from,
+                *token,
+                RequestError::RecipientNotFound,
+                id.take(),
+            ));
             false
         });
     }
@@ -663,7 +806,12 @@ impl Reader {
         if let BytesFrame::Push { data, .. } = frame {
             return self.on_push(data, posts);
         }
-        let expect = self.session.expects.lock().expect("no panics holding it").pop_front();
+        let expect = self
+            .session
+            .expects
+            .lock()
+            .expect("no panics holding it")
+            .pop_front();
         let Some(expect) = expect else {
             eprintln!("ringcast: cluster: a reply from Redis nobody asked for: {frame:?}");
             return;
@@ -677,9 +825,15 @@ impl Reader {
             _ => i64::MIN,
         };
         match expect {
-            Expect::Join { room, member, token, id } if number < 0 && number != i64::MIN => {
+            Expect::Join {
+                room,
+                member,
+                token,
+                id,
+            } if number < 0 && number != i64::MIN => {
                 let total = (-number - 1) as usize;
-                self.rooms.join_was_applied(&room, member, total, token, id, posts);
+                self.rooms
+                    .join_was_applied(&room, member, total, token, id, posts);
             }
             Expect::Leave { room, member } if number == -1 => {
                 self.rooms.leave_was_applied(&room, member, posts);
@@ -688,11 +842,16 @@ impl Reader {
                 if number == 0 {
                     posts.push(answer(from, token, RequestError::RecipientNotFound, id));
                 } else {
-                    self.outstanding.insert((from, token), (id, Instant::now() + PRIVATE_TIMEOUT));
+                    self.outstanding
+                        .insert((from, token), (id, Instant::now() + PRIVATE_TIMEOUT));
                 }
             }
             Expect::Exists { member, token, id } => {
-                let error = if number == 1 { RequestError::NotInRoom } else { RequestError::RoomDoesNotExist };
+                let error = if number == 1 {
+                    RequestError::NotInRoom
+                } else {
+                    RequestError::RoomDoesNotExist
+                };
                 posts.push(answer(member, token, error, id));
             }
             Expect::Reap if number >= REAP_BATCH as i64 => {
@@ -708,10 +867,16 @@ impl Reader {
 
     fn on_push(&mut self, data: Vec<BytesFrame>, posts: &mut Posts) {
         let mut parts = data.into_iter();
-        let (Some(kind), Some(channel), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(kind), Some(channel), Some(payload)) = (parts.next(), parts.next(), parts.next())
+        else {
             return;
         };
-        let (BytesFrame::BlobString { data: kind, .. }, BytesFrame::BlobString { data: channel, .. }, BytesFrame::BlobString { data: payload, .. }) = (kind, channel, payload) else {
+        let (
+            BytesFrame::BlobString { data: kind, .. },
+            BytesFrame::BlobString { data: channel, .. },
+            BytesFrame::BlobString { data: payload, .. },
+        ) = (kind, channel, payload)
+        else {
             return;
         };
         if &kind[..] != b"message" {
@@ -719,7 +884,10 @@ impl Reader {
         }
         ClusterStats::count(&self.stats.received);
         let Some(event) = wire::parse_event(payload) else {
-            eprintln!("ringcast: cluster: ignored a malformed message on {}", String::from_utf8_lossy(&channel));
+            eprintln!(
+                "ringcast: cluster: ignored a malformed message on {}",
+                String::from_utf8_lossy(&channel)
+            );
             return;
         };
         let room = channel[..]
@@ -727,21 +895,49 @@ impl Reader {
             .map(String::from_utf8_lossy);
         let node = self.rooms.node().to_string();
         match (event, room) {
-            (Event::Joined { total, member, token, id }, Some(room)) => {
-                let join = Join { total, member: &member, token, id };
+            (
+                Event::Joined {
+                    total,
+                    member,
+                    token,
+                    id,
+                },
+                Some(room),
+            ) => {
+                let join = Join {
+                    total,
+                    member: &member,
+                    token,
+                    id,
+                };
                 self.rooms.joined(&room, join, posts);
             }
-            (Event::Left { total, member }, Some(room)) => self.rooms.left(&room, total, &member, posts),
+            (Event::Left { total, member }, Some(room)) => {
+                self.rooms.left(&room, total, &member, posts)
+            }
             (Event::RoomMessage { origin, frame }, Some(room)) if origin != node => {
                 self.rooms.room_message(&room, frame, posts)
             }
-            (Event::Broadcast { origin, frame }, None) if origin != node => self.rooms.broadcast(frame, posts),
-            (Event::Private { from_node, to, reply, frame }, None) => {
+            (Event::Broadcast { origin, frame }, None) if origin != node => {
+                self.rooms.broadcast(frame, posts)
+            }
+            (
+                Event::Private {
+                    from_node,
+                    to,
+                    reply,
+                    frame,
+                },
+                None,
+            ) => {
                 let reply = wire::concat(&[from_node.as_bytes(), b" ", &reply]);
                 if self.rooms.has_core(to) {
                     posts.push((to.core, Envelope::RemotePrivate { to, frame, reply }));
                 } else {
-                    let op = ClusterOp::PrivateOutcome { reply, delivered: false };
+                    let op = ClusterOp::PrivateOutcome {
+                        reply,
+                        delivered: false,
+                    };
                     self.mailbox.push((u32::MAX, op));
                 }
             }
@@ -751,7 +947,14 @@ impl Reader {
                 };
                 if let Some((id, _)) = self.outstanding.remove(&(from, token)) {
                     if delivered {
-                        posts.push((from.core, Envelope::PrivateDone { to: from, token, error: None }));
+                        posts.push((
+                            from.core,
+                            Envelope::PrivateDone {
+                                to: from,
+                                token,
+                                error: None,
+                            },
+                        ));
                     } else {
                         posts.push(answer(from, token, RequestError::RecipientNotFound, id));
                     }

@@ -88,9 +88,16 @@ pub fn random_node_id() -> String {
 /// says goodbye to Redis when the server has shut down.
 pub fn start_node(config: ServerConfig) -> Result<ServerHandle, ClusterError> {
     let cluster = config.cluster.clone();
-    let url_text = cluster.redis_url.as_deref().ok_or_else(|| ClusterError::Url("(none given)".into()))?;
+    let url_text = cluster
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| ClusterError::Url("(none given)".into()))?;
     let url = RedisUrl::parse(url_text)?;
-    let node: Arc<str> = cluster.node_id.clone().unwrap_or_else(random_node_id).into();
+    let node: Arc<str> = cluster
+        .node_id
+        .clone()
+        .unwrap_or_else(random_node_id)
+        .into();
     let cores = config.cores();
     let hub = Hub::new(cores, config.inbox_capacity);
     let stats = Arc::new(ClusterStats::default());

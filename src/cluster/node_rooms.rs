@@ -118,7 +118,15 @@ impl NodeRooms {
 
     /// A repeated join (after a reconnect) that Redis had applied: if its event was
     /// lost with the connection, do this node's part now (others had the notice).
-    pub fn join_was_applied(&mut self, room: &Arc<str>, conn: ConnId, total: usize, token: u32, id: Option<Box<RawValue>>, out: &mut Posts) {
+    pub fn join_was_applied(
+        &mut self,
+        room: &Arc<str>,
+        conn: ConnId,
+        total: usize,
+        token: u32,
+        id: Option<Box<RawValue>>,
+        out: &mut Posts,
+    ) {
         if self.memberships.insert((conn, room.clone())) {
             self.count_local_join(room, conn, total, token, id, out);
         }
@@ -131,7 +139,15 @@ impl NodeRooms {
         }
     }
 
-    fn count_local_join(&mut self, room: &Arc<str>, conn: ConnId, total: usize, token: u32, id: Option<Box<RawValue>>, out: &mut Posts) {
+    fn count_local_join(
+        &mut self,
+        room: &Arc<str>,
+        conn: ConnId,
+        total: usize,
+        token: u32,
+        id: Option<Box<RawValue>>,
+        out: &mut Posts,
+    ) {
         let cores = self.cores;
         let entry = self.rooms.entry(room.clone()).or_insert_with(|| NodeRoom {
             per_core: vec![0; cores].into_boxed_slice(),
@@ -260,8 +276,17 @@ mod tests {
         let mut rooms = NodeRooms::new("n1".into(), 2);
         let mut out = Posts::new();
         rooms.joined("r", join("client_n1_1_7_1", 1), &mut out);
-        assert_eq!(kinds(&out), ["1:Joined", "0:Cores", "1:Cores", "1:ToMembers"]);
-        let Envelope::Joined { member, members, cores, .. } = &out[0].1 else {
+        assert_eq!(
+            kinds(&out),
+            ["1:Joined", "0:Cores", "1:Cores", "1:ToMembers"]
+        );
+        let Envelope::Joined {
+            member,
+            members,
+            cores,
+            ..
+        } = &out[0].1
+        else {
             unreachable!()
         };
         assert_eq!((*member, *members), (conn(1, 7), 1));
@@ -269,7 +294,11 @@ mod tests {
         let Envelope::ToMembers { except, .. } = &out[3].1 else {
             unreachable!()
         };
-        assert_eq!(*except, Some(conn(1, 7)), "the joiner gets room_joined, not the notice");
+        assert_eq!(
+            *except,
+            Some(conn(1, 7)),
+            "the joiner gets room_joined, not the notice"
+        );
     }
 
     #[test]
@@ -282,7 +311,11 @@ mod tests {
         assert_eq!(kinds(&out), ["0:ToMembers"]);
         out.clear();
         rooms.left("r", 1, "client_n1_0_3_1", &mut out);
-        assert_eq!(kinds(&out), ["0:Cores", "1:Cores"], "no members here: no notice");
+        assert_eq!(
+            kinds(&out),
+            ["0:Cores", "1:Cores"],
+            "no members here: no notice"
+        );
         assert_eq!(rooms.room_count(), 0);
         out.clear();
         rooms.room_message("r", Bytes::from_static(b"x"), &mut out);

@@ -38,9 +38,10 @@ impl RedisUrl {
         let (username, password) = match userinfo.map(|u| u.split_once(':')) {
             None => (None, None),
             Some(None) => (None, userinfo.map(String::from)),
-            Some(Some((user, password))) => {
-                ((!user.is_empty()).then(|| user.to_string()), Some(password.to_string()))
-            }
+            Some(Some((user, password))) => (
+                (!user.is_empty()).then(|| user.to_string()),
+                Some(password.to_string()),
+            ),
         };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || hostport.starts_with('[') => {
@@ -55,7 +56,9 @@ impl RedisUrl {
         }
         let db = match path.trim_end_matches('/') {
             "" => 0,
-            db => db.parse().map_err(|_| bad("the database must be a number"))?,
+            db => db
+                .parse()
+                .map_err(|_| bad("the database must be a number"))?,
         };
         Ok(RedisUrl {
             host: host.to_string(),
@@ -154,14 +157,22 @@ impl RespConn {
         }
         let stream = stream.ok_or(last).map_err(unreachable)?;
         stream.set_nodelay(true).map_err(unreachable)?;
-        stream.set_read_timeout(Some(timeout)).map_err(unreachable)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(unreachable)?;
         let mut conn = RespConn {
             stream,
             read_buf: BytesMut::with_capacity(64 * 1024),
         };
         let user = url.username.as_deref().unwrap_or("default");
         match &url.password {
-            Some(password) => conn.call(&[b"HELLO", b"3", b"AUTH", user.as_bytes(), password.as_bytes()])?,
+            Some(password) => conn.call(&[
+                b"HELLO",
+                b"3",
+                b"AUTH",
+                user.as_bytes(),
+                password.as_bytes(),
+            ])?,
             None => conn.call(&[b"HELLO", b"3"])?,
         };
         if url.db != 0 {
@@ -210,15 +221,28 @@ mod tests {
     #[test]
     fn urls_give_host_port_credentials_and_database() {
         let url = RedisUrl::parse("redis://127.0.0.1:6380/2").unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.db), ("127.0.0.1", 6380, 2));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.db),
+            ("127.0.0.1", 6380, 2)
+        );
         assert_eq!((url.username, url.password), (None, None));
         let url = RedisUrl::parse("redis://:s3cret@redis.internal").unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.db), ("redis.internal", 6379, 0));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.db),
+            ("redis.internal", 6379, 0)
+        );
         assert_eq!(url.password.as_deref(), Some("s3cret"));
         let url = RedisUrl::parse("redis://app:pw@[::1]:7000/").unwrap();
         assert_eq!((url.host.as_str(), url.port), ("::1", 7000));
         assert_eq!(url.username.as_deref(), Some("app"));
-        for bad in ["127.0.0.1:6379", "http://x", "rediss://x", "redis://x:port", "redis://x/db", "redis://"] {
+        for bad in [
+            "127.0.0.1:6379",
+            "http://x",
+            "rediss://x",
+            "redis://x:port",
+            "redis://x/db",
+            "redis://",
+        ] {
             assert!(RedisUrl::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -227,7 +251,10 @@ mod tests {
     fn commands_are_resp_arrays_of_bulk_strings_made_of_parts() {
         let mut buf = BytesMut::new();
         put_command(&mut buf, &[&[b"PUBLISH"], &[b"ch"], &[b"M n\n", b"frame"]]);
-        assert_eq!(&buf[..], b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$9\r\nM n\nframe\r\n");
+        assert_eq!(
+            &buf[..],
+            b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$9\r\nM n\nframe\r\n"
+        );
         let mut buf = BytesMut::new();
         put_decimal(&mut buf, 0);
         put_decimal(&mut buf, 1234567);

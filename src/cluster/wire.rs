@@ -134,7 +134,11 @@ impl PrivateReply {
 
 /// `D <0|1>\n<reply>`.
 pub fn outcome_payload(delivered: bool, reply: &[u8]) -> Vec<u8> {
-    let mut payload = if delivered { b"D 1\n".to_vec() } else { b"D 0\n".to_vec() };
+    let mut payload = if delivered {
+        b"D 1\n".to_vec()
+    } else {
+        b"D 0\n".to_vec()
+    };
     payload.extend_from_slice(reply);
     payload
 }
@@ -243,12 +247,15 @@ mod tests {
         let joined = parse_event(Bytes::from_static(b"J 3 client_n1_0_4_1 7 \"a b\"")).unwrap();
         assert_eq!(
             format!("{joined:?}"),
-            format!("{:?}", Event::Joined {
-                total: 3,
-                member: "client_n1_0_4_1".into(),
-                token: 7,
-                id: Some(serde_json::from_str("\"a b\"").unwrap()),
-            })
+            format!(
+                "{:?}",
+                Event::Joined {
+                    total: 3,
+                    member: "client_n1_0_4_1".into(),
+                    token: 7,
+                    id: Some(serde_json::from_str("\"a b\"").unwrap()),
+                }
+            )
         );
         let no_id = parse_event(Bytes::from_static(b"J 1 client_n1_0_4_1 2 ")).unwrap();
         assert!(matches!(no_id, Event::Joined { id: None, .. }));
@@ -265,7 +272,10 @@ mod tests {
             Some(Event::RoomMessage { origin, frame: got }) if origin == "n2" && got == &frame[..]
         ));
         let payload = concat(&[&frame_header(b'B', "n2"), frame]);
-        assert!(matches!(parse_event(payload), Some(Event::Broadcast { .. })));
+        assert!(matches!(
+            parse_event(payload),
+            Some(Event::Broadcast { .. })
+        ));
     }
 
     #[test]
@@ -277,7 +287,11 @@ mod tests {
         };
         let encoded = reply.encode();
         let frame = b"\x81\x02{}";
-        let payload = concat(&[&private_header("n1", conn(0, 5, 2), &encoded), &encoded, frame]);
+        let payload = concat(&[
+            &private_header("n1", conn(0, 5, 2), &encoded),
+            &encoded,
+            frame,
+        ]);
         let Some(Event::Private {
             from_node,
             to,
@@ -310,7 +324,10 @@ mod tests {
             b"Z 1 2",
             b"\xff\xfe",
         ] {
-            assert!(parse_event(Bytes::copy_from_slice(bad)).is_none(), "{bad:?}");
+            assert!(
+                parse_event(Bytes::copy_from_slice(bad)).is_none(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -6,7 +6,7 @@
 //! the consumer never waits on the cores, so the wait ends, and meanwhile the core
 //! reads nothing more from its clients (backpressure). Each wait is counted.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::Duration;
@@ -53,7 +53,10 @@ impl<T> Mailbox<T> {
     }
 
     fn wake(&self) {
-        if self.parked.load(Ordering::Acquire) && self.parked.swap(false, Ordering::AcqRel) {
+        // With the fence in `wait`: either the consumer sees the item, or this sees
+        // `parked` (a store then a load on each side needs SeqCst fences between).
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
             if let Some(thread) = self.consumer.get() {
                 thread.unpark();
             }
@@ -74,7 +77,8 @@ impl<T> Mailbox<T> {
 
     /// Parks the consumer until a push or `timeout`, unless items are waiting.
     pub fn wait(&self, timeout: Duration) {
-        self.parked.store(true, Ordering::SeqCst);
+        self.parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         if self.queue.is_empty() {
             std::thread::park_timeout(timeout);
         }

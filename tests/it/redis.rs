@@ -48,7 +48,11 @@ impl RedisServer {
         self.stop();
         let deadline = Instant::now() + WAIT;
         while !self.try_start() {
-            assert!(Instant::now() < deadline, "redis-server did not restart on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not restart on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -62,7 +66,9 @@ impl RedisServer {
             .spawn();
         let mut child = match spawned {
             Ok(child) => child,
-            Err(e) => panic!("cannot run redis-server ({e}): install the Debian package redis-server"),
+            Err(e) => {
+                panic!("cannot run redis-server ({e}): install the Debian package redis-server")
+            }
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + WAIT;
