@@ -16,13 +16,21 @@ use crate::proto::Encoder;
 use crate::rooms::{parse_cluster_client_id, CoreSet, Envelope};
 use crate::{ConnId, CoreId};
 
-/// How many members of a room each core of this node has.
+/// How many members of a room each core of this node has, and in all.
 #[derive(Debug)]
 struct NodeRoom {
     per_core: Box<[u32]>,
+    /// The cluster-wide total of the latest event.
+    total: usize,
+    /// Whether the cores were told other nodes have members (`Envelope::Remote`).
+    remote: bool,
 }
 
 impl NodeRoom {
+    fn local(&self) -> usize {
+        self.per_core.iter().map(|n| *n as usize).sum()
+    }
+
     fn cores(&self) -> CoreSet {
         let mut set = CoreSet::default();
         for (core, count) in self.per_core.iter().enumerate() {
@@ -90,6 +98,8 @@ impl NodeRooms {
         if let Some(conn) = member {
             self.memberships.insert((conn, room.clone()));
             self.count_local_join(&room, conn, join.total, join.token, join.id, out);
+        } else {
+            self.update_remote(&room, join.total, out);
         }
         let notice = Encoder::new("member_joined")
             .string("room", &room)
@@ -106,6 +116,7 @@ impl NodeRooms {
             self.memberships.remove(&(conn, room.clone()));
             self.count_local_leave(&room, conn, out);
         }
+        self.update_remote(&room, total, out);
         if total > 0 {
             let notice = Encoder::new("member_left")
                 .string("room", &room)
@@ -151,6 +162,8 @@ impl NodeRooms {
         let cores = self.cores;
         let entry = self.rooms.entry(room.clone()).or_insert_with(|| NodeRoom {
             per_core: vec![0; cores].into_boxed_slice(),
+            total: 0,
+            remote: false,
         });
         entry.per_core[conn.core.index()] += 1;
         let grew = entry.per_core[conn.core.index()] == 1;
@@ -163,9 +176,31 @@ impl NodeRooms {
             token,
             id,
         };
+        // Before `Joined`: the joiner may send to the room once it has `room_joined`.
+        self.update_remote(room, total, out);
         out.push((conn.core, joined));
         if grew {
             self.to_every_core(room, set, out);
+        }
+    }
+
+    /// Records the room's total; tells every core when whether other nodes have
+    /// members changed (before any notice of the change reaches a member).
+    fn update_remote(&mut self, room: &Arc<str>, total: usize, out: &mut Posts) {
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        entry.total = total;
+        let remote = total > entry.local();
+        if remote != entry.remote {
+            entry.remote = remote;
+            for core in 0..self.cores as u16 {
+                let envelope = Envelope::Remote {
+                    room: room.clone(),
+                    remote,
+                };
+                out.push((CoreId(core), envelope));
+            }
         }
     }
 
@@ -308,7 +343,11 @@ mod tests {
         rooms.joined("r", join("client_n1_0_3_1", 1), &mut out);
         out.clear();
         rooms.joined("r", join("client_n2_0_3_1", 2), &mut out);
-        assert_eq!(kinds(&out), ["0:ToMembers"]);
+        assert_eq!(
+            kinds(&out),
+            ["0:Remote", "1:Remote", "0:ToMembers"],
+            "the cores learn another node has members before the notice"
+        );
         out.clear();
         rooms.left("r", 1, "client_n1_0_3_1", &mut out);
         assert_eq!(
@@ -320,6 +359,26 @@ mod tests {
         out.clear();
         rooms.room_message("r", Bytes::from_static(b"x"), &mut out);
         assert!(out.is_empty(), "no members here any more");
+    }
+
+    #[test]
+    fn a_joiner_into_a_room_with_members_elsewhere_publishes_from_its_first_message() {
+        let mut rooms = NodeRooms::new("n1".into(), 1);
+        let mut out = Posts::new();
+        rooms.joined("r", join("client_n1_0_3_1", 4), &mut out);
+        assert_eq!(kinds(&out), ["0:Remote", "0:Joined", "0:Cores", "0:ToMembers"]);
+        let Envelope::Remote { remote, .. } = &out[0].1 else {
+            unreachable!()
+        };
+        assert!(remote);
+        out.clear();
+        for (left, total) in [("client_n2_0_1_1", 3), ("client_n2_0_2_1", 2)] {
+            rooms.left("r", total, left, &mut out);
+        }
+        assert_eq!(kinds(&out), ["0:ToMembers", "0:ToMembers"]);
+        out.clear();
+        rooms.left("r", 1, "client_n3_0_1_1", &mut out);
+        assert_eq!(kinds(&out), ["0:Remote", "0:ToMembers"], "alone on this node now");
     }
 
     #[test]

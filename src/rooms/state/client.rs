@@ -205,7 +205,9 @@ impl RoomsCore {
             };
             self.post(core, envelope, out);
         }
-        self.to_link(ClusterOp::RoomMessage { room, frame }, out);
+        if self.remote_rooms.contains(&room) {
+            self.to_link(ClusterOp::RoomMessage { room, frame }, out);
+        }
         Ok(())
     }
 
@@ -368,6 +370,7 @@ impl RoomsCore {
         self.cluster = Some(super::ClusterNode { id: node, epoch });
         self.local_members.clear();
         self.room_cores.clear();
+        self.remote_rooms.clear();
         for (conn, client) in &mut self.clients {
             client.rooms = JoinOrder::default();
             out.push(Effect::Close {

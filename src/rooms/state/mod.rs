@@ -15,7 +15,7 @@ mod client;
 mod home;
 mod replica;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -90,6 +90,9 @@ pub enum Envelope {
     },
     /// From the home to every core: the cores with members changed (empty: room gone).
     Cores { room: Arc<str>, cores: CoreSet },
+    /// Cluster, from the link to every core: whether other nodes have members of the
+    /// room (a room message is published for them only then).
+    Remote { room: Arc<str>, remote: bool },
     /// A frame for the local members of a room, but `except`.
     ToMembers {
         room: Arc<str>,
@@ -242,6 +245,8 @@ pub struct RoomsCore {
     /// On a cluster node: its name and life. Joins, leaves and cross-node messages then
     /// go to the link to Redis, which plays the home role for every room.
     cluster: Option<ClusterNode>,
+    /// Cluster: rooms with members on other nodes too (a subset of `room_cores`).
+    remote_rooms: HashSet<Arc<str>>,
 }
 
 /// Whom a `private_message`'s `to` names.
@@ -319,6 +324,7 @@ impl RoomsCore {
             limits: ClientLimits::default(),
             local_work: VecDeque::new(),
             cluster: None,
+            remote_rooms: HashSet::new(),
         }
     }
 
@@ -489,6 +495,13 @@ impl RoomsCore {
                 self.on_joined(room, joined, id, out)
             }
             Envelope::Cores { room, cores } => self.on_cores(room, cores),
+            Envelope::Remote { room, remote } => {
+                if remote {
+                    self.remote_rooms.insert(room);
+                } else {
+                    self.remote_rooms.remove(&room);
+                }
+            }
             Envelope::ToMembers {
                 room,
                 except,
