@@ -104,6 +104,9 @@ struct Session {
     expects: Mutex<VecDeque<Expect>>,
     reader_done: AtomicBool,
     reap_more: AtomicBool,
+    /// Set by the writer when the link stops: the reader stops waiting for full
+    /// inboxes.
+    closing: AtomicBool,
 }
 
 /// The running link; [`LinkHandle::stop`] says goodbye to Redis and ends it.
@@ -248,6 +251,7 @@ impl Writer {
             expects: Mutex::new(VecDeque::new()),
             reader_done: AtomicBool::new(false),
             reap_more: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         let reader = Reader {
             stream: conn.stream.try_clone().map_err(ClusterError::Io)?,
@@ -565,6 +569,9 @@ impl Writer {
     /// kept for the next connection, other unanswered requests answered now.
     fn end(&mut self, live: Live, stopped: bool) {
         self.setup.stats.set_up(false);
+        // Stopping: the cores have ended, their inboxes will not drain. Otherwise the
+        // reader posts everything it read (a full inbox drains).
+        live.session.closing.store(stopped, Ordering::SeqCst);
         let _ = live.stream.shutdown(Shutdown::Both);
         let rooms = live
             .reader
@@ -714,10 +721,17 @@ fn unix_now() -> u64 {
 
 /// Posts in order, waiting while an inbox is full (the cores always drain theirs).
 fn post_all(hub: &Hub<Envelope>, posts: &mut Posts) {
+    post_until(hub, posts, &AtomicBool::new(false));
+}
+
+/// [`post_all`], giving up once `closing` is set (the cores may have ended, and their
+/// inboxes will never drain).
+fn post_until(hub: &Hub<Envelope>, posts: &mut Posts, closing: &AtomicBool) {
     for (core, mut envelope) in posts.drain(..) {
         loop {
             match hub.try_push(core, envelope) {
                 Ok(()) => break,
+                Err(_) if closing.load(Ordering::SeqCst) => break,
                 Err(back) => {
                     envelope = back;
                     std::thread::sleep(Duration::from_micros(50));
@@ -756,11 +770,11 @@ impl Reader {
                         return self.finish(posts);
                     }
                 }
-                post_all(&self.hub, &mut posts);
+                post_until(&self.hub, &mut posts, &self.session.closing);
             }
             if Instant::now() >= next_sweep {
                 self.sweep(&mut posts, Instant::now());
-                post_all(&self.hub, &mut posts);
+                post_until(&self.hub, &mut posts, &self.session.closing);
                 next_sweep = Instant::now() + Duration::from_secs(1);
             }
             match self.stream.read(&mut chunk) {
@@ -780,7 +794,7 @@ impl Reader {
     fn finish(mut self, mut posts: Posts) -> NodeRooms {
         let far_future = Instant::now() + Duration::from_secs(3600);
         self.sweep(&mut posts, far_future);
-        post_all(&self.hub, &mut posts);
+        post_until(&self.hub, &mut posts, &self.session.closing);
         self.session.reader_done.store(true, Ordering::SeqCst);
         self.mailbox.wake_consumer();
         self.rooms
