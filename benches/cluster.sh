@@ -9,7 +9,9 @@
 # Knobs (environment): NODES (3), RUNS (3), DURATION (5 s), NODE_CPUS (the CPU of
 # node i, default all on SERVER_CPU), SERVER_CPU (0), REDIS_CPU (1), LOAD_CPU (1),
 # LOAD ("rooms -c 1000 -r 10 -k 10 -w 64 -s 64"), PORT (19600), REDIS_PORT (19599),
-# CARGO_TARGET_DIR (target), KEEP (keep the raw directory).
+# CARGO_TARGET_DIR (target), KEEP (keep the raw directory), RINGCAST (a ringcast
+# binary to use instead of building one), REDIS_SERVER (the redis-server command,
+# e.g. a bundled copy run through its own loader: "ld.so --library-path DIR DIR/redis-server").
 #
 # Needs redis-server (Debian package redis-server). Every process it starts is stopped
 # by its PID. Prints, per setup: deliveries/s, p50/p99 latency, lost and duplicated
@@ -29,15 +31,18 @@ NODE_CPUS=${NODE_CPUS:-$(for _ in $(seq "$NODES"); do printf '%s ' "$SERVER_CPU"
 LOAD=${LOAD:-"rooms -c 1000 -r 10 -k 10 -w 64 -s 64"}
 PORT=${PORT:-19600}
 REDIS_PORT=${REDIS_PORT:-19599}
-BIN=${CARGO_TARGET_DIR:-target}/release
+RINGCAST=${RINGCAST:-${CARGO_TARGET_DIR:-target}/release/ringcast}
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
 RAW=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-cluster.XXXXXX")
 read -r -a NODE_CPU <<<"$NODE_CPUS"
+read -r -a REDIS_CMD <<<"$REDIS_SERVER"
 
-command -v redis-server >/dev/null || { echo "cluster.sh: needs redis-server (apt-get install redis-server)" >&2; exit 1; }
+command -v "${REDIS_CMD[0]}" >/dev/null || { echo "cluster.sh: needs redis-server (apt-get install redis-server)" >&2; exit 1; }
 
 PIDS=()
-stop_all() {
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+stop_all() { # newest first: the nodes say goodbye to Redis before it stops
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
     PIDS=()
 }
 cleanup() {
@@ -47,8 +52,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building (release) ..." >&2
-cargo build --release --bin ringcast >&2
+if [[ "$RINGCAST" == "${CARGO_TARGET_DIR:-target}/release/ringcast" ]]; then
+    echo "building (release) ..." >&2
+    cargo build --release --bin ringcast >&2
+fi
 
 # CPU seconds (user + system) a process has used.
 cpu_s() {
@@ -73,7 +80,7 @@ run_one() {
         nodes-*) count=${setup#nodes-} ;;
     esac
     if [[ "$setup" != standalone ]]; then
-        taskset -c "$REDIS_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        taskset -c "$REDIS_CPU" "${REDIS_CMD[@]}" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
             --appendonly no >"$RAW/redis.log" 2>&1 &
         redis_pid=$!
         PIDS+=("$redis_pid")
@@ -82,7 +89,7 @@ run_one() {
     for i in $(seq 0 $((count - 1))); do
         local port=$((PORT + i)) cpu=${NODE_CPU[$i]:-$SERVER_CPU} cluster=()
         [[ -n "$redis_pid" ]] && cluster=(--redis "redis://127.0.0.1:$REDIS_PORT/0")
-        taskset -c "$cpu" "$BIN/ringcast" serve --app rooms --cpus "$cpu" \
+        taskset -c "$cpu" "$RINGCAST" serve --app rooms --cpus "$cpu" \
             --listen "127.0.0.1:$port" "${cluster[@]}" >"$RAW/node$i.log" 2>&1 &
         node_pids+=($!)
         PIDS+=($!)
@@ -91,7 +98,7 @@ run_one() {
     for i in $(seq 0 $((count - 1))); do wait_port $((PORT + i)); done
     local out="$RAW/$setup.$round.json" before_nodes=0 before_redis=0 start end
     # shellcheck disable=SC2086 # LOAD is words
-    timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$BIN/ringcast" load $LOAD -d "$DURATION" \
+    timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$RINGCAST" load $LOAD -d "$DURATION" \
         "${urls[@]}" --cpus "$LOAD_CPU" --json --quiet >"$out" 2>"$RAW/$setup.$round.log" &
     local load=$!
     # CPU is sampled over a window inside the load's measured interval: from 1.5 s

@@ -741,6 +741,11 @@ fn post_until(hub: &Hub<Envelope>, posts: &mut Posts, closing: &AtomicBool) {
     }
 }
 
+/// A client's held place: the client and the token of its place.
+type HeldPlace = (ConnId, u32);
+/// A private message waiting for its outcome: the request's id and the deadline.
+type Waiting = (Option<Box<RawValue>>, Instant);
+
 /// The reader of one connection.
 struct Reader {
     stream: TcpStream,
@@ -751,7 +756,7 @@ struct Reader {
     mailbox: Arc<Mailbox<LinkCommand>>,
     stats: Arc<ClusterStats>,
     /// Private messages delivered to another node, waiting for its outcome.
-    outstanding: HashMap<(ConnId, u32), (Option<Box<RawValue>>, Instant)>,
+    outstanding: HashMap<HeldPlace, Waiting>,
 }
 
 impl Reader {

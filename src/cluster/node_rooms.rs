@@ -366,7 +366,10 @@ mod tests {
         let mut rooms = NodeRooms::new("n1".into(), 1);
         let mut out = Posts::new();
         rooms.joined("r", join("client_n1_0_3_1", 4), &mut out);
-        assert_eq!(kinds(&out), ["0:Remote", "0:Joined", "0:Cores", "0:ToMembers"]);
+        assert_eq!(
+            kinds(&out),
+            ["0:Remote", "0:Joined", "0:Cores", "0:ToMembers"]
+        );
         let Envelope::Remote { remote, .. } = &out[0].1 else {
             unreachable!()
         };
@@ -378,7 +381,11 @@ mod tests {
         assert_eq!(kinds(&out), ["0:ToMembers", "0:ToMembers"]);
         out.clear();
         rooms.left("r", 1, "client_n3_0_1_1", &mut out);
-        assert_eq!(kinds(&out), ["0:Remote", "0:ToMembers"], "alone on this node now");
+        assert_eq!(
+            kinds(&out),
+            ["0:Remote", "0:ToMembers"],
+            "alone on this node now"
+        );
     }
 
     #[test]

@@ -269,7 +269,7 @@ mod tests {
         let payload = concat(&[&frame_header(b'M', "n2"), frame]);
         assert!(matches!(
             parse_event(payload),
-            Some(Event::RoomMessage { origin, frame: got }) if origin == "n2" && got == &frame[..]
+            Some(Event::RoomMessage { origin, frame: got }) if origin == "n2" && got == frame[..]
         ));
         let payload = concat(&[&frame_header(b'B', "n2"), frame]);
         assert!(matches!(
