@@ -176,9 +176,10 @@ pub struct ClusterConfig {
     /// `redis://[:PASSWORD@]HOST[:PORT][/DB]` (flag `--redis`). Default: none, a
     /// stand-alone server.
     pub redis_url: Option<String>,
-    /// This node's name in client ids and Redis keys: 1 to 32 of `[A-Za-z0-9-]`.
-    /// Default: random per start, so a restarted node never answers for the clients of
-    /// its previous life.
+    /// This node's name in client ids and Redis keys: 1 to 32 of `[A-Za-z0-9-]`, to
+    /// which each start (and each restart after lost state) appends `-<n>`, counted
+    /// in Redis, so a restarted node never answers for its previous life's clients.
+    /// Default: random per start.
     pub node_id: Option<String>,
     /// The node's heartbeat key lives this long; it is refreshed every third of it.
     /// Other nodes remove the members of a node whose key expired (it died) within
@@ -206,10 +207,11 @@ impl Default for ClusterConfig {
     }
 }
 
-/// Whether `id` may name a node: it appears in client ids (`client_<node>_...`) and
-/// Redis keys, so no `_`, spaces or other separators.
+/// Whether `id` may name a node's life: it appears in client ids
+/// (`client_<node>_...`) and Redis keys, so no `_`, spaces or other separators. A
+/// configured `node_id` (at most 32 characters) gets `-<n>` appended per life.
 pub fn is_node_id(id: &str) -> bool {
-    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    (1..=48).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl Default for Config {
@@ -388,7 +390,10 @@ impl Config {
                 "unset unless app is \"rooms\" (only the rooms app runs as a cluster)",
             ),
             (
-                cluster.node_id.as_deref().is_none_or(is_node_id),
+                cluster
+                    .node_id
+                    .as_deref()
+                    .is_none_or(|id| is_node_id(id) && id.len() <= 32),
                 "cluster.node_id",
                 "1 to 32 letters, digits or '-'",
             ),

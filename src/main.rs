@@ -86,7 +86,8 @@ struct ServeArgs {
     /// redis://127.0.0.1:6379/0. Refuses to start if Redis cannot be reached.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// This node's id in a cluster (1 to 32 of [A-Za-z0-9-]) [default: random per start].
+    /// This node's name in a cluster (1 to 32 of [A-Za-z0-9-]); each start runs as
+    /// ID-<n>, n counted in Redis [default: random per start].
     #[arg(long, value_name = "ID", requires = "redis")]
     node_id: Option<String>,
 }

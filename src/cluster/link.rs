@@ -55,7 +55,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the link needs from the node.
 pub struct LinkSetup {
     pub url: RedisUrl,
-    pub node: Arc<str>,
+    /// The configured `node_id` (each life is `<node_id>-<n>`), or none (random).
+    pub base: Option<Arc<str>>,
     pub cores: usize,
     pub hub: Arc<Hub<Envelope>>,
     pub mailbox: Arc<Mailbox<LinkCommand>>,
@@ -127,11 +128,13 @@ impl LinkHandle {
 }
 
 /// Connects and sets up the first session (an unreachable Redis is an error, so the
-/// node refuses to start), then runs the link on its own thread.
-pub fn start(setup: LinkSetup) -> Result<LinkHandle, ClusterError> {
+/// node refuses to start), then runs the link on its own thread. Gives the node id of
+/// this life too.
+pub fn start(setup: LinkSetup) -> Result<(LinkHandle, Arc<str>), ClusterError> {
     let conn = RespConn::connect(&setup.url, SETUP_TIMEOUT)?;
     let mut writer = Writer::new(setup);
     let session = writer.begin(conn)?;
+    let node = writer.node.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mailbox = writer.setup.mailbox.clone();
     let thread = {
@@ -141,11 +144,12 @@ pub fn start(setup: LinkSetup) -> Result<LinkHandle, ClusterError> {
             .spawn(move || writer.run(session, &stop))
             .map_err(ClusterError::Io)?
     };
-    Ok(LinkHandle {
+    let handle = LinkHandle {
         stop,
         mailbox,
         thread,
-    })
+    };
+    Ok((handle, node))
 }
 
 /// A connection's live parts, as the writer holds them.
@@ -181,7 +185,7 @@ struct Writer {
 
 impl Writer {
     fn new(setup: LinkSetup) -> Writer {
-        let node = setup.node.clone();
+        let node: Arc<str> = "(not connected yet)".into();
         let rooms = NodeRooms::new(node.clone(), setup.cores);
         Writer {
             node,
@@ -219,10 +223,23 @@ impl Writer {
             leave: load(&mut conn, scripts::LEAVE)?,
             reap: load(&mut conn, scripts::REAP)?,
         });
-        if self.registered {
-            let alive = conn.call(&[b"EXISTS", wire::alive_key(&self.node).as_bytes()])?;
-            if self.overflowed || !matches!(alive, BytesFrame::Number { data: 1, .. }) {
-                self.restart();
+        if !self.connected_before {
+            let node = self.new_life(&mut conn)?;
+            self.rooms = Some(NodeRooms::new(node.clone(), self.setup.cores));
+            self.node = node;
+        } else if self.registered {
+            let old = wire::alive_key(&self.node);
+            let alive = conn.call(&[b"EXISTS", old.as_bytes()])?;
+            let alive = matches!(alive, BytesFrame::Number { data: 1, .. });
+            if self.overflowed || !alive {
+                if alive {
+                    // Our previous life ends here: its members leave (with their
+                    // notices) before its clients are told to rejoin.
+                    conn.call(&[b"DEL", old.as_bytes()])?;
+                    self.reap_now(&mut conn)?;
+                }
+                let node = self.new_life(&mut conn)?;
+                self.restart(node);
             }
         }
         // The heartbeat key before the registration: a reaper never finds this node
@@ -282,10 +299,42 @@ impl Writer {
         })
     }
 
-    /// The node's state in Redis is gone: start a new life under a new id, and have
+    /// The id of a new life: random, or with `node_id` set, `<node_id>-<n>` where n
+    /// counts that id's lives in Redis, so no client id is ever given twice and a
+    /// restarted node never takes over its dead predecessor's members (they are
+    /// reaped once its heartbeat key expires).
+    fn new_life(&mut self, conn: &mut RespConn) -> Result<Arc<str>, ClusterError> {
+        let Some(base) = self.setup.base.clone() else {
+            return Ok(super::random_node_id().into());
+        };
+        let key = wire::lives_key(&base);
+        match conn.call(&[b"INCR", key.as_bytes()])? {
+            BytesFrame::Number { data, .. } => Ok(format!("{base}-{data}").into()),
+            other => Err(ClusterError::Protocol(format!("INCR answered {other:?}"))),
+        }
+    }
+
+    /// Runs the reaper until it has nothing more to remove.
+    fn reap_now(&mut self, conn: &mut RespConn) -> Result<(), ClusterError> {
+        let sha = self
+            .scripts
+            .as_ref()
+            .expect("loaded at connect")
+            .reap
+            .clone();
+        let batch = REAP_BATCH.to_string();
+        loop {
+            let reaped = conn.call(&[b"EVALSHA", sha.as_bytes(), b"0", batch.as_bytes()])?;
+            if !matches!(reaped, BytesFrame::Number { data, .. } if data >= REAP_BATCH as i64) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The node's state in Redis is gone: start a new life under `node`, and have
     /// every core close its clients (they reconnect and rejoin).
-    fn restart(&mut self) {
-        self.node = super::random_node_id().into();
+    fn restart(&mut self, node: Arc<str>) {
+        self.node = node;
         self.epoch += 1;
         self.subscriptions.clear();
         self.pending.clear();

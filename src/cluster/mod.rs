@@ -95,18 +95,13 @@ pub fn start_node(config: ServerConfig) -> Result<ServerHandle, ClusterError> {
         .as_deref()
         .ok_or_else(|| ClusterError::Url("(none given)".into()))?;
     let url = RedisUrl::parse(url_text)?;
-    let node: Arc<str> = cluster
-        .node_id
-        .clone()
-        .unwrap_or_else(random_node_id)
-        .into();
     let cores = config.cores();
     let hub = Hub::new(cores, config.inbox_capacity);
     let stats = Arc::new(ClusterStats::default());
     let mailbox = Arc::new(Mailbox::new(cluster.queue_capacity));
-    let link = link::start(link::LinkSetup {
+    let (link, node) = link::start(link::LinkSetup {
         url,
-        node: node.clone(),
+        base: cluster.node_id.as_deref().map(Arc::from),
         cores,
         hub: hub.clone(),
         mailbox: mailbox.clone(),

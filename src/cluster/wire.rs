@@ -41,6 +41,11 @@ pub fn alive_key(node: &str) -> String {
     format!("{PREFIX}alive:{node}")
 }
 
+/// How many lives a configured node id has had (`INCR` gives the next).
+pub fn lives_key(node_id: &str) -> String {
+    format!("{PREFIX}lives:{node_id}")
+}
+
 /// A node's own channel: private messages and their outcomes.
 pub fn node_channel(node: &str) -> String {
     format!("{PREFIX}node:{node}")
