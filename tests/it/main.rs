@@ -21,6 +21,8 @@
 //!   handshake trickled byte by byte cut at its deadline; socket buffer sizes.
 //! - `shutdown`: graceful shutdown sends 1001 and waits for the closing handshakes.
 //! - `serve_cli`: `ringcast serve` as a process: a taken port is refused, SIGTERM exits 0.
+//! - `cluster`: cluster nodes over a real redis-server losing a node (SIGKILL, SIGSTOP),
+//!   losing Redis (at start, later, back empty) and their link (a short outage).
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
 //! - `load`: one short `ringcast load` run per scenario against the server.
 //! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, message by message.
@@ -29,6 +31,7 @@ mod backpressure;
 mod client;
 mod client_cli;
 mod client_lib;
+mod cluster;
 mod cores;
 mod handshake;
 mod heartbeat;

@@ -13,7 +13,7 @@ use crate::client::{http_exchange, TestClient};
 use crate::rooms::{send_private, with_id, RoomClient};
 use crate::WAIT;
 
-fn serve(args: &[&str]) -> Child {
+pub(crate) fn serve(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ringcast"))
         .arg("serve")
         .args(args)
@@ -24,7 +24,7 @@ fn serve(args: &[&str]) -> Child {
 }
 
 /// Waits for the process to exit within [`WAIT`]; kills it and fails otherwise.
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = child.try_wait().expect("wait for ringcast") {
@@ -63,7 +63,7 @@ fn free_addr() -> SocketAddr {
     probe.local_addr().unwrap()
 }
 
-fn stderr_of(child: &mut Child) -> String {
+pub(crate) fn stderr_of(child: &mut Child) -> String {
     let mut text = String::new();
     if let Some(mut err) = child.stderr.take() {
         let _ = err.read_to_string(&mut text);
