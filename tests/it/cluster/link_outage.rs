@@ -188,7 +188,6 @@ fn a_link_down_past_the_ttl_has_its_members_removed_and_the_node_restart() {
 /// id. Its old memberships must go with its old life, so that those who rejoin count
 /// exactly.
 #[test]
-#[ignore = "cluster bug: after an overflow restart the old node id's memberships count until its heartbeat key expires"]
 fn more_changes_while_cut_off_than_the_node_keeps_restart_it_and_rejoins_count_exactly() {
     let redis = RedisServer::start();
     let mut admin = RedisAdmin::connect(redis.port());

@@ -157,7 +157,6 @@ fn a_node_frozen_past_its_ttl_restarts_its_clients_when_it_resumes() {
 /// service manager does) refreshes the same heartbeat key as its previous life: that
 /// life's members must still leave, and its client ids must not come back.
 #[test]
-#[ignore = "cluster bug: a node restarted under its fixed node id keeps its previous life's members forever and reuses its client ids"]
 fn a_node_restarted_under_its_fixed_id_does_not_keep_its_previous_lifes_members() {
     let redis = RedisServer::start();
     let a = start_node(&redis.url(), 1, |_| {});
