@@ -163,6 +163,18 @@ pub struct Config {
     /// io_uring setup of every core: `defer` (default), `coop` or `plain`. A kernel
     /// that refuses the mode gets a plain ring, and one without io_uring epoll.
     pub uring_mode: UringMode,
+    /// Rooms app: messages kept per room for clients that reconnect and recover what
+    /// they missed (`join_room` with `recover`). 0 keeps none (offsets and epochs are
+    /// still given). Default 64. Memory: up to this many frames per room (each the
+    /// message's size plus about 100 B), within `history_max_bytes` per core.
+    pub history_size: usize,
+    /// Rooms app: seconds a room's history outlives its last message and its last
+    /// member; then it is forgotten (a new epoch). Default 300.
+    pub history_ttl_s: u64,
+    /// Rooms app: bytes of kept messages per core, all rooms together; past it, other
+    /// rooms' kept messages are dropped (their clients get `recovered: false`).
+    /// Default 67108864 (64 MiB).
+    pub history_max_bytes: usize,
     /// The `[cluster]` table: several nodes over Redis acting as one server (rooms app
     /// only). Without `redis_url`, nothing changes.
     pub cluster: ClusterConfig,
@@ -245,6 +257,9 @@ impl Default for Config {
             max_conns_per_ip: 0,
             max_connections: 0,
             uring_mode: UringMode::Defer,
+            history_size: 64,
+            history_ttl_s: 300,
+            history_max_bytes: 64 << 20,
             cluster: ClusterConfig::default(),
         }
     }
@@ -302,7 +317,7 @@ impl Config {
     /// order of the struct, each with the text the error shows.
     fn validate(&self) -> Result<(), ConfigError> {
         let cluster = &self.cluster;
-        let rules: [(bool, &'static str, &'static str); 22] = [
+        let rules: [(bool, &'static str, &'static str); 24] = [
             (
                 self.max_message_bytes >= 125,
                 "max_message_bytes",
@@ -396,6 +411,16 @@ impl Config {
                     .is_none_or(|id| is_node_id(id) && id.len() <= 32),
                 "cluster.node_id",
                 "1 to 32 letters, digits or '-'",
+            ),
+            (
+                self.history_size <= 100_000,
+                "history_size",
+                "at most 100000",
+            ),
+            (
+                self.history_ttl_s >= 1,
+                "history_ttl_s",
+                "at least 1",
             ),
             (
                 cluster.node_ttl_ms >= 1000,

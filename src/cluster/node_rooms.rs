@@ -175,6 +175,7 @@ impl NodeRooms {
             cores: set,
             token,
             id,
+            history: Box::default(),
         };
         // Before `Joined`: the joiner may send to the room once it has `room_joined`.
         self.update_remote(room, total, out);

@@ -76,11 +76,29 @@ impl Encoder {
         encode_unmasked(Opcode::Text, &self.json)
     }
 
+    /// The message so far, left open: a room message's home completes it with its
+    /// offset ([`frame_with_offset`]).
+    pub fn open(self) -> Bytes {
+        Bytes::from(self.json)
+    }
+
     /// Like [`Encoder::frame`], placed in `buffer` right after the sender's previous
     /// frame to the same audience (see [`FrameBuffer`]).
     pub fn frame_in(mut self, buffer: &mut FrameBuffer) -> Bytes {
         self.json.push(b'}');
         buffer.encode(Opcode::Text, &self.json)
+    }
+}
+
+/// Completes an [`Encoder::open`] message with `,"offset":N}` as a text frame, in
+/// `buffer` when given (see [`FrameBuffer`]).
+pub fn frame_with_offset(open: &[u8], offset: u64, buffer: Option<&mut FrameBuffer>) -> Bytes {
+    let mut json = Vec::with_capacity(open.len() + 24);
+    json.extend_from_slice(open);
+    let _ = write!(json, ",\"offset\":{offset}}}");
+    match buffer {
+        Some(buffer) => buffer.encode(Opcode::Text, &json),
+        None => encode_unmasked(Opcode::Text, &json),
     }
 }
 

@@ -23,9 +23,9 @@ mod request;
 pub mod scan;
 
 pub use client::{ClientMessage, Received, RequestId, ServerMessage};
-pub use encode::{error_frame, Encoder};
+pub use encode::{error_frame, frame_with_offset, Encoder};
 pub use error::RequestError;
-pub use request::{parse_request, Request};
+pub use request::{parse_request, Recover, Request};
 
 #[cfg(test)]
 mod tests;

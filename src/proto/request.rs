@@ -18,6 +18,8 @@ pub enum Request<'a> {
     },
     JoinRoom {
         room: Cow<'a, str>,
+        /// **ext**: recover what was missed since this position in the room.
+        recover: Option<Recover>,
     },
     LeaveRoom {
         room: Cow<'a, str>,
@@ -33,6 +35,14 @@ pub enum Request<'a> {
     SetMetadata {
         metadata: Map<String, Value>,
     },
+}
+
+/// `join_room`'s `recover`: the last position a client saw in the room.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    pub epoch: String,
+    pub offset: u64,
 }
 
 /// Every field is first taken as raw JSON: which fields must have which JSON type
@@ -51,6 +61,8 @@ struct Fields<'a> {
     metadata: Option<&'a RawValue>,
     #[serde(borrow)]
     id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    recover: Option<&'a RawValue>,
 }
 
 /// The JSON text `""`: a missing `message` is relayed as an empty string.
@@ -102,7 +114,13 @@ fn parse_fields<'a>(
     };
     let request = match &*kind {
         "broadcast" => Ok(Request::Broadcast { message }),
-        "join_room" => text(fields.room).map(|room| Request::JoinRoom { room }),
+        "join_room" => text(fields.room).and_then(|room| {
+            let recover = match fields.recover.map(RawValue::get) {
+                None | Some("null") => None,
+                Some(raw) => Some(serde_json::from_str::<Recover>(raw).map_err(|_| bad())?),
+            };
+            Ok(Request::JoinRoom { room, recover })
+        }),
         "leave_room" => text(fields.room).map(|room| Request::LeaveRoom { room }),
         "room_message" => text(fields.room).map(|room| Request::RoomMessage { room, message }),
         "private_message" => text(fields.to).map(|to| Request::PrivateMessage { to, message }),

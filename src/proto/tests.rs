@@ -14,7 +14,7 @@ fn every_request_type_parses_with_its_fields() {
         matches!(parse(r#"{"type":"broadcast","message":"hi"}"#), Ok(Request::Broadcast { message }) if message.get() == "\"hi\"")
     );
     assert!(
-        matches!(parse(r#"{"type":"join_room","room":"lobby"}"#), Ok(Request::JoinRoom { room }) if room == "lobby")
+        matches!(parse(r#"{"type":"join_room","room":"lobby"}"#), Ok(Request::JoinRoom { room, .. }) if room == "lobby")
     );
     assert!(
         matches!(parse(r#"{"type":"leave_room","room":"lobby"}"#), Ok(Request::LeaveRoom { room }) if room == "lobby")
@@ -41,10 +41,10 @@ fn missing_fields_default_like_the_seed() {
         matches!(parse(r#"{"type":"broadcast"}"#), Ok(Request::Broadcast { message }) if message.get() == "\"\"")
     );
     assert!(
-        matches!(parse(r#"{"type":"join_room"}"#), Ok(Request::JoinRoom { room }) if room.is_empty())
+        matches!(parse(r#"{"type":"join_room"}"#), Ok(Request::JoinRoom { room, .. }) if room.is_empty())
     );
     assert!(
-        matches!(parse(r#"{"type":"join_room","room":null}"#), Ok(Request::JoinRoom { room }) if room.is_empty())
+        matches!(parse(r#"{"type":"join_room","room":null}"#), Ok(Request::JoinRoom { room, .. }) if room.is_empty())
     );
     assert!(
         matches!(parse(r#"{"type":"set_metadata"}"#), Ok(Request::SetMetadata { metadata }) if metadata.is_empty())
@@ -54,7 +54,7 @@ fn missing_fields_default_like_the_seed() {
 #[test]
 fn escaped_strings_are_unescaped_for_room_names() {
     assert!(
-        matches!(parse(r#"{"type":"join_room","room":"caf\u00e9 \"q\""}"#), Ok(Request::JoinRoom { room }) if room == "café \"q\"")
+        matches!(parse(r#"{"type":"join_room","room":"caf\u00e9 \"q\""}"#), Ok(Request::JoinRoom { room, .. }) if room == "café \"q\"")
     );
 }
 

@@ -49,6 +49,7 @@
 //! - **Rate limit** (off by default): a token bucket per client, on the client's own
 //!   core (`limit.rs`); a message over it gets `Rate limit exceeded` and is dropped.
 
+mod history;
 mod join_order;
 mod limit;
 mod replies;
@@ -57,6 +58,7 @@ mod state;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub use history::HistoryLimits;
 pub use limit::{ClientLimits, RateLimit};
 pub use state::{
     client_id, cluster_client_id, home_of, parse_client_id, parse_cluster_client_id, ClusterOp,
@@ -112,9 +114,17 @@ impl RoomsApp {
     /// The room app of a core, with the rate limit and client limits its config names
     /// (what `ringcast serve` runs).
     pub fn configured(setup: AppSetup<'_>) -> Self {
-        RoomsApp::new(setup.core, setup.cores)
-            .with_rate_limit(RateLimit::from_config(setup.config))
-            .with_limits(ClientLimits::from_config(setup.config))
+        let config = setup.config;
+        let history = HistoryLimits {
+            size: config.history_size,
+            ttl_s: config.history_ttl_s,
+            max_bytes: config.history_max_bytes,
+        };
+        let mut app = RoomsApp::new(setup.core, setup.cores)
+            .with_rate_limit(RateLimit::from_config(config))
+            .with_limits(ClientLimits::from_config(config));
+        app.state = app.state.with_history(history);
+        app
     }
 
     /// Limits the messages each client may send (PROTOCOL.md ext `Rate limit exceeded`).

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::gate::Gate;
 use super::{ClusterOp, Effect, Envelope, Recipient, RoomsCore};
-use crate::proto::{error_frame, Encoder, Request, RequestError};
+use crate::proto::{error_frame, Encoder, Recover, Request, RequestError};
 use crate::rooms::join_order::JoinOrder;
 use crate::rooms::limit::Bucket;
 use crate::rooms::replies::ReplyQueue;
@@ -29,6 +30,9 @@ pub(super) struct Client {
     /// Where its room messages are encoded (from its first one: an idle client keeps
     /// one pointer, not the 56-byte buffer).
     room_frames: Option<Box<RoomFrames>>,
+    /// Its room messages in flight to their home and its requests waiting behind
+    /// them (`gate`); none for nearly every client.
+    pub(super) gate: Option<Box<Gate>>,
 }
 
 /// A client's room messages, encoded one after another while they go to the same
@@ -73,7 +77,7 @@ impl RoomsCore {
                 self.broadcast(conn, message, now, out);
                 Ok(())
             }
-            Request::JoinRoom { room } => self.join(conn, &room, id, out),
+            Request::JoinRoom { room, recover } => self.join(conn, &room, recover, id, out),
             Request::LeaveRoom { room } => {
                 self.leave(conn, &room, out);
                 Ok(())
@@ -115,6 +119,7 @@ impl RoomsCore {
         &mut self,
         conn: ConnId,
         room: &str,
+        recover: Option<Recover>,
         id: Option<&RawValue>,
         out: &mut Vec<Effect>,
     ) -> Result<(), RequestError> {
@@ -150,6 +155,7 @@ impl RoomsCore {
             member: conn,
             token,
             id: id.map(RawValue::to_owned),
+            recover: recover.map(Box::new),
         };
         self.post(self.home(&room), join, out);
         Ok(())
@@ -190,12 +196,30 @@ impl RoomsCore {
             return self.not_in_room(conn, room, id, out);
         };
         let from = self.id_of(conn);
-        let frame = Encoder::new("room_message")
+        let encoder = Encoder::new("room_message")
             .string("room", &room)
             .string("from", &from)
             .raw("message", message)
-            .number("timestamp", now)
-            .frame_in(self.client(conn).room_frames(&room));
+            .number("timestamp", now);
+        if !self.is_clustered() {
+            // The home numbers it, keeps it and sends it on (`home_publish`).
+            let home = self.home(&room);
+            let open = encoder.open();
+            self.post(
+                home,
+                Envelope::Publish {
+                    room,
+                    sender: conn,
+                    open,
+                },
+                out,
+            );
+            if home != self.core {
+                self.client(conn).sent_via(home);
+            }
+            return Ok(());
+        }
+        let frame = encoder.frame_in(self.client(conn).room_frames(&room));
         let cores = self.room_cores.get(&room).copied().unwrap_or_default();
         for core in cores.iter() {
             let envelope = Envelope::ToMembers {

@@ -12,6 +12,7 @@
 //! entry points, and the local work list that replaces recursion.
 
 mod client;
+mod gate;
 mod home;
 mod replica;
 
@@ -26,8 +27,9 @@ use serde_json::value::RawValue;
 use self::client::Client;
 use self::home::HomeRoom;
 use self::replica::LocalRoom;
+use super::history::{Histories, HistoryLimits};
 use super::limit::{ClientLimits, RateLimit};
-use crate::proto::{error_frame, parse_request, Encoder, RequestError};
+use crate::proto::{error_frame, parse_request, Encoder, Recover, RequestError};
 use crate::{ConnId, CoreId};
 
 /// The most cores the room app supports (core sets are a 128-bit mask).
@@ -65,12 +67,14 @@ impl CoreSet {
 /// What one core tells another. One envelope per (message, destination core).
 #[derive(Debug)]
 pub enum Envelope {
-    /// To the room's home: add a member. `token` is the joiner's held reply place.
+    /// To the room's home: add a member. `token` is the joiner's held reply place;
+    /// `recover`, the position it asks to recover from.
     Join {
         room: Arc<str>,
         member: ConnId,
         token: u32,
         id: Option<Box<RawValue>>,
+        recover: Option<Box<Recover>>,
     },
     /// To the room's home: remove a member, then (a disconnect) go on to the home of
     /// the next room in `then`, so the others see `member_left` in join order.
@@ -79,7 +83,8 @@ pub enum Envelope {
         member: ConnId,
         then: VecDeque<Arc<str>>,
     },
-    /// From the home to the joiner's core: the join is counted; the room's core set.
+    /// From the home to the joiner's core: the join is counted; the room's core set,
+    /// its position, and what it recovered.
     Joined {
         room: Arc<str>,
         member: ConnId,
@@ -87,7 +92,18 @@ pub enum Envelope {
         cores: CoreSet,
         token: u32,
         id: Option<Box<RawValue>>,
+        history: Box<JoinHistory>,
     },
+    /// To the room's home: a room message, encoded but for its offset (left open, see
+    /// `Encoder::open`); the home numbers it, keeps it and sends it to the members.
+    Publish {
+        room: Arc<str>,
+        sender: ConnId,
+        open: Bytes,
+    },
+    /// From a room's home to a sender's core: one of its room messages has been sent
+    /// on to every core with members (so its later messages may go another way).
+    Sequenced { sender: ConnId },
     /// From the home to every core: the cores with members changed (empty: room gone).
     Cores { room: Arc<str>, cores: CoreSet },
     /// Cluster, from the link to every core: whether other nodes have members of the
@@ -127,6 +143,18 @@ pub enum Envelope {
     /// Cluster: the node's state in Redis was lost (a long outage, a Redis restart):
     /// close every client (1012) so it reconnects, and name new clients after `node`.
     Restart { node: Arc<str>, epoch: u32 },
+}
+
+/// A room's position at a join, as `room_joined` gives it, and what the join
+/// recovered.
+#[derive(Debug, Default)]
+pub struct JoinHistory {
+    pub epoch: Arc<str>,
+    /// The room's latest offset when the join was counted.
+    pub offset: u64,
+    /// Asked to recover: whether it could (then `replay` follows `room_joined`).
+    pub recovered: Option<bool>,
+    pub replay: Vec<Bytes>,
 }
 
 /// What a cluster node's core asks of the link to Redis (`crate::cluster`). The
@@ -218,6 +246,7 @@ struct Joined {
     members: usize,
     cores: CoreSet,
     token: u32,
+    history: Box<JoinHistory>,
 }
 
 /// One core's share of the rooms.
@@ -247,6 +276,8 @@ pub struct RoomsCore {
     cluster: Option<ClusterNode>,
     /// Cluster: rooms with members on other nodes too (a subset of `room_cores`).
     remote_rooms: HashSet<Arc<str>>,
+    /// The offsets and kept messages of the rooms homed here.
+    histories: Histories,
 }
 
 /// Whom a `private_message`'s `to` names.
@@ -325,7 +356,20 @@ impl RoomsCore {
             local_work: VecDeque::new(),
             cluster: None,
             remote_rooms: HashSet::new(),
+            histories: Histories::new(HistoryLimits::default()),
         }
+    }
+
+    /// Keeps room history within `limits` (see `history`).
+    pub fn with_history(mut self, limits: HistoryLimits) -> Self {
+        self.histories = Histories::new(limits);
+        self
+    }
+
+    /// Bytes of kept history frames and rooms with a history on this core (for
+    /// `/metrics` and tests).
+    pub fn history_usage(&self) -> (usize, usize) {
+        (self.histories.bytes(), self.histories.len())
     }
 
     /// A core of cluster node `node` in its life `epoch` (see `crate::cluster`).
@@ -443,7 +487,29 @@ impl RoomsCore {
             return;
         };
         let admitted = client.allowance.take(rate_limit, now_ms);
+        if client.is_holding() || !self.try_request(conn, payload, admitted, now, out) {
+            self.hold(conn, payload, admitted, out);
+        }
+        self.run_local_work(now, out);
+    }
+
+    /// Serves one request, unless it must wait behind the client's room messages in
+    /// flight to another core (then returns false and does nothing): see `gate`.
+    fn try_request(
+        &mut self,
+        conn: ConnId,
+        payload: &[u8],
+        admitted: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> bool {
         let (request, id) = parse_request(payload);
+        if let Ok(request) = &request {
+            let hop = self.first_hop(conn, request);
+            if !self.clients[&conn].may_go(hop) {
+                return false;
+            }
+        }
         let result = match request {
             _ if !admitted => Err(RequestError::RateLimited),
             Ok(request) => self.handle_request(conn, request, id, now, out),
@@ -452,7 +518,7 @@ impl RoomsCore {
         if let Err(error) = result {
             self.deliver(conn, error_frame(&error, now, id), out);
         }
-        self.run_local_work(now, out);
+        true
     }
 
     /// An envelope from another core.
@@ -476,8 +542,17 @@ impl RoomsCore {
                 member,
                 token,
                 id,
-            } => self.home_join(room, member, token, id, out),
-            Envelope::Leave { room, member, then } => self.home_leave(room, member, then, out),
+                recover,
+            } => {
+                let join = home::Join {
+                    member,
+                    token,
+                    id,
+                    recover,
+                };
+                self.home_join(room, join, now, out)
+            }
+            Envelope::Leave { room, member, then } => self.home_leave(room, member, then, now, out),
             Envelope::Joined {
                 room,
                 member,
@@ -485,15 +560,21 @@ impl RoomsCore {
                 cores,
                 token,
                 id,
+                history,
             } => {
                 let joined = Joined {
                     member,
                     members,
                     cores,
                     token,
+                    history,
                 };
                 self.on_joined(room, joined, id, out)
             }
+            Envelope::Publish { room, sender, open } => {
+                self.home_publish(room, sender, open, now, out)
+            }
+            Envelope::Sequenced { sender } => self.on_sequenced(sender, now, out),
             Envelope::Cores { room, cores } => self.on_cores(room, cores),
             Envelope::Remote { room, remote } => {
                 if remote {

@@ -60,23 +60,36 @@ impl RoomsCore {
             members,
             cores,
             token,
+            history,
         } = joined;
         self.room_cores.insert(room.clone(), cores);
         let Some(client) = self.clients.get(&member) else {
             return; // gone before its join was counted; its leave follows
         };
-        if client.rooms.get(&room) == Some(&token) {
+        let current = client.rooms.get(&room) == Some(&token);
+        if current {
             self.local_members
                 .entry(room.clone())
                 .or_default()
                 .insert(member);
         }
-        let frame = Encoder::new("room_joined")
+        let mut encoder = Encoder::new("room_joined")
             .string("room", &room)
             .number("members", members as u64)
-            .id(id.as_deref())
-            .frame();
+            .string("epoch", &history.epoch)
+            .number("offset", history.offset);
+        if let Some(recovered) = history.recovered {
+            encoder = encoder.json("recovered", if recovered { b"true" } else { b"false" });
+        }
+        let frame = encoder.id(id.as_deref()).frame();
         self.fill_reply(member, token, Some(frame), out);
+        if current {
+            // Right behind `room_joined`, before anything live (which the home sends
+            // after this `Joined`).
+            for frame in history.replay {
+                self.deliver(member, frame, out);
+            }
+        }
     }
 
     /// From the home: the cores with members changed (empty: the room is gone).
