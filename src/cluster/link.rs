@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::types::BytesFrame;
 use serde_json::value::RawValue;
 
@@ -38,7 +38,10 @@ use super::wire::{self, Event, PrivateReply};
 use super::{scripts, ClusterError};
 use crate::hub::{Hub, Mailbox};
 use crate::proto::{error_frame, RequestError};
-use crate::rooms::{cluster_client_id, ClusterOp, Envelope, LinkCommand};
+use crate::proto::{frame_with_offset, Recover};
+use crate::rooms::{
+    cluster_client_id, ClusterOp, Envelope, HistoryLimits, JoinHistory, LinkCommand,
+};
 use crate::stats::ClusterStats;
 use crate::{ConnId, CoreId};
 
@@ -63,6 +66,8 @@ pub struct LinkSetup {
     pub stats: Arc<ClusterStats>,
     pub ttl: Duration,
     pub max_pending: usize,
+    /// `history_size` and `history_ttl_s` (see `rooms::history`), applied in Redis.
+    pub history: HistoryLimits,
 }
 
 /// The SHA1s of the loaded scripts.
@@ -70,6 +75,7 @@ struct Scripts {
     join: String,
     leave: String,
     reap: String,
+    room_message: String,
 }
 
 /// What the reader must do with the reply to each command, in command order.
@@ -81,10 +87,16 @@ enum Expect {
         member: ConnId,
         token: u32,
         id: Option<Box<RawValue>>,
+        recover: Option<Box<Recover>>,
     },
     Leave {
         room: Arc<str>,
         member: ConnId,
+    },
+    /// Its reply follows the message's own event: then the sender's core may be told
+    /// it went on (`Sequenced`).
+    RoomMessage {
+        sender: ConnId,
     },
     Private {
         from: ConnId,
@@ -181,6 +193,10 @@ struct Writer {
     expects: Vec<Expect>,
     next_heartbeat: Instant,
     next_reap: Instant,
+    /// Makes epoch candidates unique: `<node>.<n>`.
+    epochs_made: u64,
+    /// `history_ttl_s` in milliseconds (what the scripts set on the room's keys).
+    history_ttl_ms: u64,
 }
 
 impl Writer {
@@ -201,6 +217,8 @@ impl Writer {
             expects: Vec::new(),
             next_heartbeat: Instant::now(),
             next_reap: Instant::now(),
+            epochs_made: 0,
+            history_ttl_ms: setup.history.ttl_s * 1000,
             setup,
         }
     }
@@ -222,6 +240,7 @@ impl Writer {
             join: load(&mut conn, scripts::JOIN)?,
             leave: load(&mut conn, scripts::LEAVE)?,
             reap: load(&mut conn, scripts::REAP)?,
+            room_message: load(&mut conn, scripts::ROOM_MESSAGE)?,
         });
         if !self.connected_before {
             let node = self.new_life(&mut conn)?;
@@ -282,6 +301,7 @@ impl Writer {
             mailbox: self.setup.mailbox.clone(),
             stats: self.setup.stats.clone(),
             outstanding: HashMap::new(),
+            held_join: None,
         };
         let reader = std::thread::Builder::new()
             .name("ringcast-cluster-rd".into())
@@ -504,6 +524,7 @@ impl Writer {
                 member,
                 token,
                 id,
+                recover,
             } => {
                 let client = cluster_client_id(&node, member);
                 let id_text = id.as_deref().map_or("", RawValue::get);
@@ -512,19 +533,34 @@ impl Writer {
                     wire::members_key(&node),
                     token.to_string(),
                 );
+                let (seq, stream) = (wire::seq_key(&room), wire::history_key(&room));
+                self.epochs_made += 1;
+                let candidate = format!("{node}.{}", self.epochs_made);
+                let ttl = self.history_ttl_ms.to_string();
+                let (asked, epoch, from) = match &recover {
+                    Some(r) => ("1", r.epoch.as_str(), r.offset.to_string()),
+                    None => ("0", "", String::new()),
+                };
                 put_simple(
                     buf,
                     &[
                         b"EVALSHA",
                         scripts.join.as_bytes(),
-                        b"2",
+                        b"4",
                         key.as_bytes(),
                         members.as_bytes(),
+                        seq.as_bytes(),
+                        stream.as_bytes(),
                         node.as_bytes(),
                         client.as_bytes(),
                         room.as_bytes(),
                         token_text.as_bytes(),
                         id_text.as_bytes(),
+                        candidate.as_bytes(),
+                        ttl.as_bytes(),
+                        asked.as_bytes(),
+                        epoch.as_bytes(),
+                        from.as_bytes(),
                     ],
                 );
                 self.expects.push(Expect::Join {
@@ -532,6 +568,7 @@ impl Writer {
                     member,
                     token,
                     id,
+                    recover,
                 });
             }
             ClusterOp::Leave { room, member } => {
@@ -556,11 +593,36 @@ impl Writer {
                 }
                 self.expects.push(Expect::Leave { room, member });
             }
-            ClusterOp::RoomMessage { room, frame } => {
-                let key = wire::room_key(&room);
-                let header = wire::frame_header(b'M', &node);
-                put_command(buf, &[&[b"PUBLISH"], &[key.as_bytes()], &[&header, &frame]]);
-                self.expects.push(Expect::Ignore);
+            ClusterOp::RoomMessage { room, sender, open } => {
+                let (seq, stream, key) = (
+                    wire::seq_key(&room),
+                    wire::history_key(&room),
+                    wire::room_key(&room),
+                );
+                self.epochs_made += 1;
+                let candidate = format!("{node}.{}", self.epochs_made);
+                let (ttl, size) = (
+                    self.history_ttl_ms.to_string(),
+                    self.setup.history.size.to_string(),
+                );
+                let client = cluster_client_id(&node, sender);
+                put_simple(
+                    buf,
+                    &[
+                        b"EVALSHA",
+                        scripts.room_message.as_bytes(),
+                        b"3",
+                        seq.as_bytes(),
+                        stream.as_bytes(),
+                        key.as_bytes(),
+                        candidate.as_bytes(),
+                        ttl.as_bytes(),
+                        size.as_bytes(),
+                        client.as_bytes(),
+                        &open,
+                    ],
+                );
+                self.expects.push(Expect::RoomMessage { sender });
             }
             ClusterOp::Broadcast { frame } => {
                 let header = wire::frame_header(b'B', &node);
@@ -647,12 +709,18 @@ impl Writer {
                     member,
                     token,
                     id,
+                    recover,
                 } => kept.push_back(ClusterOp::Join {
                     room,
                     member,
                     token,
                     id,
+                    recover,
                 }),
+                // Sent or not, the sender's later messages may go now.
+                Expect::RoomMessage { sender } => {
+                    posts.push((sender.core, Envelope::Sequenced { sender }))
+                }
                 Expect::Leave { room, member } => kept.push_back(ClusterOp::Leave { room, member }),
                 Expect::Private { from, token, id } => {
                     posts.push(answer(from, token, RequestError::RecipientNotFound, id))
@@ -723,9 +791,16 @@ impl Writer {
                         self.overflowed = true;
                     }
                 }
-                ClusterOp::RoomMessage { .. }
-                | ClusterOp::Broadcast { .. }
-                | ClusterOp::PrivateOutcome { .. } => {
+                ClusterOp::RoomMessage { room, sender, open } => {
+                    // This node's members still get it (without an offset); the
+                    // other nodes' do not.
+                    ClusterStats::count(&self.setup.stats.dropped);
+                    if let Some(rooms) = self.rooms.as_mut() {
+                        rooms.room_message_unsequenced(&room, sender, &open, &mut posts);
+                    }
+                    posts.push((sender.core, Envelope::Sequenced { sender }));
+                }
+                ClusterOp::Broadcast { .. } | ClusterOp::PrivateOutcome { .. } => {
                     ClusterStats::count(&self.setup.stats.dropped);
                 }
                 ClusterOp::Private {
@@ -795,6 +870,23 @@ type HeldPlace = (ConnId, u32);
 /// A private message waiting for its outcome: the request's id and the deadline.
 type Waiting = (Option<Box<RawValue>>, Instant);
 
+/// A join event's facts, kept as they are until the home role takes them.
+struct JoinEvent {
+    total: usize,
+    member: String,
+    epoch: String,
+    offset: u64,
+    recovered: Option<bool>,
+    token: u32,
+    id: Option<Box<RawValue>>,
+}
+
+/// A recovering join of a client here, waiting for its script's reply.
+struct HeldJoin {
+    room: String,
+    event: JoinEvent,
+}
+
 /// The reader of one connection.
 struct Reader {
     stream: TcpStream,
@@ -806,6 +898,8 @@ struct Reader {
     stats: Arc<ClusterStats>,
     /// Private messages delivered to another node, waiting for its outcome.
     outstanding: HashMap<HeldPlace, Waiting>,
+    /// A recovering join waiting for its script's reply (see `on_join_reply`).
+    held_join: Option<HeldJoin>,
 }
 
 impl Reader {
@@ -888,8 +982,8 @@ impl Reader {
             eprintln!("ringcast: cluster: Redis refused a command ({expect:?}): {error}");
         }
         let is_null = matches!(frame, BytesFrame::Null);
-        let number = match frame {
-            BytesFrame::Number { data, .. } => data,
+        let number = match &frame {
+            BytesFrame::Number { data, .. } => *data,
             _ => i64::MIN,
         };
         match expect {
@@ -898,10 +992,10 @@ impl Reader {
                 member,
                 token,
                 id,
-            } if number < 0 && number != i64::MIN => {
-                let total = (-number - 1) as usize;
-                self.rooms
-                    .join_was_applied(&room, member, total, token, id, posts);
+                recover,
+            } => self.on_join_reply(frame, room, member, token, id, recover.is_some(), posts),
+            Expect::RoomMessage { sender } => {
+                posts.push((sender.core, Envelope::Sequenced { sender }));
             }
             Expect::Leave { room, member } if number == -1 => {
                 self.rooms.leave_was_applied(&room, member, posts);
@@ -931,6 +1025,103 @@ impl Reader {
             }
             _ => {}
         }
+    }
+
+    /// The join script's reply: `{total, epoch, offset, recovered, missed...}`. A
+    /// recovering join of a client here was held at its event (nothing else can come
+    /// between the two): it goes on now with the messages it missed. A repeat
+    /// (`total` below 0) is this node's part of a join whose event was lost.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the expectation's fields, unpacked"
+    )]
+    fn on_join_reply(
+        &mut self,
+        frame: BytesFrame,
+        room: Arc<str>,
+        member: ConnId,
+        token: u32,
+        id: Option<Box<RawValue>>,
+        asked: bool,
+        posts: &mut Posts,
+    ) {
+        let BytesFrame::Array { data, .. } = frame else {
+            self.held_join = None;
+            return;
+        };
+        let number = |frame: Option<&BytesFrame>| match frame {
+            Some(BytesFrame::Number { data, .. }) => Some(*data),
+            _ => None,
+        };
+        let text = |frame: Option<&BytesFrame>| match frame {
+            Some(BytesFrame::BlobString { data, .. }) => String::from_utf8_lossy(data).into_owned(),
+            _ => String::new(),
+        };
+        let (Some(total), epoch, Some(offset)) =
+            (number(data.first()), text(data.get(1)), number(data.get(2)))
+        else {
+            return;
+        };
+        let offset = offset.max(0) as u64;
+        if total < 0 {
+            let history = JoinHistory {
+                epoch: epoch.into(),
+                offset,
+                recovered: asked.then_some(false),
+                replay: Vec::new(),
+            };
+            let member_id = cluster_client_id(self.rooms.node(), member);
+            let join = Join {
+                total: (-total - 1) as usize,
+                member: &member_id,
+                token,
+                id,
+                history,
+            };
+            self.rooms.join_was_applied(&room, member, join, posts);
+            return;
+        }
+        let Some(held) = self.held_join.take() else {
+            return;
+        };
+        let missed = &data[4.min(data.len())..];
+        let first = offset + 1 - missed.len() as u64;
+        let replay = missed
+            .iter()
+            .enumerate()
+            .filter_map(|(n, entry)| match entry {
+                BytesFrame::BlobString { data, .. } => {
+                    Some(frame_with_offset(data, first + n as u64, None))
+                }
+                _ => None,
+            })
+            .collect();
+        let HeldJoin { room, event } = held;
+        self.deliver_join(&room, event, replay, posts);
+    }
+
+    /// A join event as the home role takes it, with the messages it recovered.
+    fn deliver_join(
+        &mut self,
+        room: &str,
+        event: JoinEvent,
+        replay: Vec<Bytes>,
+        posts: &mut Posts,
+    ) {
+        let history = JoinHistory {
+            epoch: event.epoch.into(),
+            offset: event.offset,
+            recovered: event.recovered,
+            replay,
+        };
+        let join = Join {
+            total: event.total,
+            member: &event.member,
+            token: event.token,
+            id: event.id,
+            history,
+        };
+        self.rooms.joined(room, join, posts);
     }
 
     fn on_push(&mut self, data: Vec<BytesFrame>, posts: &mut Posts) {
@@ -967,25 +1158,44 @@ impl Reader {
                 Event::Joined {
                     total,
                     member,
+                    epoch,
+                    offset,
+                    recovered,
                     token,
                     id,
                 },
                 Some(room),
             ) => {
-                let join = Join {
+                let event = JoinEvent {
                     total,
-                    member: &member,
+                    member,
+                    epoch,
+                    offset,
+                    recovered,
                     token,
                     id,
                 };
-                self.rooms.joined(&room, join, posts);
+                if recovered == Some(true) && self.rooms.local(&event.member).is_some() {
+                    // The missed messages are in the script's reply, next.
+                    let room = room.into_owned();
+                    self.held_join = Some(HeldJoin { room, event });
+                } else {
+                    self.deliver_join(&room, event, Vec::new(), posts);
+                }
             }
             (Event::Left { total, member }, Some(room)) => {
                 self.rooms.left(&room, total, &member, posts)
             }
-            (Event::RoomMessage { origin, frame }, Some(room)) if origin != node => {
-                self.rooms.room_message(&room, frame, posts)
-            }
+            (
+                Event::RoomMessage {
+                    offset,
+                    sender,
+                    open,
+                },
+                Some(room),
+            ) => self
+                .rooms
+                .room_message(&room, offset, &sender, &open, posts),
             (Event::Broadcast { origin, frame }, None) if origin != node => {
                 self.rooms.broadcast(frame, posts)
             }

@@ -53,7 +53,7 @@ pub use resp::RedisUrl;
 
 use crate::config::ServerConfig;
 use crate::hub::{Hub, Mailbox};
-use crate::rooms::{ClusterLink, RoomsApp};
+use crate::rooms::{ClusterLink, HistoryLimits, RoomsApp};
 use crate::runtime::{self, Attachments, ServerHandle, StartError};
 use crate::stats::ClusterStats;
 
@@ -108,6 +108,11 @@ pub fn start_node(config: ServerConfig) -> Result<ServerHandle, ClusterError> {
         stats: stats.clone(),
         ttl: Duration::from_millis(cluster.node_ttl_ms),
         max_pending: cluster.max_pending_changes,
+        history: HistoryLimits {
+            size: config.history_size,
+            ttl_s: config.history_ttl_s,
+            max_bytes: config.history_max_bytes,
+        },
     })?;
     let attachments = Attachments {
         hub,

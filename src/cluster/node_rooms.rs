@@ -1,10 +1,12 @@
 //! The home role of a cluster node, played by the link's reader: Redis orders every
-//! room's joins and leaves (`scripts.rs`); this turns that ordered stream into what
-//! the node's cores need, exactly as a room's home core does on a stand-alone server
-//! (`rooms::state::home`): `Joined` to a joiner's core, the room's new core set to
-//! every core when a core's count goes 0↔1, then the notice to the cores with
-//! members. Messages from other nodes go to the cores with members. Pure: it returns
-//! the envelopes to post and does no I/O.
+//! room's joins, leaves and messages (`scripts.rs`); this turns that ordered stream
+//! into what the node's cores need, exactly as a room's home core does on a
+//! stand-alone server (`rooms::state::home`): `Joined` (with the room's position and
+//! what the join recovered) to a joiner's core, the room's new core set to every core
+//! when a core's count goes 0↔1, then the notice to the cores with members; each room
+//! message, numbered by Redis, encoded once for the node and sent to the cores with
+//! members, and reported to its sender's core (`Sequenced`). Pure: it returns the
+//! envelopes to post and does no I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,25 +14,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::proto::Encoder;
-use crate::rooms::{parse_cluster_client_id, CoreSet, Envelope};
+use crate::proto::{frame_with_offset, Encoder};
+use crate::rooms::{parse_cluster_client_id, CoreSet, Envelope, JoinHistory};
+use crate::ws::{encode_unmasked, FrameBuffer, Opcode};
 use crate::{ConnId, CoreId};
 
-/// How many members of a room each core of this node has, and in all.
+/// How many members of a room each core of this node has.
 #[derive(Debug)]
 struct NodeRoom {
     per_core: Box<[u32]>,
-    /// The cluster-wide total of the latest event.
-    total: usize,
-    /// Whether the cores were told other nodes have members (`Envelope::Remote`).
-    remote: bool,
+    /// Where the room's messages are encoded end to end (made at its first message).
+    frames: Option<Box<FrameBuffer>>,
 }
 
 impl NodeRoom {
-    fn local(&self) -> usize {
-        self.per_core.iter().map(|n| *n as usize).sum()
-    }
-
     fn cores(&self) -> CoreSet {
         let mut set = CoreSet::default();
         for (core, count) in self.per_core.iter().enumerate() {
@@ -61,6 +58,7 @@ pub struct Join<'a> {
     pub member: &'a str,
     pub token: u32,
     pub id: Option<Box<RawValue>>,
+    pub history: JoinHistory,
 }
 
 impl NodeRooms {
@@ -79,7 +77,7 @@ impl NodeRooms {
     }
 
     /// The connection a client id names, if it is a client of this node.
-    fn local(&self, member: &str) -> Option<ConnId> {
+    pub fn local(&self, member: &str) -> Option<ConnId> {
         parse_cluster_client_id(member)
             .filter(|(node, conn)| *node == &*self.node && conn.core.index() < self.cores)
             .map(|(_, conn)| conn)
@@ -95,17 +93,15 @@ impl NodeRooms {
     pub fn joined(&mut self, room: &str, join: Join<'_>, out: &mut Posts) {
         let room = self.intern(room);
         let member = self.local(join.member);
-        if let Some(conn) = member {
-            self.memberships.insert((conn, room.clone()));
-            self.count_local_join(&room, conn, join.total, join.token, join.id, out);
-        } else {
-            self.update_remote(&room, join.total, out);
-        }
         let notice = Encoder::new("member_joined")
             .string("room", &room)
             .string("client_id", join.member)
             .number("total_members", join.total as u64)
             .frame();
+        if let Some(conn) = member {
+            self.memberships.insert((conn, room.clone()));
+            self.count_local_join(&room, conn, join, out);
+        }
         self.to_members(&room, member, notice, out);
     }
 
@@ -116,7 +112,6 @@ impl NodeRooms {
             self.memberships.remove(&(conn, room.clone()));
             self.count_local_leave(&room, conn, out);
         }
-        self.update_remote(&room, total, out);
         if total > 0 {
             let notice = Encoder::new("member_left")
                 .string("room", &room)
@@ -133,13 +128,11 @@ impl NodeRooms {
         &mut self,
         room: &Arc<str>,
         conn: ConnId,
-        total: usize,
-        token: u32,
-        id: Option<Box<RawValue>>,
+        join: Join<'_>,
         out: &mut Posts,
     ) {
         if self.memberships.insert((conn, room.clone())) {
-            self.count_local_join(room, conn, total, token, id, out);
+            self.count_local_join(room, conn, join, out);
         }
     }
 
@@ -150,20 +143,11 @@ impl NodeRooms {
         }
     }
 
-    fn count_local_join(
-        &mut self,
-        room: &Arc<str>,
-        conn: ConnId,
-        total: usize,
-        token: u32,
-        id: Option<Box<RawValue>>,
-        out: &mut Posts,
-    ) {
+    fn count_local_join(&mut self, room: &Arc<str>, conn: ConnId, join: Join<'_>, out: &mut Posts) {
         let cores = self.cores;
         let entry = self.rooms.entry(room.clone()).or_insert_with(|| NodeRoom {
             per_core: vec![0; cores].into_boxed_slice(),
-            total: 0,
-            remote: false,
+            frames: None,
         });
         entry.per_core[conn.core.index()] += 1;
         let grew = entry.per_core[conn.core.index()] == 1;
@@ -171,37 +155,15 @@ impl NodeRooms {
         let joined = Envelope::Joined {
             room: room.clone(),
             member: conn,
-            members: total,
+            members: join.total,
             cores: set,
-            token,
-            id,
-            history: Box::default(),
+            token: join.token,
+            id: join.id,
+            history: Box::new(join.history),
         };
-        // Before `Joined`: the joiner may send to the room once it has `room_joined`.
-        self.update_remote(room, total, out);
         out.push((conn.core, joined));
         if grew {
             self.to_every_core(room, set, out);
-        }
-    }
-
-    /// Records the room's total; tells every core when whether other nodes have
-    /// members changed (before any notice of the change reaches a member).
-    fn update_remote(&mut self, room: &Arc<str>, total: usize, out: &mut Posts) {
-        let Some(entry) = self.rooms.get_mut(room) else {
-            return;
-        };
-        entry.total = total;
-        let remote = total > entry.local();
-        if remote != entry.remote {
-            entry.remote = remote;
-            for core in 0..self.cores as u16 {
-                let envelope = Envelope::Remote {
-                    room: room.clone(),
-                    remote,
-                };
-                out.push((CoreId(core), envelope));
-            }
         }
     }
 
@@ -223,11 +185,42 @@ impl NodeRooms {
         }
     }
 
-    /// A room message from another node, for this node's members.
-    pub fn room_message(&self, room: &str, frame: Bytes, out: &mut Posts) {
-        if let Some((room, _)) = self.rooms.get_key_value(room) {
-            let room = room.clone();
-            self.to_members(&room, None, frame, out);
+    /// A room message numbered `offset` by Redis, sent by `sender` (a client id):
+    /// encoded once for this node and sent to the cores with members (not back to the
+    /// sender). (The reader tells the sender's core once the script's reply follows.)
+    pub fn room_message(
+        &mut self,
+        room: &str,
+        offset: u64,
+        sender: &str,
+        open: &[u8],
+        out: &mut Posts,
+    ) {
+        let sender = self.local(sender);
+        let name = self.rooms.get_key_value(room).map(|(name, _)| name.clone());
+        if let (Some(name), Some(entry)) = (name, self.rooms.get_mut(room)) {
+            let buffer = entry.frames.get_or_insert_with(Box::default);
+            let frame = frame_with_offset(open, offset, Some(buffer));
+            self.to_members(&name, sender, frame, out);
+        }
+    }
+
+    /// A room message while Redis is unreachable: for this node's members only, with
+    /// no offset (it is in no history).
+    pub fn room_message_unsequenced(
+        &mut self,
+        room: &str,
+        sender: ConnId,
+        open: &[u8],
+        out: &mut Posts,
+    ) {
+        if let Some((name, _)) = self.rooms.get_key_value(room) {
+            let mut json = Vec::with_capacity(open.len() + 1);
+            json.extend_from_slice(open);
+            json.push(b'}');
+            let frame = encode_unmasked(Opcode::Text, &json);
+            let name = name.clone();
+            self.to_members(&name, Some(sender), frame, out);
         }
     }
 
@@ -293,6 +286,7 @@ mod tests {
             member,
             token: 1,
             id: None,
+            history: JoinHistory::default(),
         }
     }
 
@@ -344,11 +338,7 @@ mod tests {
         rooms.joined("r", join("client_n1_0_3_1", 1), &mut out);
         out.clear();
         rooms.joined("r", join("client_n2_0_3_1", 2), &mut out);
-        assert_eq!(
-            kinds(&out),
-            ["0:Remote", "1:Remote", "0:ToMembers"],
-            "the cores learn another node has members before the notice"
-        );
+        assert_eq!(kinds(&out), ["0:ToMembers"]);
         out.clear();
         rooms.left("r", 1, "client_n1_0_3_1", &mut out);
         assert_eq!(
@@ -358,35 +348,36 @@ mod tests {
         );
         assert_eq!(rooms.room_count(), 0);
         out.clear();
-        rooms.room_message("r", Bytes::from_static(b"x"), &mut out);
+        rooms.room_message(
+            "r",
+            1,
+            "client_n2_0_3_1",
+            b"{\"type\":\"room_message\"",
+            &mut out,
+        );
         assert!(out.is_empty(), "no members here any more");
     }
 
     #[test]
-    fn a_joiner_into_a_room_with_members_elsewhere_publishes_from_its_first_message() {
-        let mut rooms = NodeRooms::new("n1".into(), 1);
+    fn a_room_message_is_numbered_and_sent_to_the_members_but_its_sender() {
+        let mut rooms = NodeRooms::new("n1".into(), 2);
         let mut out = Posts::new();
-        rooms.joined("r", join("client_n1_0_3_1", 4), &mut out);
-        assert_eq!(
-            kinds(&out),
-            ["0:Remote", "0:Joined", "0:Cores", "0:ToMembers"]
+        rooms.joined("r", join("client_n1_0_3_1", 1), &mut out);
+        rooms.joined("r", join("client_n1_1_4_1", 2), &mut out);
+        out.clear();
+        rooms.room_message(
+            "r",
+            7,
+            "client_n1_0_3_1",
+            b"{\"type\":\"room_message\"",
+            &mut out,
         );
-        let Envelope::Remote { remote, .. } = &out[0].1 else {
+        assert_eq!(kinds(&out), ["0:ToMembers", "1:ToMembers"]);
+        let Envelope::ToMembers { except, frame, .. } = &out[0].1 else {
             unreachable!()
         };
-        assert!(remote);
-        out.clear();
-        for (left, total) in [("client_n2_0_1_1", 3), ("client_n2_0_2_1", 2)] {
-            rooms.left("r", total, left, &mut out);
-        }
-        assert_eq!(kinds(&out), ["0:ToMembers", "0:ToMembers"]);
-        out.clear();
-        rooms.left("r", 1, "client_n3_0_1_1", &mut out);
-        assert_eq!(
-            kinds(&out),
-            ["0:Remote", "0:ToMembers"],
-            "alone on this node now"
-        );
+        assert_eq!(*except, Some(conn(0, 3)));
+        assert!(frame.ends_with(b"{\"type\":\"room_message\",\"offset\":7}"));
     }
 
     #[test]
@@ -396,7 +387,7 @@ mod tests {
         let mut out = Posts::new();
         rooms.joined("r", join("client_n1_0_3_1", 1), &mut out);
         out.clear();
-        rooms.join_was_applied(&room, conn(0, 3), 1, 1, None, &mut out);
+        rooms.join_was_applied(&room, conn(0, 3), join("client_n1_0_3_1", 1), &mut out);
         assert!(out.is_empty(), "its event was seen");
         rooms.leave_was_applied(&room, conn(0, 3), &mut out);
         assert_eq!(kinds(&out), ["0:Cores"]);

@@ -1,12 +1,12 @@
 //! What nodes say to each other through Redis: the key and channel names, and the
-//! payloads of pub/sub messages. Pure functions; the Lua scripts write the `J` and
-//! `L` payloads themselves (`scripts.rs`), in the same format.
+//! payloads of pub/sub messages. Pure functions; the Lua scripts write the `J`, `L`
+//! and `M` payloads themselves (`scripts.rs`), in the same format.
 //!
 //! | channel | payload | from |
 //! |---|---|---|
-//! | `ringcast:room:<room>` | `J <total> <client_id> <token> <id JSON or nothing>` | join script |
+//! | `ringcast:room:<room>` | `J <total> <client_id> <epoch> <offset> <recovered: - 0 1> <token> <id JSON or nothing>` | join script |
 //! | `ringcast:room:<room>` | `L <total> <client_id>` | leave and reap scripts |
-//! | `ringcast:room:<room>` | `M <node>\n<frame>` | a member's node |
+//! | `ringcast:room:<room>` | `M <offset> <sender's client_id>\n<open JSON>` | room message script |
 //! | `ringcast:all` | `B <node>\n<frame>` | the sender's node |
 //! | `ringcast:node:<node>` | `P <from node> <core> <slot> <generation> <reply length>\n<reply><frame>` | the sender's node |
 //! | `ringcast:node:<node>` | `D <0 or 1>\n<reply>` | the recipient's node |
@@ -41,6 +41,16 @@ pub fn alive_key(node: &str) -> String {
     format!("{PREFIX}alive:{node}")
 }
 
+/// A room's sequence: its `epoch` and latest `offset`.
+pub fn seq_key(room: &str) -> String {
+    format!("{PREFIX}seq:{room}")
+}
+
+/// A room's kept messages: a stream, entry ids `<offset>-0`.
+pub fn history_key(room: &str) -> String {
+    format!("{PREFIX}history:{room}")
+}
+
 /// How many lives a configured node id has had (`INCR` gives the next).
 pub fn lives_key(node_id: &str) -> String {
     format!("{PREFIX}lives:{node_id}")
@@ -57,6 +67,11 @@ pub enum Event {
     Joined {
         total: usize,
         member: String,
+        epoch: String,
+        offset: u64,
+        /// Asked to recover: whether it could (the missed messages are in the join
+        /// script's reply, which follows this event at once).
+        recovered: Option<bool>,
         token: u32,
         id: Option<Box<RawValue>>,
     },
@@ -65,8 +80,10 @@ pub enum Event {
         member: String,
     },
     RoomMessage {
-        origin: String,
-        frame: Bytes,
+        offset: u64,
+        sender: String,
+        /// The message's JSON without its offset and closing brace (`Encoder::open`).
+        open: Bytes,
     },
     Broadcast {
         origin: String,
@@ -166,10 +183,18 @@ pub fn parse_event(payload: Bytes) -> Option<Event> {
     let (kind, rest) = head.split_once(' ')?;
     match kind {
         "J" if line_end.is_none() => {
-            let mut fields = rest.splitn(4, ' ');
+            let mut fields = rest.splitn(7, ' ');
             Some(Event::Joined {
                 total: fields.next()?.parse().ok()?,
                 member: fields.next()?.to_string(),
+                epoch: fields.next()?.to_string(),
+                offset: fields.next()?.parse().ok()?,
+                recovered: match fields.next()? {
+                    "-" => None,
+                    "0" => Some(false),
+                    "1" => Some(true),
+                    _ => return None,
+                },
                 token: fields.next()?.parse().ok()?,
                 id: parse_id(fields.next().unwrap_or(""))?,
             })
@@ -181,13 +206,20 @@ pub fn parse_event(payload: Bytes) -> Option<Event> {
                 member: member.to_string(),
             })
         }
-        "M" | "B" => {
+        "M" => {
             line_end?;
-            let (origin, frame) = (rest.to_string(), body());
-            Some(if kind == "M" {
-                Event::RoomMessage { origin, frame }
-            } else {
-                Event::Broadcast { origin, frame }
+            let (offset, sender) = rest.split_once(' ')?;
+            Some(Event::RoomMessage {
+                offset: offset.parse().ok()?,
+                sender: sender.to_string(),
+                open: body(),
+            })
+        }
+        "B" => {
+            line_end?;
+            Some(Event::Broadcast {
+                origin: rest.to_string(),
+                frame: body(),
             })
         }
         "P" => {
@@ -249,7 +281,8 @@ mod tests {
 
     #[test]
     fn membership_events_read_as_the_scripts_write_them() {
-        let joined = parse_event(Bytes::from_static(b"J 3 client_n1_0_4_1 7 \"a b\"")).unwrap();
+        let joined =
+            parse_event(Bytes::from_static(b"J 3 client_n1_0_4_1 ep1 9 1 7 \"a b\"")).unwrap();
         assert_eq!(
             format!("{joined:?}"),
             format!(
@@ -257,13 +290,23 @@ mod tests {
                 Event::Joined {
                     total: 3,
                     member: "client_n1_0_4_1".into(),
+                    epoch: "ep1".into(),
+                    offset: 9,
+                    recovered: Some(true),
                     token: 7,
                     id: Some(serde_json::from_str("\"a b\"").unwrap()),
                 }
             )
         );
-        let no_id = parse_event(Bytes::from_static(b"J 1 client_n1_0_4_1 2 ")).unwrap();
-        assert!(matches!(no_id, Event::Joined { id: None, .. }));
+        let no_id = parse_event(Bytes::from_static(b"J 1 client_n1_0_4_1 ep1 0 - 2 ")).unwrap();
+        assert!(matches!(
+            no_id,
+            Event::Joined {
+                id: None,
+                recovered: None,
+                ..
+            }
+        ));
         let left = parse_event(Bytes::from_static(b"L 0 client_n1_0_4_1")).unwrap();
         assert!(matches!(left, Event::Left { total: 0, member } if member == "client_n1_0_4_1"));
     }
@@ -271,10 +314,11 @@ mod tests {
     #[test]
     fn frames_travel_after_their_header_byte_for_byte() {
         let frame = b"\x81\x05hello\n\x00";
-        let payload = concat(&[&frame_header(b'M', "n2"), frame]);
+        let payload = concat(&[b"M 12 client_n1_0_4_1\n", b"{\"x\":\"a\nb\""]);
         assert!(matches!(
             parse_event(payload),
-            Some(Event::RoomMessage { origin, frame: got }) if origin == "n2" && got == frame[..]
+            Some(Event::RoomMessage { offset: 12, sender, open })
+                if sender == "client_n1_0_4_1" && open == b"{\"x\":\"a\nb\""[..]
         ));
         let payload = concat(&[&frame_header(b'B', "n2"), frame]);
         assert!(matches!(

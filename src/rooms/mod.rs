@@ -62,7 +62,7 @@ pub use history::HistoryLimits;
 pub use limit::{ClientLimits, RateLimit};
 pub use state::{
     client_id, cluster_client_id, home_of, parse_client_id, parse_cluster_client_id, ClusterOp,
-    CoreSet, Effect, Envelope, RoomsCore, MAX_CORES,
+    CoreSet, Effect, Envelope, JoinHistory, RoomsCore, MAX_CORES,
 };
 
 use crate::app::{App, AppSetup, CoreCtx, Message};

@@ -8,13 +8,12 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::gate::Gate;
+use super::gate::{Gate, Via};
 use super::{ClusterOp, Effect, Envelope, Recipient, RoomsCore};
 use crate::proto::{error_frame, Encoder, Recover, Request, RequestError};
 use crate::rooms::join_order::JoinOrder;
 use crate::rooms::limit::Bucket;
 use crate::rooms::replies::ReplyQueue;
-use crate::ws::FrameBuffer;
 use crate::ConnId;
 
 #[derive(Debug, Default)]
@@ -27,38 +26,9 @@ pub(super) struct Client {
     pub(super) replies: ReplyQueue,
     /// What is left of the client's message allowance (see `limit`).
     pub(super) allowance: Bucket,
-    /// Where its room messages are encoded (from its first one: an idle client keeps
-    /// one pointer, not the 56-byte buffer).
-    room_frames: Option<Box<RoomFrames>>,
     /// Its room messages in flight to their home and its requests waiting behind
     /// them (`gate`); none for nearly every client.
     pub(super) gate: Option<Box<Gate>>,
-}
-
-/// A client's room messages, encoded one after another while they go to the same
-/// room, so that members write a run of them as one iovec.
-#[derive(Debug)]
-struct RoomFrames {
-    room: Arc<str>,
-    buffer: FrameBuffer,
-}
-
-impl Client {
-    /// The buffer for this client's next message to `room`: a fresh chunk when its
-    /// last message went to another room, so a chunk's frames share one audience.
-    fn room_frames(&mut self, room: &Arc<str>) -> &mut FrameBuffer {
-        let frames = self.room_frames.get_or_insert_with(|| {
-            Box::new(RoomFrames {
-                room: room.clone(),
-                buffer: FrameBuffer::default(),
-            })
-        });
-        if frames.room != *room {
-            frames.buffer.restart();
-            frames.room = room.clone();
-        }
-        &mut frames.buffer
-    }
 }
 
 impl RoomsCore {
@@ -146,6 +116,7 @@ impl RoomsCore {
                 member: conn,
                 token,
                 id,
+                recover: recover.map(Box::new),
             };
             self.to_link(op, out);
             return Ok(());
@@ -201,36 +172,28 @@ impl RoomsCore {
             .string("from", &from)
             .raw("message", message)
             .number("timestamp", now);
-        if !self.is_clustered() {
-            // The home numbers it, keeps it and sends it on (`home_publish`).
-            let home = self.home(&room);
-            let open = encoder.open();
-            self.post(
-                home,
-                Envelope::Publish {
-                    room,
-                    sender: conn,
-                    open,
-                },
-                out,
-            );
-            if home != self.core {
-                self.client(conn).sent_via(home);
-            }
+        let open = encoder.open();
+        if self.is_clustered() {
+            // Redis numbers it; every node with members sends it on (`cluster`).
+            let op = ClusterOp::RoomMessage {
+                room,
+                sender: conn,
+                open,
+            };
+            self.to_link(op, out);
+            self.client(conn).sent_via(Via::Link);
             return Ok(());
         }
-        let frame = encoder.frame_in(self.client(conn).room_frames(&room));
-        let cores = self.room_cores.get(&room).copied().unwrap_or_default();
-        for core in cores.iter() {
-            let envelope = Envelope::ToMembers {
-                room: room.clone(),
-                except: Some(conn),
-                frame: frame.clone(),
-            };
-            self.post(core, envelope, out);
-        }
-        if self.remote_rooms.contains(&room) {
-            self.to_link(ClusterOp::RoomMessage { room, frame }, out);
+        // The home numbers it, keeps it and sends it on (`home_publish`).
+        let home = self.home(&room);
+        let publish = Envelope::Publish {
+            room,
+            sender: conn,
+            open,
+        };
+        self.post(home, publish, out);
+        if home != self.core {
+            self.client(conn).sent_via(Via::Core(home));
         }
         Ok(())
     }
@@ -394,7 +357,6 @@ impl RoomsCore {
         self.cluster = Some(super::ClusterNode { id: node, epoch });
         self.local_members.clear();
         self.room_cores.clear();
-        self.remote_rooms.clear();
         for (conn, client) in &mut self.clients {
             client.rooms = JoinOrder::default();
             out.push(Effect::Close {

@@ -21,15 +21,28 @@ use super::{Effect, RoomsCore};
 use crate::proto::Request;
 use crate::{ConnId, CoreId};
 
+// `Hop::Via(Via::Core)` names the home core.
+const _: fn(CoreId) -> Via = Via::Core;
+
 /// Bytes of requests one client may have waiting behind its room messages in flight.
 pub const MAX_HELD_BYTES: usize = 1 << 20;
+
+/// The way a request's messages leave the client's core, when it is not straight to
+/// the recipients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Via {
+    /// A room's home core (a room message on a stand-alone server).
+    Core(CoreId),
+    /// The cluster link: Redis numbers room messages, and orders them with private
+    /// messages to other nodes.
+    Link,
+}
 
 /// Where a request first goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Hop {
-    /// To a room's home core (a room message).
-    Home(CoreId),
-    /// Straight to other clients (private messages, broadcasts).
+    Via(Via),
+    /// Straight to other clients (private messages here, broadcasts).
     Direct,
     /// Nowhere that could overtake (joins, leaves, metadata, errors).
     Any,
@@ -38,7 +51,7 @@ pub(super) enum Hop {
 /// A client's room messages in flight, and its requests waiting behind them.
 #[derive(Debug, Default)]
 pub(super) struct Gate {
-    via: Option<CoreId>,
+    via: Option<Via>,
     in_flight: u32,
     held: VecDeque<(Bytes, bool)>,
     held_bytes: usize,
@@ -55,15 +68,15 @@ impl super::client::Client {
         match (&self.gate, hop) {
             (None, _) | (_, Hop::Any) => true,
             (Some(gate), _) if gate.in_flight == 0 => true,
-            (Some(gate), Hop::Home(home)) => gate.via == Some(home),
+            (Some(gate), Hop::Via(via)) => gate.via == Some(via),
             (Some(_), Hop::Direct) => false,
         }
     }
 
-    /// A room message was posted to home core `home` (another core).
-    pub(super) fn sent_via(&mut self, home: CoreId) {
+    /// A room message left for `via` (another core, or the cluster link).
+    pub(super) fn sent_via(&mut self, via: Via) {
         let gate = self.gate.get_or_insert_with(Box::default);
-        gate.via = Some(home);
+        gate.via = Some(via);
         gate.in_flight += 1;
     }
 }
@@ -71,10 +84,19 @@ impl super::client::Client {
 impl RoomsCore {
     /// Where `request` from `conn` goes first.
     pub(super) fn first_hop(&self, conn: ConnId, request: &Request<'_>) -> Hop {
+        let clustered = self.is_clustered();
         match request {
             Request::RoomMessage { room, .. } if self.clients[&conn].rooms.contains(&**room) => {
-                Hop::Home(self.home(room))
+                if clustered {
+                    Hop::Via(Via::Link)
+                } else {
+                    Hop::Via(Via::Core(self.home(room)))
+                }
             }
+            Request::PrivateMessage { to, .. } if clustered => match self.recipient(to) {
+                Some(super::Recipient::Node(..)) => Hop::Via(Via::Link),
+                _ => Hop::Direct,
+            },
             Request::PrivateMessage { .. } | Request::Broadcast { .. } => Hop::Direct,
             _ => Hop::Any,
         }

@@ -16,7 +16,7 @@ mod gate;
 mod home;
 mod replica;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -106,9 +106,6 @@ pub enum Envelope {
     Sequenced { sender: ConnId },
     /// From the home to every core: the cores with members changed (empty: room gone).
     Cores { room: Arc<str>, cores: CoreSet },
-    /// Cluster, from the link to every core: whether other nodes have members of the
-    /// room (a room message is published for them only then).
-    Remote { room: Arc<str>, remote: bool },
     /// A frame for the local members of a room, but `except`.
     ToMembers {
         room: Arc<str>,
@@ -161,17 +158,25 @@ pub struct JoinHistory {
 /// link runs them in the order the core made them.
 #[derive(Debug)]
 pub enum ClusterOp {
-    /// Count a join cluster-wide; the link answers with `Joined` and notices.
+    /// Count a join cluster-wide (recovering from `recover`); the link answers with
+    /// `Joined` and notices.
     Join {
         room: Arc<str>,
         member: ConnId,
         token: u32,
         id: Option<Box<RawValue>>,
+        recover: Option<Box<Recover>>,
     },
     /// Count a leave cluster-wide (already left locally).
     Leave { room: Arc<str>, member: ConnId },
-    /// A room message (already sent to this node's members) for the other nodes.
-    RoomMessage { room: Arc<str>, frame: Bytes },
+    /// A room message, encoded but for its offset (`Encoder::open`): Redis numbers it
+    /// and keeps it, and every node with members (this one too) sends it on; this
+    /// node then tells the sender's core (`Sequenced`).
+    RoomMessage {
+        room: Arc<str>,
+        sender: ConnId,
+        open: Bytes,
+    },
     /// A broadcast (already sent to this node's clients) for the other nodes.
     Broadcast { frame: Bytes },
     /// A private message to a client of node `node`; the outcome comes back as
@@ -274,8 +279,6 @@ pub struct RoomsCore {
     /// On a cluster node: its name and life. Joins, leaves and cross-node messages then
     /// go to the link to Redis, which plays the home role for every room.
     cluster: Option<ClusterNode>,
-    /// Cluster: rooms with members on other nodes too (a subset of `room_cores`).
-    remote_rooms: HashSet<Arc<str>>,
     /// The offsets and kept messages of the rooms homed here.
     histories: Histories,
 }
@@ -355,7 +358,6 @@ impl RoomsCore {
             limits: ClientLimits::default(),
             local_work: VecDeque::new(),
             cluster: None,
-            remote_rooms: HashSet::new(),
             histories: Histories::new(HistoryLimits::default()),
         }
     }
@@ -576,13 +578,6 @@ impl RoomsCore {
             }
             Envelope::Sequenced { sender } => self.on_sequenced(sender, now, out),
             Envelope::Cores { room, cores } => self.on_cores(room, cores),
-            Envelope::Remote { room, remote } => {
-                if remote {
-                    self.remote_rooms.insert(room);
-                } else {
-                    self.remote_rooms.remove(&room);
-                }
-            }
             Envelope::ToMembers {
                 room,
                 except,

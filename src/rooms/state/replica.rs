@@ -95,7 +95,6 @@ impl RoomsCore {
     /// From the home: the cores with members changed (empty: the room is gone).
     pub(super) fn on_cores(&mut self, room: Arc<str>, cores: CoreSet) {
         if cores.is_empty() {
-            self.remote_rooms.remove(&room);
             self.room_cores.remove(&room);
         } else {
             self.room_cores.insert(room, cores);
