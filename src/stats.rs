@@ -18,6 +18,8 @@ pub struct CoreStats {
     refused_total: AtomicU64,
     messages_received: AtomicU64,
     handshake_timeouts: AtomicU64,
+    history_bytes: AtomicU64,
+    history_rooms: AtomicU64,
 }
 
 /// A sum of every core's counters at one moment.
@@ -46,6 +48,11 @@ pub struct Stats {
     /// Connections that had not completed their upgrade by `handshake_timeout_ms`
     /// (silent, slowloris, or half-open) and were reset.
     pub handshake_timeouts: u64,
+    /// Rooms app: bytes of room history kept (frames of the last `history_size`
+    /// messages of the rooms homed on the core).
+    pub history_bytes: u64,
+    /// Rooms app: rooms with a history (an epoch and offsets) on the core.
+    pub history_rooms: u64,
 }
 
 impl Stats {
@@ -69,7 +76,7 @@ struct Metric {
 /// series' value from a core's counters.
 type Series = (&'static str, fn(&Stats) -> u64);
 
-const METRICS: [Metric; 10] = [
+const METRICS: [Metric; 12] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
@@ -117,6 +124,18 @@ const METRICS: [Metric; 10] = [
         kind: "counter",
         help: "Connections reset for not completing the upgrade within handshake_timeout_ms.",
         series: &[("", |s| s.handshake_timeouts)],
+    },
+    Metric {
+        name: "ringcast_history_bytes",
+        kind: "gauge",
+        help: "Rooms app: bytes of room history kept on the core (at most history_max_bytes).",
+        series: &[("", |s| s.history_bytes)],
+    },
+    Metric {
+        name: "ringcast_history_rooms",
+        kind: "gauge",
+        help: "Rooms app: rooms with a history (epoch and offsets) homed on the core.",
+        series: &[("", |s| s.history_rooms)],
     },
     Metric {
         name: "ringcast_messages_received_total",
@@ -231,12 +250,18 @@ counters! {
     count_refused_per_ip => refused_per_ip,
     count_refused_total => refused_total,
     count_handshake_timeout => handshake_timeouts;
-    hot: messages_received,
+    hot: messages_received, history_bytes, history_rooms,
 }
 
 impl CoreStats {
     /// Counts a message from a client. On the hot path, and only the owning core
     /// writes it: a plain load and store, not a locked read-modify-write.
+    /// Sets the core's room history gauges (only the owning core writes them).
+    pub fn set_history(&self, bytes: usize, rooms: usize) {
+        self.history_bytes.store(bytes as u64, Relaxed);
+        self.history_rooms.store(rooms as u64, Relaxed);
+    }
+
     pub(crate) fn count_message_received(&self) {
         let n = self.messages_received.load(Relaxed);
         self.messages_received.store(n + 1, Relaxed);
@@ -373,6 +398,7 @@ mod tests {
         for _ in 0..5 {
             cores[0].count_message_received();
         }
+        cores[1].set_history(4096, 3);
         let text = render_metrics(&cores);
         for line in [
             "# TYPE ringcast_connections_accepted_total counter",
@@ -393,17 +419,21 @@ mod tests {
             "ringcast_connections_refused_total{core=\"1\",reason=\"total\"} 1",
             "ringcast_messages_received_total{core=\"0\"} 5",
             "ringcast_messages_received_total{core=\"1\"} 0",
+            "# TYPE ringcast_history_bytes gauge",
+            "ringcast_history_bytes{core=\"1\"} 4096",
+            "ringcast_history_rooms{core=\"1\"} 3",
+            "ringcast_history_rooms{core=\"0\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
-        // 10 metrics: HELP, TYPE and one line per core each; the refusals two per core.
-        assert_eq!(text.lines().count(), 10 * 2 + 11 * cores.len());
+        // 12 metrics: HELP, TYPE and one line per core each; the refusals two per core.
+        assert_eq!(text.lines().count(), 12 * 2 + 13 * cores.len());
         assert_eq!(
             text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-            10
+            12
         );
     }
 

@@ -140,6 +140,8 @@ impl RoomsApp {
     }
 
     fn apply(&mut self, ctx: &CoreCtx<Envelope>) {
+        let (bytes, rooms) = self.state.history_usage();
+        ctx.stats().set_history(bytes, rooms);
         for effect in self.effects.drain(..) {
             match effect {
                 Effect::Send { to, frame } => {
