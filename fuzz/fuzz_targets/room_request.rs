@@ -81,7 +81,7 @@ fn check_request(request: &Request<'_>, object: &serde_json::Map<String, Value>)
             assert_eq!(kind, Some("broadcast"));
             check_message(message, object);
         }
-        Request::JoinRoom { room } => {
+        Request::JoinRoom { room, .. } => {
             assert_eq!(kind, Some("join_room"));
             assert_eq!(*room, text("room"));
         }

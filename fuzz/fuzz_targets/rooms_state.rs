@@ -214,7 +214,7 @@ impl Sim {
             return;
         }
         match request {
-            Ok(Request::JoinRoom { room }) => {
+            Ok(Request::JoinRoom { room, .. }) => {
                 let rooms = &mut self.clients[client].rooms;
                 let admitted = !room.is_empty()
                     && !rooms.iter().any(|r| *r == room)
