@@ -1,11 +1,12 @@
 //! The reconnecting client: a background thread that owns the connection, reconnects
 //! with the [`Backoff`] schedule when it fails or is lost (to the next of its URLs,
 //! when it has several), rejoins the rooms and re-applies the metadata it was asked
-//! for, and reports everything as [`Event`]s on a channel. Commands come in through a
-//! [`ClientHandle`]. It never touches the codec directly; `conn.rs` does.
+//! for (asking to recover each room's messages from where it had read them, see
+//! `history.rs`), and reports everything as [`Event`]s on a channel. Commands come in
+//! through a [`ClientHandle`]. It never touches the codec directly; `conn.rs` does.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,50 +16,14 @@ use super::backoff::Backoff;
 use super::config::ClientConfig;
 use super::conn::{ConnSender, Connection};
 use super::error::ClientError;
+use super::event::{Event, StopReason};
+use super::history::{Positions, Seen};
 use super::url::{Rotation, WsUrl};
 use crate::proto::{ClientMessage, Received, RequestId};
 
 /// Events the application may leave unread before the client stops reading the
 /// socket. Past it the server sees a slow consumer (and closes it with 1008).
 pub const EVENT_CAPACITY: usize = 1024;
-
-/// What happened, in order.
-#[derive(Debug)]
-pub enum Event {
-    /// A connection to `url` is up, with this `client_id` (a new one after each
-    /// reconnect). Its `welcome` follows as a [`Event::Message`]; then the client
-    /// rejoins its rooms and re-applies its metadata (the replies arrive as messages).
-    Connected {
-        url: WsUrl,
-        client_id: String,
-        reconnected: bool,
-    },
-    /// A message from the server.
-    Message(Received),
-    /// A connection attempt to `url` failed.
-    ConnectFailed { url: WsUrl, error: ClientError },
-    /// The connection that was up ended.
-    Disconnected { reason: ClientError },
-    /// Waiting `delay` before reconnect attempt `attempt` (counted since the backoff
-    /// last reset, so `delay` is within that attempt's ceiling).
-    Reconnecting { attempt: u32, delay: Duration },
-    /// A message was not sent: no connection was up (joins, leaves and metadata are
-    /// never dropped: they are applied on the next connection), or the write failed
-    /// (a [`Event::Disconnected`] with the cause follows).
-    NotSent { text: String },
-    /// The client ended; no event follows.
-    Stopped(StopReason),
-}
-
-/// Why the client ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// [`ClientHandle::close`], or every handle was dropped.
-    Closed,
-    /// Reconnecting is off, the attempts ran out, or the error is permanent; the cause
-    /// was the last [`Event::ConnectFailed`] or [`Event::Disconnected`].
-    GaveUp,
-}
 
 enum Input {
     Send(ClientMessage, Option<RequestId>),
@@ -134,6 +99,7 @@ impl Client {
             inbox_tx: inbox_tx.clone(),
             events: events_tx,
             rooms: Vec::new(),
+            positions: Arc::default(),
             metadata: Map::new(),
             generation: 0,
             connected_before: false,
@@ -291,6 +257,11 @@ struct Driver {
     events: SyncSender<Event>,
     /// Rooms asked for, in join order.
     rooms: Vec<String>,
+    /// How far each room's history was read. The reading thread moves it as messages
+    /// arrive (it must see them in order, before the application does); this thread
+    /// reads it to rejoin and notes joins, leaves and our own room messages. The lock
+    /// is held for a map update only, never across I/O.
+    positions: Arc<Mutex<Positions>>,
     metadata: Map<String, Value>,
     generation: u64,
     connected_before: bool,
@@ -394,13 +365,19 @@ impl Driver {
     /// whether `message` was one of them.
     fn remember(&mut self, message: &ClientMessage) -> bool {
         match message {
-            ClientMessage::JoinRoom { room } => {
+            ClientMessage::JoinRoom { room, recover } => {
                 // An empty name is refused by the server ("Room name required").
-                if !room.is_empty() && !self.rooms.contains(room) {
-                    self.rooms.push(room.clone());
+                if !room.is_empty() {
+                    if !self.rooms.contains(room) {
+                        self.rooms.push(room.clone());
+                    }
+                    self.positions().handle_join(room, recover.as_ref());
                 }
             }
-            ClientMessage::LeaveRoom { room } => self.rooms.retain(|r| r != room),
+            ClientMessage::LeaveRoom { room } => {
+                self.rooms.retain(|r| r != room);
+                self.positions().handle_leave(room);
+            }
             ClientMessage::SetMetadata { metadata } => {
                 for (key, value) in metadata {
                     self.metadata.insert(key.clone(), value.clone());
@@ -424,6 +401,7 @@ impl Driver {
         self.emit(Event::Message(conn.welcome().clone()));
         let (mut reader, sender) = conn.split();
         let (events, inbox) = (self.events.clone(), self.inbox_tx.clone());
+        let positions = Arc::clone(&self.positions);
         // Messages go straight to the application's channel: when it is full this
         // thread stops reading the socket, and TCP backpressure reaches the server.
         let spawned = std::thread::Builder::new()
@@ -431,7 +409,8 @@ impl Driver {
             .spawn(move || loop {
                 match reader.recv() {
                     Ok(received) => {
-                        if events.send(Event::Message(received)).is_err() {
+                        let seen = lock(&positions).handle(&received.message);
+                        if !send_seen(&events, seen, received) {
                             break;
                         }
                     }
@@ -460,7 +439,18 @@ impl Driver {
                 error: ClientError::ConnectionLost,
             });
         }
-        let rejoin: Vec<ClientMessage> = self.rooms.iter().map(ClientMessage::join_room).collect();
+        // Each rejoin asks to recover from where the room was read to. The position is
+        // marked asked before the join goes out, so the reader sees it with the reply.
+        let rejoin: Vec<ClientMessage> = {
+            let mut positions = self.positions();
+            let rooms = self.rooms.iter();
+            rooms
+                .map(|room| ClientMessage::JoinRoom {
+                    room: room.clone(),
+                    recover: positions.rejoin(room),
+                })
+                .collect()
+        };
         for message in rejoin {
             self.send_live(&mut live, &message, None);
         }
@@ -478,11 +468,13 @@ impl Driver {
             match input {
                 Input::Send(message, id) => {
                     self.remember(&message);
+                    self.note_own_message(&message);
                     self.send_live(&mut live, &message, id.as_ref());
                 }
                 Input::SendText(text) => {
                     if let Some(message) = ClientMessage::parse(&text) {
                         self.remember(&message);
+                        self.note_own_message(&message);
                     }
                     if let Err(error) = live.sender.send_text(&text) {
                         self.emit(Event::NotSent { text });
@@ -501,6 +493,18 @@ impl Driver {
                 }
                 Input::Lost { .. } => {}
             }
+        }
+    }
+
+    fn positions(&self) -> MutexGuard<'_, Positions> {
+        lock(&self.positions)
+    }
+
+    /// Our room message about to go out takes an offset we will never see; counted
+    /// first, so the reader knows it before any later message can arrive.
+    fn note_own_message(&self, message: &ClientMessage) {
+        if let ClientMessage::RoomMessage { room, .. } = message {
+            self.positions().handle_own_message(room);
         }
     }
 
@@ -546,4 +550,29 @@ impl Driver {
         }
         live.sender.shutdown();
     }
+}
+
+fn lock(positions: &Mutex<Positions>) -> MutexGuard<'_, Positions> {
+    // A panic mid-update leaves at worst one stale position: a rejoin then asks for
+    // too much (the extra is dropped as duplicates) or too little (a gap, reported).
+    positions
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sends one received message's events in order: a note before it, the message
+/// unless it was a duplicate, a note after it. `false`: the application is gone.
+fn send_seen(events: &SyncSender<Event>, seen: Seen, received: Received) -> bool {
+    let Seen {
+        before,
+        deliver,
+        after,
+    } = seen;
+    let message = deliver.then_some(Event::Message(received));
+    before
+        .map(Event::from)
+        .into_iter()
+        .chain(message)
+        .chain(after.map(Event::from))
+        .all(|event| events.send(event).is_ok())
 }

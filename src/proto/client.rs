@@ -27,6 +27,15 @@ impl From<&str> for RequestId {
     }
 }
 
+/// Where a client has read a room's history to (**ext**, issue 13): the room's
+/// `epoch` from its `room_joined` and the last `offset` it has. A `join_room` with one
+/// asks the server to replay the messages after it; see [`ClientMessage::JoinRoom`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomPosition {
+    pub epoch: String,
+    pub offset: u64,
+}
+
 /// A client request (PROTOCOL.md, "Client -> server"). `message` is any JSON value,
 /// relayed verbatim; the seed's clients send strings. Missing fields read as the
 /// server reads them (empty), so a raw line can be parsed to see what it asks.
@@ -38,10 +47,14 @@ pub enum ClientMessage {
         #[serde(default)]
         message: Value,
     },
-    /// Join a room (a second join of the same room does nothing).
+    /// Join a room (a second join of the same room does nothing). With `recover`
+    /// (**ext**), the server replays the room's messages after that position, if it
+    /// still has them, and says so in `room_joined`'s `recovered`.
     JoinRoom {
         #[serde(default)]
         room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recover: Option<RoomPosition>,
     },
     LeaveRoom {
         #[serde(default)]
@@ -83,7 +96,18 @@ impl ClientMessage {
     }
 
     pub fn join_room(room: impl Into<String>) -> Self {
-        ClientMessage::JoinRoom { room: room.into() }
+        ClientMessage::JoinRoom {
+            room: room.into(),
+            recover: None,
+        }
+    }
+
+    /// A join that asks for the messages after `from` (**ext**).
+    pub fn join_room_recovering(room: impl Into<String>, from: RoomPosition) -> Self {
+        ClientMessage::JoinRoom {
+            room: room.into(),
+            recover: Some(from),
+        }
     }
 
     pub fn leave_room(room: impl Into<String>) -> Self {
@@ -136,10 +160,19 @@ pub enum ServerMessage {
         message: Value,
         timestamp: u64,
     },
-    /// This client joined `room`, which now has `members` members.
+    /// This client joined `room`, which now has `members` members. **ext** (issue 13;
+    /// `None` from a server without history): the room's history `epoch`, its latest
+    /// `offset` at the join, and for a join with `recover`, whether the messages after
+    /// that position follow (`recovered`).
     RoomJoined {
         room: String,
         members: u64,
+        #[serde(default)]
+        epoch: Option<String>,
+        #[serde(default)]
+        offset: Option<u64>,
+        #[serde(default)]
+        recovered: Option<bool>,
         #[serde(default)]
         id: Option<RequestId>,
     },
@@ -153,11 +186,15 @@ pub enum ServerMessage {
         client_id: String,
         total_members: u64,
     },
+    /// **ext** (issue 13): `offset` is the message's place in the room's history, one
+    /// more than the room's previous message (`None` from a server without history).
     RoomMessage {
         room: String,
         from: String,
         message: Value,
         timestamp: u64,
+        #[serde(default)]
+        offset: Option<u64>,
     },
     PrivateMessage {
         from: String,
@@ -292,6 +329,64 @@ mod tests {
     }
 
     #[test]
+    fn a_join_with_recover_carries_the_position_and_then_the_id() {
+        let from = RoomPosition {
+            epoch: "e7".into(),
+            offset: 12,
+        };
+        let message = ClientMessage::join_room_recovering("lobby", from);
+        let json = r#"{"type":"join_room","room":"lobby","recover":{"epoch":"e7","offset":12}}"#;
+        assert_eq!(message.to_json(), json);
+        assert_eq!(ClientMessage::parse(json), Some(message.clone()));
+        assert_eq!(
+            message.to_json_with_id(&"j1".into()),
+            r#"{"type":"join_room","room":"lobby","recover":{"epoch":"e7","offset":12},"id":"j1"}"#
+        );
+        // A first join asks for nothing: no `recover` key at all, not `null`.
+        assert!(!ClientMessage::join_room("lobby")
+            .to_json()
+            .contains("recover"));
+    }
+
+    #[test]
+    fn history_fields_parse_and_servers_without_them_still_parse() {
+        let joined = ServerMessage::parse(
+            r#"{"type":"room_joined","room":"r","members":1,"epoch":"e1","offset":4,"recovered":true,"id":2}"#,
+        );
+        assert_eq!(
+            joined,
+            ServerMessage::RoomJoined {
+                room: "r".into(),
+                members: 1,
+                epoch: Some("e1".into()),
+                offset: Some(4),
+                recovered: Some(true),
+                id: Some(2.into()),
+            }
+        );
+        let message = ServerMessage::parse(
+            r#"{"type":"room_message","room":"r","from":"c1","message":"m","timestamp":9,"offset":5}"#,
+        );
+        assert!(matches!(
+            message,
+            ServerMessage::RoomMessage {
+                offset: Some(5),
+                ..
+            }
+        ));
+        let old = ServerMessage::parse(r#"{"type":"room_joined","room":"r","members":1}"#);
+        assert!(matches!(
+            old,
+            ServerMessage::RoomJoined {
+                epoch: None,
+                offset: None,
+                recovered: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn raw_requests_with_missing_fields_read_as_the_server_reads_them() {
         assert_eq!(
             ClientMessage::parse(r#"{"type":"join_room"}"#),
@@ -324,6 +419,9 @@ mod tests {
                 ServerMessage::RoomJoined {
                     room: "r".into(),
                     members: 2,
+                    epoch: None,
+                    offset: None,
+                    recovered: None,
                     id: Some("x".into()),
                 },
             ),
@@ -350,6 +448,7 @@ mod tests {
                     from: "c1".into(),
                     message: json!([1]),
                     timestamp: 9,
+                    offset: None,
                 },
             ),
             (

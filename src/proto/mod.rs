@@ -22,7 +22,7 @@ mod error;
 mod request;
 pub mod scan;
 
-pub use client::{ClientMessage, Received, RequestId, ServerMessage};
+pub use client::{ClientMessage, Received, RequestId, RoomPosition, ServerMessage};
 pub use encode::{error_frame, frame_with_offset, Encoder};
 pub use error::RequestError;
 pub use request::{parse_request, Recover, Request};

@@ -1,18 +1,22 @@
 //! `ringcast client` as a process: scripted stdin, stdout checked line by line, and
 //! the documented exit codes (0 at end of input, /quit or Ctrl-C, 2 for a bad URL, 3
 //! when the server cannot be reached and 4 when it goes away, both with --no-reconnect);
-//! several URLs, tried in turn.
+//! several URLs, tried in turn; what a rejoin after a reconnect recovered or lost
+//! (issue 13).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use ringcast::client::{ClientMessage, ConnectOptions, Connection, ServerMessage};
 use ringcast::rooms::RoomsApp;
 use serde_json::{json, Value};
 
+use crate::client_lib::proxy::Proxy;
+use crate::client_lib::recover::{next_room_message, room_joined, room_message, Peer};
 use crate::{start_server, Server, WAIT};
 
 fn rooms_server() -> Server {
@@ -259,9 +263,15 @@ fn json_mode_sends_raw_lines_and_prints_every_message_as_one_json_line() {
     assert_eq!(welcome["type"], "welcome");
     cli.say(r#"{"type":"join_room","room":"r","id":7}"#);
     let joined = parse(cli.next_line_where(|_| true));
+    // Compared field by field: a server with history (issue 13) adds epoch and offset.
     assert_eq!(
-        joined,
-        json!({"type": "room_joined", "room": "r", "members": 1, "id": 7})
+        [
+            &joined["type"],
+            &joined["room"],
+            &joined["members"],
+            &joined["id"]
+        ],
+        [&json!("room_joined"), &json!("r"), &json!(1), &json!(7)]
     );
     cli.say("not json");
     let error = parse(cli.next_line_where(|_| true));
@@ -365,6 +375,97 @@ fn the_cli_survives_a_server_restart_and_rejoins_its_room() {
         (peer.client_id().to_string(), "you are back".to_string())
     );
     let _ = first;
+    let (status, stderr) = cli.end_input();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
+/// A scripted server with history for room `r`: the first connection reads to 3 and is
+/// cut, the second recovers 4 and 5 and is cut, the third finds the history lost
+/// (a new epoch) and is handed back, open.
+fn recover_then_lose() -> (SocketAddr, JoinHandle<Peer>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut first = Peer::accept(&listener, "client_1");
+        first.recv();
+        first.send(room_joined("e1", 2, None));
+        first.send(room_message(3));
+        first.cut();
+        let mut second = Peer::accept(&listener, "client_2");
+        assert_eq!(
+            second.recv()["recover"],
+            json!({"epoch": "e1", "offset": 3})
+        );
+        second.send(room_joined("e1", 5, Some(true)));
+        second.send(room_message(4));
+        second.send(room_message(5));
+        second.cut();
+        let mut third = Peer::accept(&listener, "client_3");
+        assert_eq!(third.recv()["recover"], json!({"epoch": "e1", "offset": 5}));
+        third.send(room_joined("e2", 0, Some(false)));
+        third
+    });
+    (addr, server)
+}
+
+#[test]
+fn after_reconnects_the_cli_says_how_many_messages_it_recovered_or_that_some_were_lost() {
+    for json_mode in [false, true] {
+        let (addr, server) = recover_then_lose();
+        let url = format!("ws://{addr}/");
+        let mut args = vec![url.as_str(), "--room", "r"];
+        if json_mode {
+            args.push("--json");
+        }
+        let cli = Cli::start(&args);
+        for offset in 3..=5 {
+            let line = cli.next_line_where(|line| line.contains("room_message"));
+            if json_mode {
+                let message: Value = serde_json::from_str(&line).expect("a JSON line");
+                assert_eq!(message["offset"], offset, "{line}");
+            } else {
+                assert!(
+                    line.ends_with(&format!(" r client_other m{offset}")),
+                    "{line}"
+                );
+            }
+        }
+        cli.expect_status("recovered 2 missed messages in r");
+        cli.expect_status("r: history lost, some messages were missed");
+        server.join().expect("the script ran").cut();
+        let (status, stderr) = cli.end_input();
+        assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    }
+}
+
+#[test]
+fn the_cli_prints_the_messages_missed_while_away_then_the_count_recovered() {
+    let server = rooms_server();
+    let proxy = Proxy::start(server.addr());
+    let sender = peer_in(&server, "lobby");
+    let mut witness = peer_in(&server, "lobby");
+    let cli = Cli::start(&[&format!("ws://{}/", proxy.addr()), "--room", "lobby"]);
+    cli.expect("room_joined", "lobby");
+    sender
+        .send(&ClientMessage::room_message("lobby", "before"))
+        .unwrap();
+    assert_eq!(cli.expect("room_message", "lobby").1, "before");
+    next_room_message(&mut witness);
+
+    proxy.cut();
+    cli.expect_status("disconnected:");
+    for i in 1..=3 {
+        sender
+            .send(&ClientMessage::room_message("lobby", format!("missed {i}")))
+            .unwrap();
+        next_room_message(&mut witness);
+    }
+    proxy.open();
+    cli.expect_status("reconnected to");
+    for i in 1..=3 {
+        assert_eq!(cli.expect("room_message", "lobby").1, format!("missed {i}"));
+    }
+    cli.expect_status("recovered 3 missed messages in lobby");
     let (status, stderr) = cli.end_input();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }

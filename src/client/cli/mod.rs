@@ -1,6 +1,7 @@
 //! `ringcast client URL...`: an interactive (or `--json`, scripted) client on stdin and
 //! stdout, over the reconnecting [`Client`]. Received messages go to stdout, one per
-//! line; what the client is doing (connected, reconnecting) goes to stderr.
+//! line; what the client is doing (connected, reconnecting, what a rejoin recovered)
+//! goes to stderr.
 //! Parsing lines and formatting output are in `line.rs` and `output.rs`.
 
 mod line;
@@ -52,7 +53,8 @@ pub struct ClientArgs {
     /// several, separated by spaces, to fail over between them.
     #[arg(value_name = "URL", required = true)]
     pub urls: Vec<String>,
-    /// Join ROOM once connected, and again after every reconnect (repeatable).
+    /// Join ROOM once connected, and again after every reconnect, recovering the
+    /// messages missed meanwhile where the server keeps history (repeatable).
     #[arg(long = "room", value_name = "ROOM")]
     pub rooms: Vec<String>,
     /// Set a metadata key once connected, and again after every reconnect
@@ -198,6 +200,22 @@ fn read_input(handle: &ClientHandle, json: bool, mut rooms: Vec<String>) {
     handle.close();
 }
 
+/// After a reconnect, what a room's recovery brought back.
+fn recovered_line(room: &str, missed: u64) -> String {
+    match missed {
+        0 => format!("rejoined {room}, no messages missed"),
+        1 => format!("recovered 1 missed message in {room}"),
+        n => format!("recovered {n} missed messages in {room}"),
+    }
+}
+
+fn messages(n: u64) -> String {
+    match n {
+        1 => "1 message".to_string(),
+        n => format!("{n} messages"),
+    }
+}
+
 /// Prints events until the client stops; returns the exit code.
 fn print_events(json: bool, events: impl Iterator<Item = Event>) -> u8 {
     let mut connected_once = false;
@@ -233,10 +251,48 @@ fn print_events(json: bool, events: impl Iterator<Item = Event>) -> u8 {
                 delay.as_secs_f64()
             ),
             Event::NotSent { text } => eprintln!("ringcast: not connected, not sent: {text}"),
+            Event::Recovered { room, missed } => {
+                eprintln!("ringcast: {}", recovered_line(&room, missed))
+            }
+            Event::HistoryLost { room } => {
+                eprintln!("ringcast: {room}: history lost, some messages were missed")
+            }
+            Event::Gap {
+                room,
+                missing,
+                offset,
+            } => eprintln!(
+                "ringcast: {room}: {} missing before message {offset}",
+                messages(missing)
+            ),
+            Event::DuplicateDropped { room, offset } => {
+                eprintln!("ringcast: {room}: message {offset} came twice, dropped the copy")
+            }
             Event::Stopped(StopReason::Closed) => return EXIT_OK,
             Event::Stopped(StopReason::GaveUp) if connected_once => return EXIT_LOST,
             Event::Stopped(StopReason::GaveUp) => return EXIT_UNREACHABLE,
         }
     }
     EXIT_ERROR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_lines_count_what_came_back() {
+        assert_eq!(
+            recovered_line("lobby", 3),
+            "recovered 3 missed messages in lobby"
+        );
+        assert_eq!(
+            recovered_line("lobby", 1),
+            "recovered 1 missed message in lobby"
+        );
+        assert_eq!(
+            recovered_line("lobby", 0),
+            "rejoined lobby, no messages missed"
+        );
+    }
 }

@@ -114,7 +114,14 @@ fn when_redis_comes_back_empty_nodes_restart_their_clients_under_new_ids_and_rej
     );
     let new_a = node_of(&new_auto_id).to_string();
     assert_ne!(new_a, old_a, "a restarted node takes a new node id");
-    expect_event(&auto, &room_joined("r", 1));
+    // It asked to recover its position; Redis came back empty, so the history is lost.
+    let mut rejoined = room_joined("r", 1);
+    rejoined["recovered"] = json!(false);
+    expect_event(&auto, &rejoined);
+    match auto.events().recv_timeout(WAIT) {
+        Ok(Event::HistoryLost { room }) => assert_eq!(room, "r"),
+        other => panic!("expected the history of r reported lost, got {other:?}"),
+    }
 
     // Clients that reconnect and rejoin by hand count exactly across both nodes.
     let mut a1 = NodeClient::connect(a.addr());
