@@ -82,6 +82,10 @@ struct ServeArgs {
     /// SO_RCVBUF of accepted sockets, in bytes [default: the kernel's].
     #[arg(long, value_name = "BYTES")]
     recv_buffer: Option<usize>,
+    /// Rooms app: messages kept per room for clients that recover after a reconnect
+    /// (0: none; offsets are still given) [default: 64].
+    #[arg(long, value_name = "N")]
+    history_size: Option<usize>,
     /// Run as a node of a cluster sharing rooms through this Redis (rooms app), e.g.
     /// redis://127.0.0.1:6379/0. Refuses to start if Redis cannot be reached.
     #[arg(long, value_name = "URL")]
@@ -137,6 +141,9 @@ impl ServeArgs {
         }
         if let Some(bytes) = self.recv_buffer {
             config.recv_buffer_bytes = Some(bytes);
+        }
+        if let Some(size) = self.history_size {
+            config.history_size = size;
         }
         if let Some(url) = self.redis {
             config.cluster.redis_url = Some(url);
