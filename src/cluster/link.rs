@@ -179,6 +179,9 @@ struct Writer {
     /// This node's memberships per room, counted or on the way (the room's channel is
     /// subscribed while above 0).
     subscriptions: HashMap<Arc<str>, u32>,
+    /// When this node last refreshed each room's history keys' TTL (rooms it is
+    /// subscribed to; see `scripts::ROOM_MESSAGE`).
+    refreshed: HashMap<Arc<str>, Instant>,
     /// Joins and leaves made while Redis was unreachable, or sent and unanswered when
     /// it went: sent first on reconnect.
     pending: VecDeque<ClusterOp>,
@@ -208,6 +211,7 @@ impl Writer {
             epoch: 0,
             scripts: None,
             subscriptions: HashMap::new(),
+            refreshed: HashMap::new(),
             pending: VecDeque::new(),
             overflowed: false,
             rooms: Some(rooms),
@@ -357,6 +361,7 @@ impl Writer {
         self.node = node;
         self.epoch += 1;
         self.subscriptions.clear();
+        self.refreshed.clear();
         self.pending.clear();
         self.overflowed = false;
         self.registered = false;
@@ -589,6 +594,7 @@ impl Writer {
                 );
                 if live && self.subscriptions.get(&room) == Some(&0) {
                     self.subscriptions.remove(&room);
+                    self.refreshed.remove(&room);
                     put_simple(buf, &[b"UNSUBSCRIBE", key.as_bytes()]);
                 }
                 self.expects.push(Expect::Leave { room, member });
@@ -606,6 +612,15 @@ impl Writer {
                     self.setup.history.size.to_string(),
                 );
                 let client = cluster_client_id(&node, sender);
+                let now = Instant::now();
+                let quarter = Duration::from_millis(self.history_ttl_ms / 4);
+                let refresh = match self.refreshed.get(&room) {
+                    Some(at) if now.duration_since(*at) < quarter => b"0",
+                    _ => {
+                        self.refreshed.insert(room.clone(), now);
+                        b"1"
+                    }
+                };
                 put_simple(
                     buf,
                     &[
@@ -620,6 +635,7 @@ impl Writer {
                         size.as_bytes(),
                         client.as_bytes(),
                         &open,
+                        refresh,
                     ],
                 );
                 self.expects.push(Expect::RoomMessage { sender });

@@ -63,18 +63,29 @@ return reply
 "#;
 
 /// KEYS: room's sequence, room's history stream, room channel. ARGV: epoch
-/// candidate, history TTL (ms), history size, sender's client id, open JSON.
+/// candidate, history TTL (ms), history size, sender's client id, open JSON, and `1`
+/// to refresh the keys' TTL (a node asks at most every quarter TTL per room: three
+/// Redis operations per message, not five).
 /// Numbers the message, keeps it (at most `history size`), publishes
 /// `M <offset> <sender>\n<open JSON>`, returns the offset.
 pub const ROOM_MESSAGE: &str = r#"
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
-  redis.call('DEL', KEYS[2])
-end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local refresh = ARGV[6] == '1'
+if offset == 1 then
+  -- a new sequence (or one a join made): a new epoch unless the join gave one
+  if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+    redis.call('DEL', KEYS[2])
+  end
+  refresh = true
+end
+if refresh then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 if tonumber(ARGV[3]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('%d-0', offset), 'm', ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  if refresh or offset <= 1 then
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  end
 end
 redis.call('PUBLISH', KEYS[3], 'M ' .. offset .. ' ' .. ARGV[4] .. '\n' .. ARGV[5])
 return offset
