@@ -13,10 +13,14 @@
 //!   (what the cores ask, in order, through a bounded [`Mailbox`]) and read by another,
 //!   which plays the home role for every room on this node (`node_rooms.rs`): it
 //!   turns events into the same envelopes a home core sends on a stand-alone server.
-//! - **Encoded once per node.** A room message is encoded by the sender's core, sent
-//!   to this node's members directly and published once on the room's channel; Redis
-//!   hands it to each subscribed node (one message per node with members, not per
-//!   member), whose reader shares the frame with its members' cores as one `Bytes`.
+//! - **Numbered by Redis, encoded once per node.** A room message goes from the
+//!   sender's core (its JSON, but for the offset) to a script that gives it the
+//!   room's next offset, keeps it in the room's history stream and publishes it on the
+//!   room's channel; Redis hands it to each subscribed node, the sender's too (one
+//!   message per node with members, not per member), whose reader encodes the frame
+//!   once and shares it with its members' cores as one `Bytes`. One order per room
+//!   for everyone, and a recovering join (the join script reads the history in the
+//!   same atomic step) meets the live stream exactly.
 //! - **Routable ids.** `client_<node>_<core>_<slot>_<generation>`: a private message
 //!   goes to the node's own channel; its node answers whether it was delivered.
 //! - **Per-sender order.** One sender's messages leave its node in order on one
