@@ -199,8 +199,10 @@ impl RoomsCore {
     }
 
     /// A room message from a client not in the room: "You are not in this room" if the
-    /// room exists, else "Room does not exist". A cluster node that has no members of
-    /// the room asks Redis, holding the client's place for the answer.
+    /// room exists, else "Room does not exist", as the room's home knows it (this
+    /// core's replica of the room's core set may lag a leave): answered here when this
+    /// core is the home, else asked of the home core (or of Redis, on a cluster node),
+    /// holding the client's place for the answer.
     fn not_in_room(
         &mut self,
         conn: ConnId,
@@ -208,21 +210,40 @@ impl RoomsCore {
         id: Option<&RawValue>,
         out: &mut Vec<Effect>,
     ) -> Result<(), RequestError> {
-        if self.room_cores.contains_key(room) {
-            return Err(RequestError::NotInRoom);
-        }
-        if !self.is_clustered() {
-            return Err(RequestError::RoomDoesNotExist);
+        let clustered = self.is_clustered();
+        let home = self.home(room);
+        if !clustered && home == self.core {
+            return Err(self.existence_error(room));
         }
         let token = self.hold_reply(conn);
-        let op = ClusterOp::RoomExists {
-            room: self.intern(room),
-            member: conn,
-            token,
-            id: id.map(RawValue::to_owned),
-        };
-        self.to_link(op, out);
+        let (room, id) = (self.intern(room), id.map(RawValue::to_owned));
+        if clustered {
+            let op = ClusterOp::RoomExists {
+                room,
+                member: conn,
+                token,
+                id,
+            };
+            self.to_link(op, out);
+        } else {
+            let check = Envelope::CheckRoom {
+                room,
+                member: conn,
+                token,
+                id,
+            };
+            self.post(home, check, out);
+        }
         Ok(())
+    }
+
+    /// On a room's home core: the error for a room message from a non-member.
+    pub(super) fn existence_error(&self, room: &str) -> RequestError {
+        if self.homed.contains_key(room) {
+            RequestError::NotInRoom
+        } else {
+            RequestError::RoomDoesNotExist
+        }
     }
 
     /// Straight to the recipient's client here; to another core, holding the sender's

@@ -104,6 +104,14 @@ pub enum Envelope {
     /// From a room's home to a sender's core: one of its room messages has been sent
     /// on to every core with members (so its later messages may go another way).
     Sequenced { sender: ConnId },
+    /// To the room's home: does the room exist? (A room message from a non-member;
+    /// answered as `PrivateDone` with the error.)
+    CheckRoom {
+        room: Arc<str>,
+        member: ConnId,
+        token: u32,
+        id: Option<Box<RawValue>>,
+    },
     /// From the home to every core: the cores with members changed (empty: room gone).
     Cores { room: Arc<str>, cores: CoreSet },
     /// A frame for the local members of a room, but `except`.
@@ -577,6 +585,21 @@ impl RoomsCore {
                 self.home_publish(room, sender, open, now, out)
             }
             Envelope::Sequenced { sender } => self.on_sequenced(sender, now, out),
+            Envelope::CheckRoom {
+                room,
+                member,
+                token,
+                id,
+            } => {
+                let error = self.existence_error(&room);
+                let frame = error_frame(&error, now, id.as_deref());
+                let done = Envelope::PrivateDone {
+                    to: member,
+                    token,
+                    error: Some(frame),
+                };
+                self.post(member.core, done, out);
+            }
             Envelope::Cores { room, cores } => self.on_cores(room, cores),
             Envelope::ToMembers {
                 room,

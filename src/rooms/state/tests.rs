@@ -770,4 +770,34 @@ fn a_client_in_20000_rooms_on_one_core_leaves_them_all_without_recursing() {
         .expect("no stack overflow, every room left");
 }
 
+#[test]
+fn a_non_members_room_message_is_answered_as_the_rooms_home_knows_it() {
+    // The room's home is core 1; the outsider is on core 0, whose replica of the room's
+    // core set learns of the room's end only later.
+    let room = (0..)
+        .map(|n| format!("r{n}"))
+        .find(|r| home_of(r, 2).index() == 1)
+        .unwrap();
+    for seed in 1..20 {
+        let mut sim = Sim::new(2, seed);
+        let (member, outsider) = (sim.connect(0), sim.connect(0));
+        sim.take(member);
+        sim.take(outsider);
+        sim.send(member, json!({"type": "join_room", "room": room}));
+        sim.settle();
+        sim.take(member);
+        let message = json!({"type": "room_message", "room": room, "message": "x", "id": 1});
+        sim.send(outsider, message.clone());
+        sim.settle();
+        assert_eq!(sim.take(outsider)[0]["message"], "You are not in this room");
+        sim.send(member, json!({"type": "leave_room", "room": room}));
+        // Before the core set's update can reach core 0.
+        sim.send(outsider, message);
+        sim.settle();
+        let got = sim.take(outsider);
+        assert_eq!(got[0]["message"], "Room does not exist", "seed {seed}");
+        assert_eq!(got[0]["id"], 1);
+    }
+}
+
 mod history;
