@@ -26,6 +26,8 @@
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
 //! - `load`: one short `ringcast load` run per scenario against the server.
 //! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, message by message.
+//! - `history`: room offsets and recovery (exactly what was missed, then live; stale,
+//!   overflowed, history off), one total order per room, per-sender order across rooms.
 
 mod backpressure;
 mod client;
@@ -35,6 +37,7 @@ mod cluster;
 mod cores;
 mod handshake;
 mod heartbeat;
+mod history;
 mod limits;
 mod load;
 mod messages;
