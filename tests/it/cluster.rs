@@ -21,9 +21,13 @@
 //! - `link_outage`: only the node's connection killed: the same node id and no 1012,
 //!   changes made meanwhile (or lost with the connection) counted once; down past the
 //!   TTL: a restart; more changes than it keeps (ignored: a bug, see the test).
+//! - `history`: offsets and recovery across nodes: recovering through another node,
+//!   stale epoch and overflow, a recovering join racing a sender on a third node, one
+//!   contiguous order from senders on two nodes.
 //! - `process`, `admin`: the node process and the test's own Redis connection.
 
 mod admin;
+mod history;
 mod link_outage;
 mod node_loss;
 mod private;
