@@ -649,7 +649,6 @@ fn a_room_everyone_left_still_recovers_what_was_missed(cores: usize) {
 /// rooms must get the three in the order sent; each kind of third message is tried
 /// on fresh rooms, and every outcome is shown if any is out of order.
 #[test]
-#[ignore = "history bug: a held room message to a room homed on the sender's own core is overtaken by the requests served after it (gate.rs on_sequenced)"]
 fn a_held_room_message_to_the_senders_own_core_is_not_overtaken() {
     let mut rooms = Rooms::start(2);
     let mut sender = rooms.client_on(0);

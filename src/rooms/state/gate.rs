@@ -157,6 +157,9 @@ impl RoomsCore {
             if let Some(gate) = self.clients.get_mut(&sender).and_then(|c| c.gate.as_mut()) {
                 gate.held_bytes -= payload.len();
             }
+            // As after any request: what it sent this core (a room message homed
+            // here) goes before the next request may go.
+            self.run_local_work(now, out);
         }
         let idle = self
             .clients
