@@ -183,9 +183,10 @@ fn leaving_last_member_removes_room(setup: Setup) {
     b.send(&leave_room(&room));
     a.expect(&member_left(&room, &b.id, 1));
     a.send(&leave_room(&room));
-    // On a cluster node, a's leave ends the room only once Redis has run it and a's
-    // node has its event back; a room check that Redis answers comes behind that
-    // event (on a server this is a plain request: it syncs a).
+    // On a cluster node, a's own core counts the room until Redis's event for a's
+    // leave is back (the bug `room_message_right_after_the_last_leave_...` pins); a
+    // room check that Redis answers comes behind that event. On a server this is a
+    // plain request: it syncs a.
     a.request(
         &send_to_room("never-made", json!("?")),
         &error("Room does not exist"),
