@@ -1,17 +1,17 @@
 //! However a client goes (closing handshake, FIN, reset, idle timeout), it leaves its
-//! rooms in join order with `member_left` to the others on every core, and its id
-//! stops resolving.
+//! rooms in join order with `member_left` to the others on every core or node, and its
+//! id stops resolving.
 
 use ringcast::ws::Incoming;
 use serde_json::{json, Value};
 
 use super::{
-    assert_quiet_among, error, join_in_turn, member_left, pump, room_message_from, room_on,
-    send_private, send_to_room, Rooms,
+    assert_quiet_among, error, join_in_turn, member_left, pump, room_message_from, send_private,
+    send_to_room, Rooms, Setup,
 };
 use crate::WAIT;
 
-on_one_and_two_cores!(
+on_cores_and_nodes!(
     clean_close_leaves_every_room_in_join_order,
     close_without_a_close_frame_leaves_every_room_in_join_order,
     reset_leaves_every_room_in_join_order,
@@ -30,28 +30,30 @@ enum Departure {
     IdleTimeout,
 }
 
-fn clean_close_leaves_every_room_in_join_order(cores: usize) {
-    leaves_every_room_in_join_order(cores, Departure::CloseFrame);
+fn clean_close_leaves_every_room_in_join_order(setup: Setup) {
+    leaves_every_room_in_join_order(setup, Departure::CloseFrame);
 }
 
-fn close_without_a_close_frame_leaves_every_room_in_join_order(cores: usize) {
-    leaves_every_room_in_join_order(cores, Departure::Fin);
+fn close_without_a_close_frame_leaves_every_room_in_join_order(setup: Setup) {
+    leaves_every_room_in_join_order(setup, Departure::Fin);
 }
 
-fn reset_leaves_every_room_in_join_order(cores: usize) {
-    leaves_every_room_in_join_order(cores, Departure::Reset);
+fn reset_leaves_every_room_in_join_order(setup: Setup) {
+    leaves_every_room_in_join_order(setup, Departure::Reset);
 }
 
-fn idle_timeout_leaves_every_room_in_join_order(cores: usize) {
-    leaves_every_room_in_join_order(cores, Departure::IdleTimeout);
+fn idle_timeout_leaves_every_room_in_join_order(setup: Setup) {
+    leaves_every_room_in_join_order(setup, Departure::IdleTimeout);
 }
 
-/// For a departing client on each core in turn: three rooms homed on alternating cores
-/// (so its leaves go to different homes), two watchers (one per core) in all of them.
-fn leaves_every_room_in_join_order(cores: usize, how: Departure) {
-    for departing_core in 0..cores {
+/// For a departing client on each place in turn: three rooms homed on alternating
+/// cores (so its leaves go to different homes), two watchers (on places 0 and 1) in
+/// all of them.
+fn leaves_every_room_in_join_order(setup: Setup, how: Departure) {
+    let places = setup.places();
+    for departing_place in 0..places {
         // A fresh server each time: under a short idle timeout, old connections die.
-        let mut rooms = Rooms::start_with(cores, |c| {
+        let mut rooms = Rooms::start_with(setup, |c| {
             if how == Departure::IdleTimeout {
                 c.ping_interval_ms = 200;
                 c.idle_timeout_ms = 2000;
@@ -59,10 +61,10 @@ fn leaves_every_room_in_join_order(cores: usize, how: Departure) {
             }
         });
         let names: Vec<String> = (0..3)
-            .map(|r| room_on((r + 1) % cores, cores, &format!("room{r}")))
+            .map(|r| rooms.room_on((r + 1) % places, &format!("room{r}")))
             .collect();
         let mut watchers = rooms.clients_vec(2);
-        let mut departing = rooms.client_on(departing_core);
+        let mut departing = rooms.client_on(departing_place);
         for room in &names {
             let [first, second] = &mut watchers[..] else {
                 unreachable!()
@@ -85,15 +87,15 @@ fn leaves_every_room_in_join_order(cores: usize, how: Departure) {
             assert_eq!(
                 Value::from(got),
                 Value::from(expected.clone()),
-                "{} sees {id} ({how:?}, from core {departing_core}) leave in join order",
+                "{} sees {id} ({how:?}, from place {departing_place}) leave in join order",
                 watcher.id
             );
         }
         if let Some(mut ws) = silent {
             assert_eq!(closed_by_server(&mut ws), 1001, "the idle timeout's code");
         }
-        // The id stops resolving on every core (the leaves came from its core after
-        // it forgot the client); the rooms live on.
+        // The id stops resolving everywhere (the leaves came from its core after it
+        // forgot the client); the rooms live on.
         for watcher in &mut watchers {
             watcher.request(
                 &send_private(&id, json!("still there?")),

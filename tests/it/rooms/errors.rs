@@ -7,11 +7,11 @@ use serde_json::json;
 
 use super::{
     error, join_room, leave_room, member_joined, member_left, normalize, room_message_from,
-    room_on, send_private, send_to_room, with_id, RoomClient, Rooms,
+    send_private, send_to_room, with_id, IdParts, RoomClient, Rooms, Setup,
 };
 use crate::WAIT;
 
-on_one_and_two_cores!(
+on_cores_and_nodes!(
     malformed_requests_get_invalid_message_format_and_the_connection_stays_open,
     unknown_type_is_named_in_the_error,
     join_room_without_a_name_is_room_name_required,
@@ -19,6 +19,21 @@ on_one_and_two_cores!(
     private_message_to_another_spelling_of_a_live_id_is_recipient_not_found,
     messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open,
     requests_over_a_client_limit_are_refused_and_change_nothing,
+    #[two_cores(
+        ignore = "server bug: the room check answers from the core's room set, \
+                          stale until the home core's update for the leave"
+    )]
+    #[three_nodes(
+        ignore = "cluster bug: the room check answers from the core's room set, \
+                            stale until Redis's event for the leave is back"
+    )]
+    room_message_right_after_the_last_leave_is_room_does_not_exist,
+);
+
+on_one_node!(
+    #[ignore = "cluster bug: the room check answers from the core's room set, \
+                stale until Redis's event for the leave is back"]
+    room_message_right_after_the_last_leave_is_room_does_not_exist,
 );
 
 /// Not JSON, not an object, no `type`, or a field of the wrong JSON type.
@@ -55,10 +70,10 @@ const MALFORMED: &[&str] = &[
     r#"{"type":"broadcast","message":"x","id":{"a":1}}"#,
 ];
 
-fn malformed_requests_get_invalid_message_format_and_the_connection_stays_open(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn malformed_requests_get_invalid_message_format_and_the_connection_stays_open(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(cores - 1, cores, "watched");
+    let room = rooms.room_on(setup.places() - 1, "watched");
     // b watches the room: a join wrongly taken would show as member_joined.
     b.join(&room, 1);
     for text in MALFORMED {
@@ -70,15 +85,15 @@ fn malformed_requests_get_invalid_message_format_and_the_connection_stays_open(c
     a.join(&room, 2);
     b.expect(&member_joined(&room, &a.id, 2));
     // And so is a newcomer.
-    let mut c = RoomClient::connect(rooms.addr());
+    let mut c = RoomClient::connect(rooms.addr_of(setup.places() - 1));
     c.join(&room, 3);
     a.expect(&member_joined(&room, &c.id, 3));
     b.expect(&member_joined(&room, &c.id, 3));
     rooms.assert_quiet([&mut a, &mut b, &mut c]);
 }
 
-fn unknown_type_is_named_in_the_error(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn unknown_type_is_named_in_the_error(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
     for kind in ["dance", "", "BROADCAST", "join room", "wave 👋", "quote\"d"] {
         a.request(
@@ -89,8 +104,8 @@ fn unknown_type_is_named_in_the_error(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b]);
 }
 
-fn join_room_without_a_name_is_room_name_required(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn join_room_without_a_name_is_room_name_required(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a] = rooms.clients();
     for request in [
         json!({"type": "join_room"}),
@@ -104,10 +119,10 @@ fn join_room_without_a_name_is_room_name_required(cores: usize) {
     rooms.assert_quiet([&mut a]);
 }
 
-fn room_message_to_a_missing_room_or_one_you_are_not_in_is_refused(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn room_message_to_a_missing_room_or_one_you_are_not_in_is_refused(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b, mut c] = rooms.clients();
-    let room = room_on(a.core, cores, "members-only");
+    let room = rooms.room_on(rooms.place_of(&a.id), "members-only");
     a.request(
         &send_to_room(&room, json!("x")),
         &error("Room does not exist"),
@@ -118,7 +133,7 @@ fn room_message_to_a_missing_room_or_one_you_are_not_in_is_refused(cores: usize)
         &error("Room does not exist"),
     );
     a.join(&room, 1);
-    // The markers bring every core's view of the room up to date.
+    // The markers bring every core's (or node's) view of the room up to date.
     rooms.assert_quiet([&mut b, &mut c]);
     for outsider in [&mut b, &mut c] {
         outsider.request(
@@ -138,21 +153,48 @@ fn room_message_to_a_missing_room_or_one_you_are_not_in_is_refused(cores: usize)
     rooms.assert_quiet([&mut a, &mut b, &mut c]);
 }
 
+/// A regression test for a stale room check: a lone member that left and at once sent
+/// to the room was told "You are not in this room", though its leave had ended the
+/// room. Its core answers from the set of cores with members that the room's home
+/// keeps it (on a cluster node: the node's link, from Redis's events), and that still
+/// names its own core until the home's (or Redis's) update for the leave comes back.
+/// On one core the home is the client's own core, updated at once.
+fn room_message_right_after_the_last_leave_is_room_does_not_exist(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let [mut a] = rooms.clients();
+    // Homed on another core than a's, when there are two.
+    let room = rooms.room_on(setup.places() - 1, "short-lived");
+    a.join(&room, 1);
+    let ask = with_id(send_to_room(&room, json!("anyone?")), json!("ask"));
+    a.send_burst(&[leave_room(&room), ask]);
+    a.expect(&with_id(error("Room does not exist"), json!("ask")));
+    rooms.assert_quiet([&mut a]);
+}
+
 /// `client_id` strings are opaque and compared whole (the seed compares with `===`):
-/// a different string naming the same numbers is not that client.
-fn private_message_to_another_spelling_of_a_live_id_is_recipient_not_found(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+/// a different string naming the same numbers (and node) is not that client.
+fn private_message_to_another_spelling_of_a_live_id_is_recipient_not_found(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
     let parts: Vec<&str> = b.id.split('_').collect();
-    let [_, core, slot, generation] = parts[..] else {
-        panic!("{} is not client_<core>_<slot>_<generation>", b.id);
+    let respelled = |index: usize, spelling: String| -> String {
+        let mut respelled: Vec<&str> = parts.clone();
+        respelled[index] = &spelling;
+        respelled.join("_")
     };
-    for to in [
-        format!("client_0{core}_{slot}_{generation}"),
-        format!("client_{core}_0{slot}_{generation}"),
-        format!("client_{core}_{slot}_0{generation}"),
-        format!("client_{core}_{slot}_+{generation}"),
-    ] {
+    // A leading zero on each number (and on the node's name), a sign.
+    let last = parts.len() - 1;
+    let mut others: Vec<String> = (1..=last)
+        .map(|index| respelled(index, format!("0{}", parts[index])))
+        .collect();
+    others.push(respelled(last, format!("+{}", parts[last])));
+    // The node's name in another case (names are compared as they are spelled).
+    if let Some(node) = IdParts::parse(&b.id).node {
+        if node.to_uppercase() != node {
+            others.push(respelled(1, node.to_uppercase()));
+        }
+    }
+    for to in others {
         a.send(&send_private(&to, json!("for b?")));
         // Checked first, so a misdelivery fails at once rather than as a missing error.
         rooms.assert_quiet([&mut b]);
@@ -168,14 +210,14 @@ fn private_message_to_another_spelling_of_a_live_id_is_recipient_not_found(cores
 /// message is not handled at all, other clients are not limited by it, and once the
 /// allowance refills the same connection is served again.
 fn messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open(
-    cores: usize,
+    setup: Setup,
 ) {
-    let mut rooms = Rooms::start_with(cores, |config| {
+    let mut rooms = Rooms::start_with(setup, |config| {
         config.rate_limit_per_s = 5;
         config.rate_limit_burst = 10;
     });
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(cores - 1, cores, "limited");
+    let room = rooms.room_on(setup.places() - 1, "limited");
     b.join(&room, 1);
     a.join(&room, 2);
     b.expect(&member_joined(&room, &a.id, 2));
@@ -232,17 +274,17 @@ fn messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays
     rooms.assert_quiet([&mut a, &mut b]);
 }
 
-fn requests_over_a_client_limit_are_refused_and_change_nothing(cores: usize) {
-    let mut rooms = Rooms::start_with(cores, |config| {
+fn requests_over_a_client_limit_are_refused_and_change_nothing(setup: Setup) {
+    let mut rooms = Rooms::start_with(setup, |config| {
         config.max_rooms_per_client = 2;
         config.max_room_name_bytes = 16;
         config.max_metadata_bytes = 64;
     });
     let [mut a, mut b] = rooms.clients();
     let (first, second, third) = (
-        room_on(0, cores, "first"),
-        room_on(cores - 1, cores, "second"),
-        room_on(0, cores, "third"),
+        rooms.room_on(0, "first"),
+        rooms.room_on(setup.places() - 1, "second"),
+        rooms.room_on(0, "third"),
     );
     a.join(&first, 1);
     a.join(&second, 1);

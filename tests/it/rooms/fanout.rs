@@ -1,6 +1,6 @@
-//! Many clients in many rooms on every core: each message reaches exactly the clients
-//! it is for, once, in its sender's order; and room counts stay exact while clients on
-//! different cores join and leave at once.
+//! Many clients in many rooms on every core or node: each message reaches exactly the
+//! clients it is for, once, in its sender's order; and room counts stay exact while
+//! clients on different cores or nodes join and leave at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Barrier;
@@ -10,20 +10,24 @@ use serde_json::{json, Value};
 
 use super::{
     broadcast_from, join_room, leave_room, member_joined, member_left, private_from, room_joined,
-    room_message_from, room_on, send_private, send_to_room, Rooms,
+    room_message_from, send_private, send_to_room, Rooms, Setup,
 };
 
-on_one_and_two_cores!(
+on_cores_and_nodes!(
     many_clients_in_many_rooms_get_every_message_once_in_sender_order,
     counts_stay_exact_under_concurrent_joins_and_leaves,
-    counts_stay_exact_through_full_inboxes,
     rejoining_at_once_never_reports_your_own_departure_to_you,
 );
 
+// A stand-alone server's own workings: the cross-core inboxes of one server and the
+// backlog metrics of its home cores (a cluster node's inboxes are fed by its link).
+on_one_and_two_cores!(counts_stay_exact_through_full_inboxes);
+
 const CLIENTS: usize = 12;
 const ROOMS: usize = 4;
-/// On two cores, publishers 0 and 6 sit on core 0, 3 and 9 on core 1.
-const PUBLISHERS: [usize; 4] = [0, 3, 6, 9];
+/// Client `i` is on place `i % places`: on two cores, publishers 0 and 10 sit on core
+/// 0, 3 and 5 on core 1; on three nodes, 0 and 3 on node 0, 10 on node 1, 5 on node 2.
+const PUBLISHERS: [usize; 4] = [0, 3, 5, 10];
 const MESSAGES: usize = 300;
 
 /// Every client is in two or three of the four rooms; every room has eight members.
@@ -48,10 +52,10 @@ fn nth_send(publisher: usize, seq: usize) -> Send {
     }
 }
 
-fn many_clients_in_many_rooms_get_every_message_once_in_sender_order(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn many_clients_in_many_rooms_get_every_message_once_in_sender_order(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let names: Vec<String> = (0..ROOMS)
-        .map(|r| room_on(r % cores, cores, &format!("room{r}")))
+        .map(|r| rooms.room_on(r % setup.places(), &format!("room{r}")))
         .collect();
     let mut clients = rooms.clients_vec(CLIENTS);
     let ids: Vec<String> = clients.iter().map(|c| c.id.clone()).collect();
@@ -132,7 +136,7 @@ fn many_clients_in_many_rooms_get_every_message_once_in_sender_order(cores: usiz
     });
     // Nothing more: no duplicate is still on its way.
     rooms.assert_quiet(&mut clients);
-    assert_eq!(rooms.server.stats().slow_consumers, 0);
+    assert_eq!(rooms.total(|s| s.slow_consumers), 0);
 }
 
 const WORKERS: usize = 8;
@@ -175,15 +179,16 @@ fn follow(total: i64, event: &Event, me: &str) -> i64 {
     next
 }
 
-fn counts_stay_exact_under_concurrent_joins_and_leaves(cores: usize) {
-    joins_and_leaves_at_once(&mut Rooms::start(cores));
+fn counts_stay_exact_under_concurrent_joins_and_leaves(setup: Setup) {
+    joins_and_leaves_at_once(&mut Rooms::start(setup));
 }
 
 /// The smallest inbox: a home answering joins posts more than it can push, its backlog
 /// pauses every core's readers, and nothing may be lost, duplicated or miscounted.
-fn counts_stay_exact_through_full_inboxes(cores: usize) {
-    let mut rooms = Rooms::start_with(cores, |c| c.inbox_capacity = 16);
-    let addr = rooms.addr();
+fn counts_stay_exact_through_full_inboxes(setup: Setup) {
+    let cores = setup.places();
+    let mut rooms = Rooms::start_with(setup, |c| c.inbox_capacity = 16);
+    let addr = rooms.addr_of(0);
     joins_and_leaves_at_once(&mut rooms);
     // The path under test was taken: the home's answers waited in its backlog (a few
     // hundred envelopes on two cores), and every backlog is empty again.
@@ -207,9 +212,8 @@ fn counts_stay_exact_through_full_inboxes(cores: usize) {
 }
 
 fn joins_and_leaves_at_once(rooms: &mut Rooms) {
-    let cores = rooms.cores;
-    let room = room_on(cores - 1, cores, "busy");
-    // Two watchers, one per core, stay in the room throughout.
+    let room = rooms.room_on(rooms.places() - 1, "busy");
+    // Two watchers, one per core or node (both on one alone), stay in the room throughout.
     let mut watchers = rooms.clients_vec(2);
     {
         let [first, second] = &mut watchers[..] else {
@@ -240,7 +244,7 @@ fn joins_and_leaves_at_once(rooms: &mut Rooms) {
     let leaves = WORKERS * ROUNDS;
     let last = 2 + WORKERS as i64 / 2;
 
-    // Watchers see every join and leave, in the one order of the room's home.
+    // Watchers see every join and leave, in the one order of the room's home (or Redis).
     let mut seen = Vec::new();
     for watcher in &mut watchers {
         let events: Vec<Event> = (0..joins + leaves)
@@ -301,13 +305,14 @@ fn joins_and_leaves_at_once(rooms: &mut Rooms) {
 /// the room's home: the first `Joined` coming back found the client in the room again
 /// (by its second join) and re-added it early, so it was sent the `member_left` of its
 /// own first leave.
-fn rejoining_at_once_never_reports_your_own_departure_to_you(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(cores - 1, cores, "revolving");
-    // x and y on core 0 (y keeps that core in the room), w on the home core.
+fn rejoining_at_once_never_reports_your_own_departure_to_you(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let last = setup.places() - 1;
+    let room = rooms.room_on(last, "revolving");
+    // x and y on place 0 (y keeps it in the room), w on the home core (or another node).
     let mut x = rooms.client_on(0);
     let mut y = rooms.client_on(0);
-    let mut w = rooms.client_on(cores - 1);
+    let mut w = rooms.client_on(last);
     super::join_in_turn(&room, &mut [&mut w, &mut y]);
     x.send_burst(&[join_room(&room), leave_room(&room), join_room(&room)]);
     // As the seed does it: two answers to x, three events to the others.

@@ -1,16 +1,18 @@
 //! The room protocol of PROTOCOL.md over real sockets, with the rooms app on one core
-//! and on two (clients confirmed on each core by their `client_id`). Every message is
-//! compared whole as a `serde_json::Value`, `timestamp` checked to be a recent Unix
-//! time in whole seconds. "Nothing else arrives" is proved with markers: a private
-//! message from a probe client on every core must be the very next thing a client
-//! receives ([`Rooms::assert_quiet`]).
+//! and on two of a stand-alone server (clients confirmed on each core by their
+//! `client_id`), and on a cluster of three one-core nodes sharing one Redis (clients
+//! spread over the nodes). Every message is compared whole as a `serde_json::Value`,
+//! `timestamp` checked to be a recent Unix time in whole seconds. "Nothing else
+//! arrives" is proved with markers: a private message from a probe client on every
+//! core or node must be the very next thing a client receives ([`Rooms::assert_quiet`]).
 //!
 //! Layout:
+//! - `setup`: the server or cluster under test ([`Rooms`]), its places and probes.
 //! - `protocol`: every row of the two message tables, the `id` extension, the default
-//!   and verbatim `message`.
+//!   and verbatim `message`; most of it on a single cluster node too.
 //! - `errors`: every error string, and the connection staying open after each.
 //! - `fanout`: many clients in many rooms, exactly once in sender order; counts exact
-//!   under concurrent joins and leaves from both cores.
+//!   under concurrent joins and leaves from every core or node.
 //! - `disconnect`: clean close, FIN, reset and idle timeout: `member_left` in join
 //!   order, and the id stops resolving.
 //! - `robustness`: Unicode, 64 KiB, binary and fragmented frames, garbage bytes.
@@ -19,34 +21,90 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ringcast::config::Config;
-use ringcast::rooms::{home_of, RoomsApp};
 use ringcast::ws::{Incoming, Opcode};
 use serde_json::{json, Value};
 
 use crate::client::{RecvError, TestClient};
-use crate::{start_server, Server, WAIT};
+use crate::WAIT;
 
-/// Runs `fn $name(cores: usize)` as two tests, `$name::one_core` and `$name::two_cores`.
-/// `#[both(...)]` adds an attribute to both, `#[two_cores(...)]` to the second only
-/// (e.g. `ignore = "server bug: ..."` on a test that pins a bug not yet fixed).
+/// Runs `fn $name(setup: Setup)` as three tests: `$name::one_core` and
+/// `$name::two_cores` (a stand-alone server) and `$name::three_nodes` (a cluster of
+/// three one-core nodes). `#[all(...)]` adds an attribute to all three,
+/// `#[two_cores(...)]` or `#[three_nodes(...)]` to that one only (e.g.
+/// `ignore = "cluster bug: ..."` on a test that pins a bug not yet fixed).
+macro_rules! on_cores_and_nodes {
+    ($(
+        $(#[all($all:meta)])?
+        $(#[two_cores($two:meta)])?
+        $(#[three_nodes($three:meta)])?
+        $name:ident
+    ),* $(,)?) => {$(
+        mod $name {
+            use crate::rooms::Setup;
+
+            #[test]
+            $(#[$all])?
+            fn one_core() {
+                super::$name(Setup::Cores(1));
+            }
+
+            #[test]
+            $(#[$all])?
+            $(#[$two])?
+            fn two_cores() {
+                super::$name(Setup::Cores(2));
+            }
+
+            #[test]
+            $(#[$all])?
+            $(#[$three])?
+            fn three_nodes() {
+                super::$name(Setup::Nodes(3));
+            }
+        }
+    )*};
+}
+
+/// Runs `fn $name(setup: Setup)` as `$name::one_core` and `$name::two_cores` only, for
+/// tests of one stand-alone server's own workings. `#[both(...)]` adds an attribute
+/// to both, `#[two_cores(...)]` to the second only.
 macro_rules! on_one_and_two_cores {
     ($( $(#[both($both:meta)])? $(#[two_cores($two:meta)])? $name:ident ),* $(,)?) => {$(
         mod $name {
+            use crate::rooms::Setup;
+
             #[test]
             $(#[$both])?
             fn one_core() {
-                super::$name(1);
+                super::$name(Setup::Cores(1));
             }
 
             #[test]
             $(#[$both])?
             $(#[$two])?
             fn two_cores() {
-                super::$name(2);
+                super::$name(Setup::Cores(2));
             }
         }
     )*};
+}
+
+/// Runs each `fn $name(setup: Setup)` on a cluster of one node, as `one_node::$name`:
+/// with nobody to share rooms with, every count and room check still goes through
+/// Redis. Attributes before a name go to its test.
+macro_rules! on_one_node {
+    ($( $(#[$attr:meta])* $name:ident ),* $(,)?) => {
+        mod one_node {
+            use crate::rooms::Setup;
+            $(
+                #[test]
+                $(#[$attr])*
+                fn $name() {
+                    super::$name(Setup::Nodes(1));
+                }
+            )*
+        }
+    };
 }
 
 mod disconnect;
@@ -54,17 +112,19 @@ mod errors;
 mod fanout;
 mod protocol;
 mod robustness;
+mod setup;
+
+pub use setup::{IdParts, Rooms, Setup};
 
 /// In an expected message, the `timestamp` value that stands for "a recent Unix time in
 /// whole seconds" (checked, then replaced by this before comparing).
 pub const TS: &str = "<recent unix seconds>";
 
-/// A room-protocol client: a [`TestClient`] that speaks JSON, knows its `client_id`
-/// and the core that serves it, and answers server pings while it waits.
+/// A room-protocol client: a [`TestClient`] that speaks JSON, knows its `client_id`,
+/// and answers server pings while it waits.
 pub struct RoomClient {
     ws: TestClient,
     pub id: String,
-    pub core: usize,
 }
 
 impl RoomClient {
@@ -77,14 +137,13 @@ impl RoomClient {
         let mut client = RoomClient {
             ws,
             id: "(not welcomed yet)".into(),
-            core: usize::MAX,
         };
         let welcome = client.recv();
         let id = welcome["client_id"]
             .as_str()
             .unwrap_or_else(|| panic!("a welcome with a client_id, got {welcome}"))
             .to_string();
-        client.core = core_of(&id);
+        IdParts::parse(&id); // panics unless it is a client_id of either form
         client.id = id;
         client.check(
             welcome,
@@ -238,27 +297,6 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// The core in a `client_<core>_<slot>_<generation>` id.
-pub fn core_of(id: &str) -> usize {
-    let parts: Vec<&str> = id.split('_').collect();
-    match parts[..] {
-        ["client", core, slot, generation]
-            if slot.parse::<u64>().is_ok() && generation.parse::<u64>().is_ok() =>
-        {
-            core.parse().expect("a core number")
-        }
-        _ => panic!("{id:?} is not client_<core>_<slot>_<generation>"),
-    }
-}
-
-/// A room name whose home core (the one keeping its count) is `home`.
-pub fn room_on(home: usize, cores: usize, name: &str) -> String {
-    (0..)
-        .map(|n| format!("{name}-{n}"))
-        .find(|room| home_of(room, cores).index() == home)
-        .expect("some name hashes to every core")
-}
-
 pub fn join_room(room: &str) -> Value {
     json!({"type": "join_room", "room": room})
 }
@@ -354,122 +392,5 @@ pub fn assert_quiet_among(clients: &mut [RoomClient]) {
             .map(|from| private_from(from, json!({ "among": id })))
             .collect();
         client.expect_any_order(expected);
-    }
-}
-
-/// A rooms server with one probe client per core, and the spare connections made while
-/// looking for a client on a given core.
-pub struct Rooms {
-    // Dropped before the server, so its shutdown does not wait on their closing handshakes.
-    probes: Vec<RoomClient>,
-    spares: Vec<Vec<RoomClient>>,
-    pub server: Server,
-    pub cores: usize,
-    markers: u64,
-}
-
-impl Rooms {
-    pub fn start(cores: usize) -> Rooms {
-        Rooms::start_with(cores, |_| {})
-    }
-
-    /// A server with `tweak` applied to the test config; the rooms app gets the rate
-    /// limit and client limits the config names, as `ringcast serve` gives them.
-    pub fn start_with(cores: usize, tweak: impl Fn(&mut Config)) -> Rooms {
-        let server = start_server(RoomsApp::configured, cores, tweak);
-        let mut rooms = Rooms {
-            server,
-            cores,
-            probes: Vec::new(),
-            spares: (0..cores).map(|_| Vec::new()).collect(),
-            markers: 0,
-        };
-        rooms.probes = (0..cores).map(|core| rooms.client_on(core)).collect();
-        rooms
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// A client served by `core`: the kernel spreads connections by source port, so
-    /// connect until one lands there (the others are kept as spares).
-    pub fn client_on(&mut self, core: usize) -> RoomClient {
-        for _ in 0..200 {
-            if let Some(client) = self.spares[core].pop() {
-                return client;
-            }
-            let client = RoomClient::connect(self.addr());
-            self.spares[client.core].push(client);
-        }
-        panic!("no connection landed on core {core} in 200 tries");
-    }
-
-    /// `N` clients, client `i` on core `i % cores`.
-    pub fn clients<const N: usize>(&mut self) -> [RoomClient; N] {
-        std::array::from_fn(|i| self.client_on(i % self.cores))
-    }
-
-    pub fn clients_vec(&mut self, n: usize) -> Vec<RoomClient> {
-        (0..n).map(|i| self.client_on(i % self.cores)).collect()
-    }
-
-    /// The probes and spares: every other connected client, for broadcasts.
-    pub fn bystanders(&mut self) -> impl Iterator<Item = &mut RoomClient> + '_ {
-        self.probes
-            .iter_mut()
-            .chain(self.spares.iter_mut().flatten())
-    }
-
-    /// Proves nothing is queued for each client beyond what the test has read: a
-    /// marker from a probe on every core must be the next thing each receives. It is
-    /// also a fence: each core had handled everything it was told before, so a core
-    /// that sent the client anything earlier has delivered it before the marker.
-    pub fn assert_quiet<'a>(&mut self, clients: impl IntoIterator<Item = &'a mut RoomClient>) {
-        for client in clients {
-            let expected = self.send_markers(&client.id);
-            client.expect_any_order(expected);
-        }
-    }
-
-    /// [`Rooms::assert_quiet`] for the probes and spares.
-    pub fn assert_bystanders_quiet(&mut self) {
-        let ids: Vec<String> = self.bystanders().map(|c| c.id.clone()).collect();
-        for (index, id) in ids.iter().enumerate() {
-            let expected = self.send_markers(id);
-            let client = self.bystanders().nth(index).expect("same bystanders");
-            client.expect_any_order(expected);
-        }
-    }
-
-    /// Everything queued for `client` up to a marker fence (see [`Rooms::assert_quiet`]).
-    pub fn drain(&mut self, client: &mut RoomClient) -> Vec<Value> {
-        let mut markers = self.send_markers(&client.id);
-        let mut drained = Vec::new();
-        while !markers.is_empty() {
-            let message = client.recv();
-            match markers
-                .iter()
-                .position(|m| normalize(message.clone(), m) == *m)
-            {
-                Some(index) => {
-                    markers.swap_remove(index);
-                }
-                None => drained.push(message),
-            }
-        }
-        drained
-    }
-
-    fn send_markers(&mut self, to: &str) -> Vec<Value> {
-        self.markers += 1;
-        let message = json!({ "marker": self.markers });
-        self.probes
-            .iter_mut()
-            .map(|probe| {
-                probe.send(&send_private(to, message.clone()));
-                private_from(&probe.id, message.clone())
-            })
-            .collect()
     }
 }

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 
 use super::{
     broadcast_from, error, join_in_turn, join_room, leave_room, member_joined, member_left,
-    private_from, room_joined, room_message_from, room_on, send_private, send_to_room, with_id,
-    RoomClient, Rooms,
+    private_from, room_joined, room_message_from, send_private, send_to_room, with_id, IdParts,
+    RoomClient, Rooms, Setup,
 };
 
-on_one_and_two_cores!(
+on_cores_and_nodes!(
     welcome_greets_every_client_with_an_id_never_used_before,
     broadcast_reaches_every_other_client_not_the_sender,
     join_room_answers_the_joiner_and_tells_the_other_members,
@@ -30,6 +30,18 @@ on_one_and_two_cores!(
     replies_come_in_request_order,
 );
 
+on_one_node!(
+    welcome_greets_every_client_with_an_id_never_used_before,
+    broadcast_reaches_every_other_client_not_the_sender,
+    join_room_answers_the_joiner_and_tells_the_other_members,
+    leave_room_tells_the_remaining_members,
+    leaving_last_member_removes_room,
+    room_message_reaches_the_other_members_only,
+    private_message_to_an_unknown_or_departed_id_is_recipient_not_found,
+    id_is_echoed_on_room_joined_metadata_updated_and_error,
+    replies_come_in_request_order,
+);
+
 fn set_metadata(metadata: Value) -> Value {
     json!({"type": "set_metadata", "metadata": metadata})
 }
@@ -38,41 +50,41 @@ fn metadata_updated(metadata: Value) -> Value {
     json!({"type": "metadata_updated", "metadata": metadata})
 }
 
-fn welcome_greets_every_client_with_an_id_never_used_before(cores: usize) {
-    let rooms = Rooms::start(cores);
+fn welcome_greets_every_client_with_an_id_never_used_before(setup: Setup) {
+    let rooms = Rooms::start(setup);
+    let places = setup.places();
     let opened = || -> Vec<u64> {
-        (0..cores)
-            .map(|core| rooms.server.core_stats(core as u16).opened)
+        (0..places)
+            .map(|place| rooms.place_stats(place).opened)
             .collect()
     };
     let mut seen = HashSet::new();
     let mut clients = Vec::new();
-    for _ in 0..8 {
+    for n in 0..8 {
         let before = opened();
         // `connect` checks the welcome whole: type, client_id, a recent timestamp.
-        let client = RoomClient::connect(rooms.addr());
+        let client = RoomClient::connect(rooms.addr_of(n % places));
         let after = opened();
-        let counted_on: Vec<usize> = (0..cores).filter(|&c| after[c] > before[c]).collect();
-        assert_eq!(counted_on, [client.core], "the core named by {}", client.id);
+        let counted_on: Vec<usize> = (0..places).filter(|&p| after[p] > before[p]).collect();
+        let named = rooms.place_of(&client.id);
+        assert_eq!(counted_on, [named], "the place named by {}", client.id);
         assert!(seen.insert(client.id.clone()), "{} given twice", client.id);
         clients.push(client);
     }
     // Slots are reused after a disconnect; ids are not.
-    let closed = rooms.server.stats().closed;
+    let closed = rooms.total(|s| s.closed);
     for client in clients {
         client.close();
     }
-    rooms
-        .server
-        .wait_for_stats("8 more closed", |s| s.closed == closed + 8);
-    for _ in 0..8 {
-        let client = RoomClient::connect(rooms.addr());
+    rooms.wait_closed("8 more closed", closed + 8);
+    for n in 0..8 {
+        let client = RoomClient::connect(rooms.addr_of(n % places));
         assert!(seen.insert(client.id.clone()), "{} reused", client.id);
     }
 }
 
-fn broadcast_reaches_every_other_client_not_the_sender(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn broadcast_reaches_every_other_client_not_the_sender(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let mut clients = rooms.clients_vec(4);
     for sender in 0..clients.len() {
         let message = json!(format!("hello from {sender}"));
@@ -93,10 +105,10 @@ fn broadcast_reaches_every_other_client_not_the_sender(cores: usize) {
     rooms.assert_bystanders_quiet();
 }
 
-fn join_room_answers_the_joiner_and_tells_the_other_members(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    for home in 0..cores {
-        let room = room_on(home, cores, "lobby");
+fn join_room_answers_the_joiner_and_tells_the_other_members(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    for home in 0..setup.places() {
+        let room = rooms.room_on(home, "lobby");
         let [mut a, mut b, mut c, mut outsider] = rooms.clients();
         a.join(&room, 1);
         b.join(&room, 2);
@@ -109,9 +121,9 @@ fn join_room_answers_the_joiner_and_tells_the_other_members(cores: usize) {
     }
 }
 
-fn second_join_of_the_same_room_does_nothing(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(cores - 1, cores, "lobby");
+fn second_join_of_the_same_room_does_nothing(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let room = rooms.room_on(setup.places() - 1, "lobby");
     let [mut a, mut b, mut c] = rooms.clients();
     join_in_turn(&room, &mut [&mut a, &mut b]);
     a.send(&join_room(&room));
@@ -126,9 +138,9 @@ fn second_join_of_the_same_room_does_nothing(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b, &mut c]);
 }
 
-fn leave_room_tells_the_remaining_members(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(0, cores, "lobby");
+fn leave_room_tells_the_remaining_members(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let room = rooms.room_on(0, "lobby");
     let [mut a, mut b, mut c] = rooms.clients();
     join_in_turn(&room, &mut [&mut a, &mut b, &mut c]);
     b.send(&leave_room(&room));
@@ -145,9 +157,9 @@ fn leave_room_tells_the_remaining_members(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b, &mut c]);
 }
 
-fn leaving_a_room_you_are_not_in_does_nothing(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(cores - 1, cores, "lobby");
+fn leaving_a_room_you_are_not_in_does_nothing(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let room = rooms.room_on(setup.places() - 1, "lobby");
     let [mut a, mut b, mut c] = rooms.clients();
     a.join(&room, 1);
     b.send(&leave_room(&room));
@@ -161,17 +173,24 @@ fn leaving_a_room_you_are_not_in_does_nothing(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b, &mut c]);
 }
 
-fn leaving_last_member_removes_room(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn leaving_last_member_removes_room(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    // Homed on a's core, so a's leave ends the room there at once; the marker fence
-    // then brings the other core up to date before b asks.
-    let room = room_on(a.core, cores, "lobby");
+    // On a server: homed on a's core, so a's leave ends the room there at once; the
+    // marker fence then brings the other core up to date before b asks.
+    let room = rooms.room_on(rooms.place_of(&a.id), "lobby");
     join_in_turn(&room, &mut [&mut a, &mut b]);
     b.send(&leave_room(&room));
     a.expect(&member_left(&room, &b.id, 1));
     a.send(&leave_room(&room));
-    a.sync();
+    // On a cluster node, a's own core counts the room until Redis's event for a's
+    // leave is back (the bug `room_message_right_after_the_last_leave_...` pins); a
+    // room check that Redis answers comes behind that event. On a server this is a
+    // plain request: it syncs a.
+    a.request(
+        &send_to_room("never-made", json!("?")),
+        &error("Room does not exist"),
+    );
     // Nobody is told about the last member leaving.
     rooms.assert_quiet([&mut a, &mut b]);
     for client in [&mut a, &mut b] {
@@ -187,10 +206,10 @@ fn leaving_last_member_removes_room(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b]);
 }
 
-fn room_message_reaches_the_other_members_only(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(0, cores, "chat");
-    let elsewhere = room_on(cores - 1, cores, "elsewhere");
+fn room_message_reaches_the_other_members_only(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let room = rooms.room_on(0, "chat");
+    let elsewhere = rooms.room_on(setup.places() - 1, "elsewhere");
     let [a, b, c, mut d, mut e] = rooms.clients();
     let mut members = [a, b, c];
     let [a, b, c] = &mut members;
@@ -210,10 +229,10 @@ fn room_message_reaches_the_other_members_only(cores: usize) {
     rooms.assert_quiet([a, b, c, &mut d, &mut e]);
 }
 
-fn private_message_reaches_only_the_recipient_on_any_core(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn private_message_reaches_only_the_recipient_on_any_core(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let mut clients = rooms.clients_vec(3);
-    // Across cores both ways, within a core, and to oneself (the seed allows it).
+    // Across places both ways, within one, and to oneself (the seed allows it).
     for (from, to) in [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 2)] {
         let message = json!(format!("{from} to {to}"));
         let to_id = clients[to].id.clone();
@@ -224,28 +243,23 @@ fn private_message_reaches_only_the_recipient_on_any_core(cores: usize) {
     }
 }
 
-fn private_message_to_an_unknown_or_departed_id_is_recipient_not_found(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn private_message_to_an_unknown_or_departed_id_is_recipient_not_found(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let departed: Vec<RoomClient> = (0..cores).map(|core| rooms.client_on(core)).collect();
+    let places = setup.places();
+    let departed: Vec<RoomClient> = (0..places).map(|place| rooms.client_on(place)).collect();
     let departed_ids: Vec<String> = departed.iter().map(|d| d.id.clone()).collect();
-    let closed = rooms.server.stats().closed;
+    let closed = rooms.total(|s| s.closed);
     for client in departed {
         client.close();
     }
-    rooms
-        .server
-        .wait_for_stats("the departed closed", |s| s.closed == closed + cores as u64);
+    rooms.wait_closed("the departed closed", closed + places as u64);
     // Newcomers take the departed's slots; their mail must not reach them.
-    let mut newcomers: Vec<RoomClient> = (0..2 * cores)
-        .map(|_| RoomClient::connect(rooms.addr()))
+    let mut newcomers: Vec<RoomClient> = (0..2 * places)
+        .map(|n| RoomClient::connect(rooms.addr_of(n % places)))
         .collect();
 
-    let parts: Vec<u64> = a.id["client_".len()..]
-        .split('_')
-        .map(|p| p.parse().expect("a number"))
-        .collect();
-    let (core, slot, generation) = (parts[0], parts[1], parts[2]);
+    let parts = IdParts::parse(&a.id);
     let mut unknown: Vec<String> = [
         "nobody",
         "",
@@ -257,13 +271,45 @@ fn private_message_to_an_unknown_or_departed_id_is_recipient_not_found(cores: us
     ]
     .map(String::from)
     .into();
+    let no_such_core = setup.cores_per_server() as u64;
     unknown.extend([
-        format!("client_{cores}_0_1"),
-        format!("client_{core}_{slot}_{}", generation + 1000),
-        format!("client_{core}_{}_{generation}", slot + 1000),
+        IdParts {
+            core: no_such_core,
+            slot: 0,
+            generation: 1,
+            ..parts.clone()
+        }
+        .to_string(),
+        IdParts {
+            generation: parts.generation + 1000,
+            ..parts.clone()
+        }
+        .to_string(),
+        IdParts {
+            slot: parts.slot + 1000,
+            ..parts.clone()
+        }
+        .to_string(),
         format!("{}_0", a.id),
         format!(" {}", a.id),
     ]);
+    if let Setup::Nodes(_) = setup {
+        // A node that is not in the cluster; a's numbers under no node.
+        unknown.push(
+            IdParts {
+                node: Some("nosuchnode".into()),
+                ..parts.clone()
+            }
+            .to_string(),
+        );
+        unknown.push(
+            IdParts {
+                node: None,
+                ..parts
+            }
+            .to_string(),
+        );
+    }
     for sender in [&mut a, &mut b] {
         for to in unknown.iter().chain(&departed_ids) {
             sender.request(
@@ -281,8 +327,8 @@ fn private_message_to_an_unknown_or_departed_id_is_recipient_not_found(cores: us
     rooms.assert_quiet(&mut newcomers);
 }
 
-fn set_metadata_merges_shallowly_and_returns_the_whole_object(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn set_metadata_merges_shallowly_and_returns_the_whole_object(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
     a.request(
         &set_metadata(json!({"name": "ann", "age": 30})),
@@ -320,10 +366,10 @@ fn set_metadata_merges_shallowly_and_returns_the_whole_object(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b]);
 }
 
-fn id_is_echoed_on_room_joined_metadata_updated_and_error(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn id_is_echoed_on_room_joined_metadata_updated_and_error(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(a.core, cores, "ids");
+    let room = rooms.room_on(rooms.place_of(&a.id), "ids");
     a.request(
         &with_id(join_room(&room), json!("join-1")),
         &with_id(room_joined(&room, 1), json!("join-1")),
@@ -351,27 +397,25 @@ fn id_is_echoed_on_room_joined_metadata_updated_and_error(cores: usize) {
         let id = json!(format!("req-{n} ü🎉"));
         a.request(&with_id(request, id.clone()), &with_id(error(text), id));
     }
-    // "You are not in this room", answered on the outsider's own core.
-    let mut outsider = rooms.client_on(cores - 1);
+    // "You are not in this room", answered on the outsider's own core or node.
+    let mut outsider = rooms.client_on(setup.places() - 1);
     rooms.assert_quiet([&mut outsider]);
     outsider.request(
         &with_id(send_to_room(&room, json!("x")), json!(11)),
         &with_id(error("You are not in this room"), json!(11)),
     );
-    // "Recipient not found" for a departed client on each core: from a's core when it
-    // is a's, else answered back across cores.
-    let closed = rooms.server.stats().closed;
-    let departed: Vec<String> = (0..cores)
-        .map(|core| {
-            let client = rooms.client_on(core);
+    // "Recipient not found" for a departed client on each place: from a's own when it
+    // is a's, else answered back across cores or nodes.
+    let closed = rooms.total(|s| s.closed);
+    let departed: Vec<String> = (0..setup.places())
+        .map(|place| {
+            let client = rooms.client_on(place);
             let id = client.id.clone();
             client.close();
             id
         })
         .collect();
-    rooms
-        .server
-        .wait_for_stats("the departed closed", |s| s.closed == closed + cores as u64);
+    rooms.wait_closed("the departed closed", closed + setup.places() as u64);
     for (n, to) in departed.iter().enumerate() {
         a.request(
             &with_id(send_private(to, json!("x")), json!(100 + n)),
@@ -399,10 +443,10 @@ fn id_is_echoed_on_room_joined_metadata_updated_and_error(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b, &mut outsider]);
 }
 
-fn missing_message_is_relayed_as_an_empty_string(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn missing_message_is_relayed_as_an_empty_string(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(cores - 1, cores, "quiet");
+    let room = rooms.room_on(setup.places() - 1, "quiet");
     join_in_turn(&room, &mut [&mut a, &mut b]);
     let empty = json!("");
     a.send(&json!({"type": "broadcast"}));
@@ -417,10 +461,10 @@ fn missing_message_is_relayed_as_an_empty_string(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b]);
 }
 
-fn message_of_any_json_type_is_relayed_verbatim(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn message_of_any_json_type_is_relayed_verbatim(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(0, cores, "verbatim");
+    let room = rooms.room_on(0, "verbatim");
     join_in_turn(&room, &mut [&mut a, &mut b]);
     for message in [
         json!({"text": "hi", "list": [1, 2, {"deep": null}], "emoji": "😀"}),
@@ -457,13 +501,13 @@ fn message_of_any_json_type_is_relayed_verbatim(cores: usize) {
 }
 
 /// The seed answers each request before reading the next, so a client may match
-/// replies to requests by position; a join counted on another core must not let later
-/// replies overtake its `room_joined`.
-fn replies_come_in_request_order(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+/// replies to requests by position; a join counted on another core (or in Redis) must
+/// not let later replies overtake its `room_joined`.
+fn replies_come_in_request_order(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a] = rooms.clients();
-    let far = room_on(cores - 1, cores, "far");
-    let near = room_on(0, cores, "near");
+    let far = rooms.room_on(setup.places() - 1, "far");
+    let near = rooms.room_on(0, "near");
     a.send_burst(&[
         join_room(&far),
         set_metadata(json!({"k": 1})),

@@ -3,19 +3,19 @@
 //! and the next client is answered correctly.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 
 use ringcast::ws::{encode_masked, Opcode};
 use serde_json::{json, Value};
 
 use super::{
     broadcast_from, error, join_in_turn, join_room, leave_room, member_joined, member_left,
-    private_from, room_joined, room_message_from, room_on, send_private, send_to_room, with_id,
-    RoomClient, Rooms,
+    private_from, room_joined, room_message_from, send_private, send_to_room, with_id, RoomClient,
+    Rooms, Setup,
 };
 use crate::WAIT;
 
-on_one_and_two_cores!(
+on_cores_and_nodes!(
     unicode_and_emoji_pass_through_room_names_messages_and_metadata,
     a_64_kib_message_is_relayed_whole,
     binary_frames_are_parsed_like_text,
@@ -40,8 +40,8 @@ fn ascii_json(text: &str) -> String {
     out
 }
 
-fn unicode_and_emoji_pass_through_room_names_messages_and_metadata(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn unicode_and_emoji_pass_through_room_names_messages_and_metadata(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
     let room = "café ☕ 部屋 🎉 \"quoted\" \\ slash";
     a.join(room, 1);
@@ -92,10 +92,10 @@ fn text_of_64_kib() -> String {
     text
 }
 
-fn a_64_kib_message_is_relayed_whole(cores: usize) {
-    let mut rooms = Rooms::start_with(cores, |c| c.max_message_bytes = 256 << 10);
+fn a_64_kib_message_is_relayed_whole(setup: Setup) {
+    let mut rooms = Rooms::start_with(setup, |c| c.max_message_bytes = 256 << 10);
     let [mut a, mut b, mut c] = rooms.clients();
-    let room = room_on(0, cores, "big");
+    let room = rooms.room_on(0, "big");
     join_in_turn(&room, &mut [&mut a, &mut b, &mut c]);
     let text = text_of_64_kib();
     assert_eq!(text.len(), 64 << 10);
@@ -115,10 +115,10 @@ fn a_64_kib_message_is_relayed_whole(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b, &mut c]);
 }
 
-fn binary_frames_are_parsed_like_text(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn binary_frames_are_parsed_like_text(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(cores - 1, cores, "binary");
+    let room = rooms.room_on(setup.places() - 1, "binary");
     let binary = |client: &mut RoomClient, request: Value| {
         client.send_binary(request.to_string().as_bytes());
     };
@@ -156,10 +156,10 @@ fn binary_frames_are_parsed_like_text(cores: usize) {
     rooms.assert_quiet([&mut a, &mut b]);
 }
 
-fn fragmented_requests_are_parsed_whole(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+fn fragmented_requests_are_parsed_whole(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
     let [mut a, mut b] = rooms.clients();
-    let room = room_on(0, cores, "fragments");
+    let room = rooms.room_on(0, "fragments");
     join_in_turn(&room, &mut [&mut a, &mut b]);
     let message = json!("split 😀 in the middle of an emoji");
     for opcode in [Opcode::Text, Opcode::Binary] {
@@ -190,10 +190,10 @@ fn garbage(len: usize, mut seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Sends `bytes` on a raw socket (then FIN when `finish`), and waits for the server to
-/// end the connection, whatever it answers first.
-fn raw_exchange(rooms: &Rooms, bytes: &[u8], finish: bool) {
-    let mut stream = TcpStream::connect(rooms.addr()).expect("connect");
+/// Sends `bytes` on a raw socket to `addr` (then FIN when `finish`), and waits for the
+/// server to end the connection, whatever it answers first.
+fn raw_exchange(addr: SocketAddr, bytes: &[u8], finish: bool) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     // The server may close before reading it all: a failed write is fine.
     let _ = stream.write_all(bytes);
@@ -208,21 +208,26 @@ fn raw_exchange(rooms: &Rooms, bytes: &[u8], finish: bool) {
     }
 }
 
-fn garbage_bytes_do_not_disturb_the_server(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(0, cores, "sturdy");
+fn garbage_bytes_do_not_disturb_the_server(setup: Setup) {
+    let mut rooms = Rooms::start(setup);
+    let room = rooms.room_on(0, "sturdy");
     let [mut a, mut b] = rooms.clients();
     join_in_turn(&room, &mut [&mut a, &mut b]);
 
-    // Garbage instead of an upgrade request.
-    raw_exchange(&rooms, &garbage(16 << 10, 7), false);
-    raw_exchange(&rooms, &garbage(300, 11), true);
+    // Garbage instead of an upgrade request, to every node of a cluster.
+    let places = setup.places();
+    raw_exchange(rooms.addr_of(0), &garbage(16 << 10, 7), false);
+    raw_exchange(rooms.addr_of(1 % places), &garbage(300, 11), true);
     raw_exchange(
-        &rooms,
+        rooms.addr_of(2 % places),
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         true,
     );
-    raw_exchange(&rooms, b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n", true);
+    raw_exchange(
+        rooms.addr_of(places - 1),
+        b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
+        true,
+    );
 
     // Garbage after the upgrade, from members: each is failed (with the close code
     // named, or by its own reset) and leaves the room.
@@ -240,7 +245,7 @@ fn garbage_bytes_do_not_disturb_the_server(cores: usize) {
         (garbage(64, 3), None),
     ];
     for (n, (bytes, code)) in breakers.into_iter().enumerate() {
-        let mut breaker = rooms.client_on(n % cores);
+        let mut breaker = rooms.client_on(n % places);
         breaker.join(&room, 3);
         a.expect(&member_joined(&room, &breaker.id, 3));
         b.expect(&member_joined(&room, &breaker.id, 3));
@@ -262,7 +267,7 @@ fn garbage_bytes_do_not_disturb_the_server(cores: usize) {
     let message = json!("still standing");
     a.send(&send_to_room(&room, message.clone()));
     b.expect(&room_message_from(&room, &a.id, message));
-    let mut newcomer = RoomClient::connect(rooms.addr());
+    let mut newcomer = RoomClient::connect(rooms.addr_of(places - 1));
     newcomer.join(&room, 3);
     a.expect(&member_joined(&room, &newcomer.id, 3));
     b.expect(&member_joined(&room, &newcomer.id, 3));
@@ -272,9 +277,9 @@ fn garbage_bytes_do_not_disturb_the_server(cores: usize) {
 /// Issue 10's crash: on one core, a client in 20,000 rooms that disconnected made the
 /// core thread recurse once per room (`thread 'ringcast-core-0' has overflowed its
 /// stack`, the process aborted). Its leaves must run as a loop, and the server serve on.
-fn a_client_in_20000_rooms_disconnects_and_the_next_client_is_served(cores: usize) {
+fn a_client_in_20000_rooms_disconnects_and_the_next_client_is_served(setup: Setup) {
     const ROOMS: usize = 20_000;
-    let mut rooms = Rooms::start_with(cores, |config| config.max_rooms_per_client = ROOMS);
+    let mut rooms = Rooms::start_with(setup, |config| config.max_rooms_per_client = ROOMS);
     let [mut heavy, mut watcher] = rooms.clients();
     let last = format!("room{}", ROOMS - 1);
     let joins: Vec<Value> = (0..ROOMS).map(|n| join_room(&format!("room{n}"))).collect();
@@ -290,7 +295,7 @@ fn a_client_in_20000_rooms_disconnects_and_the_next_client_is_served(cores: usiz
     let heavy_id = heavy.id.clone();
     drop(heavy.into_ws());
     watcher.expect(&member_left(&last, &heavy_id, 1));
-    let mut next = RoomClient::connect(rooms.addr());
+    let mut next = RoomClient::connect(rooms.addr_of(setup.places() - 1));
     next.join("room0", 1);
     next.join(&last, 2);
     watcher.expect(&member_joined(&last, &next.id, 2));
