@@ -15,8 +15,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::rooms::{
-    leave_room, member_joined, member_left, private_from, room_message_from, room_on, send_private,
-    send_to_room, RoomClient, Rooms, TS,
+    leave_room, member_joined, member_left, private_from, room_message_from, send_private,
+    send_to_room, RoomClient, Rooms, Setup, TS,
 };
 use crate::WAIT;
 
@@ -275,9 +275,9 @@ pub fn texts(tag: &str, range: std::ops::RangeInclusive<u64>) -> Vec<Value> {
 /// connection (on the other core, with two) recovers exactly those, then goes live.
 /// Once with the room homed on each core.
 fn a_dropped_member_recovers_exactly_what_it_missed_then_goes_live(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+    let mut rooms = Rooms::start(Setup::Cores(cores));
     for home in 0..cores {
-        let room = room_on(home, cores, "dropped");
+        let room = rooms.room_on(home, "dropped");
         let mut a = rooms.client_on(0);
         let mut witness = rooms.client_on(0);
         let mut b = rooms.client_on(1 % cores);
@@ -319,8 +319,8 @@ fn a_dropped_member_recovers_exactly_what_it_missed_then_goes_live(cores: usize)
 /// Recovering from another epoch, or from an offset the room has not reached, gets
 /// `recovered: false`, the room's real position, and then only live messages.
 fn a_stale_epoch_or_a_future_offset_recovers_nothing_then_goes_live(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(cores - 1, cores, "stale");
+    let mut rooms = Rooms::start(Setup::Cores(cores));
+    let room = rooms.room_on(cores - 1, "stale");
     let mut a = rooms.client_on(0);
     let mut witness = rooms.client_on(1 % cores);
     let epoch = join_seen(&mut a, &room, 0, &mut []);
@@ -354,8 +354,8 @@ fn a_stale_epoch_or_a_future_offset_recovers_nothing_then_goes_live(cores: usize
 /// With `history_size = 4`: who missed 6 (or 5) recovers nothing; who missed exactly 4
 /// gets all 4.
 fn missing_more_than_history_size_recovers_nothing(cores: usize) {
-    let mut rooms = Rooms::start_with(cores, |c| c.history_size = 4);
-    let room = room_on(0, cores, "overflow");
+    let mut rooms = Rooms::start_with(Setup::Cores(cores), |c| c.history_size = 4);
+    let room = rooms.room_on(0, "overflow");
     let mut a = rooms.client_on(0);
     let mut witness = rooms.client_on(1 % cores);
     let epoch = join_seen(&mut a, &room, 0, &mut []);
@@ -442,9 +442,9 @@ pub const RACE_SPLITS: [usize; 8] = [0, 1, 7, 50, 100, 150, 199, 200];
 /// Rounds on both homes, B on alternating cores.
 fn recovery_racing_a_stream_of_live_messages_has_no_gap_and_no_duplicate(cores: usize) {
     const STREAM: u64 = 200;
-    let mut rooms = Rooms::start_with(cores, |c| c.history_size = 1024);
+    let mut rooms = Rooms::start_with(Setup::Cores(cores), |c| c.history_size = 1024);
     for home in 0..cores {
-        let room = room_on(home, cores, "race");
+        let room = rooms.room_on(home, "race");
         let mut a = rooms.client_on(0);
         let epoch = join(&mut a, &room, 1, 0);
         for (round, split) in RACE_SPLITS.into_iter().enumerate() {
@@ -510,9 +510,9 @@ pub fn one_order_of_two_senders<M: Member>(
 /// Two senders (one per core) send 50 messages each to a room homed on either core: a
 /// reader and the senders see one order (see [`one_order_of_two_senders`]).
 fn offsets_are_one_total_order_of_the_rooms_messages(cores: usize) {
-    let mut rooms = Rooms::start(cores);
+    let mut rooms = Rooms::start(Setup::Cores(cores));
     for home in 0..cores {
-        let room = room_on(home, cores, "order");
+        let room = rooms.room_on(home, "order");
         let mut s0 = rooms.client_on(0);
         let mut s1 = rooms.client_on(1 % cores);
         let mut reader = rooms.client_on(1 % cores);
@@ -529,11 +529,11 @@ fn offsets_are_one_total_order_of_the_rooms_messages(cores: usize) {
 /// in the order sent. From each core to a reader on the other.
 fn one_senders_room_and_private_messages_arrive_in_the_order_sent(cores: usize) {
     const ROUNDS: u64 = 60;
-    let mut rooms = Rooms::start(cores);
+    let mut rooms = Rooms::start(Setup::Cores(cores));
     for sender_core in 0..cores {
         let room_names = [
-            room_on(sender_core, cores, "mine"),
-            room_on((sender_core + 1) % cores, cores, "theirs"),
+            rooms.room_on(sender_core, "mine"),
+            rooms.room_on((sender_core + 1) % cores, "theirs"),
         ];
         let mut sender = rooms.client_on(sender_core);
         let mut reader = rooms.client_on((sender_core + 1) % cores);
@@ -565,8 +565,8 @@ fn one_senders_room_and_private_messages_arrive_in_the_order_sent(cores: usize) 
 /// join recovering from the latest offset is `recovered: true` with nothing to replay,
 /// one recovering from anything earlier is `recovered: false`.
 fn with_history_off_offsets_are_given_and_only_the_latest_offset_recovers(cores: usize) {
-    let mut rooms = Rooms::start_with(cores, |c| c.history_size = 0);
-    let room = room_on(cores - 1, cores, "off");
+    let mut rooms = Rooms::start_with(Setup::Cores(cores), |c| c.history_size = 0);
+    let room = rooms.room_on(cores - 1, "off");
     let mut a = rooms.client_on(0);
     let mut witness = rooms.client_on(1 % cores);
     let mut b = rooms.client_on(1 % cores);
@@ -606,8 +606,8 @@ fn with_history_off_offsets_are_given_and_only_the_latest_offset_recovers(cores:
 /// in one write behind a private message to a client of another core (with two),
 /// whose outcome holds B's replies: `room_joined` and what it recovered wait behind it.
 fn a_room_everyone_left_still_recovers_what_was_missed(cores: usize) {
-    let mut rooms = Rooms::start(cores);
-    let room = room_on(cores - 1, cores, "emptied");
+    let mut rooms = Rooms::start(Setup::Cores(cores));
+    let room = rooms.room_on(cores - 1, "emptied");
     let mut a = rooms.client_on(0);
     let mut b = rooms.client_on(1 % cores);
     let epoch = join_seen(&mut a, &room, 0, &mut []);
@@ -647,12 +647,12 @@ fn a_room_everyone_left_still_recovers_what_was_missed(cores: usize) {
 /// on fresh rooms, and every outcome is shown if any is out of order.
 #[test]
 fn a_held_room_message_to_the_senders_own_core_is_not_overtaken() {
-    let mut rooms = Rooms::start(2);
+    let mut rooms = Rooms::start(Setup::Cores(2));
     let mut sender = rooms.client_on(0);
     let mut reader = rooms.client_on(1);
     let mut outcomes = Vec::new();
     for third in ["private", "broadcast", "room"] {
-        let (away, here) = (room_on(1, 2, third), room_on(0, 2, third));
+        let (away, here) = (rooms.room_on(1, third), rooms.room_on(0, third));
         for room in [&away, &here] {
             join(&mut reader, room, 1, 0);
             join(&mut sender, room, 2, 0);

@@ -19,10 +19,6 @@ on_cores_and_nodes!(
     private_message_to_another_spelling_of_a_live_id_is_recipient_not_found,
     messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open,
     requests_over_a_client_limit_are_refused_and_change_nothing,
-    #[two_cores(
-        ignore = "server bug: the room check answers from the core's room set, \
-                          stale until the home core's update for the leave"
-    )]
     #[three_nodes(
         ignore = "cluster bug: the room check answers from the core's room set, \
                             stale until Redis's event for the leave is back"

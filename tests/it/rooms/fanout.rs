@@ -277,7 +277,10 @@ fn joins_and_leaves_at_once(rooms: &mut Rooms) {
         for message in &messages {
             if message["type"] == "room_joined" {
                 let members = message["members"].as_u64().unwrap_or(0) as usize;
-                assert_eq!(*message, room_joined(&room, members));
+                assert_eq!(
+                    crate::without_unasked_position(message.clone(), &room_joined(&room, members)),
+                    room_joined(&room, members)
+                );
                 assert!((1..=2 + WORKERS).contains(&members), "{message}");
                 total = Some(members as i64);
                 joined += 1;
