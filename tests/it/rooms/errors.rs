@@ -19,18 +19,10 @@ on_cores_and_nodes!(
     private_message_to_another_spelling_of_a_live_id_is_recipient_not_found,
     messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays_open,
     requests_over_a_client_limit_are_refused_and_change_nothing,
-    #[three_nodes(
-        ignore = "cluster bug: the room check answers from the core's room set, \
-                            stale until Redis's event for the leave is back"
-    )]
     room_message_right_after_the_last_leave_is_room_does_not_exist,
 );
 
-on_one_node!(
-    #[ignore = "cluster bug: the room check answers from the core's room set, \
-                stale until Redis's event for the leave is back"]
-    room_message_right_after_the_last_leave_is_room_does_not_exist,
-);
+on_one_node!(room_message_right_after_the_last_leave_is_room_does_not_exist,);
 
 /// Not JSON, not an object, no `type`, or a field of the wrong JSON type.
 const MALFORMED: &[&str] = &[
