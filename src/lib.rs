@@ -33,11 +33,13 @@
 //! 3. [`proto::parse_request`] reads `{"type":"room_message",...}` in one pass,
 //!    borrowing `room` and the raw `message`.
 //! 4. The sender's core (the `rooms` client role) checks the sender is in the room,
-//!    encodes the `room_message` once into a frame ([`proto::Encoder`]), end to end with
-//!    the sender's previous messages to that room, and reads the room's core set (its
-//!    replica of what the room's home core decides) to post one envelope, one shared
-//!    `Bytes`, to each core with members: itself through a local work list, the others
-//!    through their bounded [`hub`] inboxes.
+//!    encodes the `room_message` ([`proto::Encoder`]) but for its offset, and posts it
+//!    to the room's home core (itself through a local work list, another through its
+//!    bounded [`hub`] inbox). The home gives it the room's next offset, finishes the
+//!    frame (end to end with the room's previous messages), keeps it in the room's
+//!    history and posts one envelope, one shared `Bytes`, to each core with members.
+//!    (On a cluster node Redis numbers and keeps it, and each node's link reader does
+//!    the home's part: [`cluster`].)
 //! 5. Each core's replica role turns the envelope into one effect carrying the room's
 //!    local members; the driver queues a clone of the frame on each (all but the
 //!    sender), under each connection's outbound limit.

@@ -25,11 +25,16 @@
 //!   private message to another core, which that core always reports back) holds a
 //!   place in the client's queue, and everything for that client waits behind it
 //!   (`replies.rs`). Clients without a held place, nearly all, are sent to directly.
-//! - **Fan-out from the sender's core.** A room message is encoded once, on the
-//!   sender's core, and posted as one envelope (one `Bytes`) to every core in the set;
-//!   each core queues a clone on its local members. All of a sender's messages to a
-//!   core travel through that core's one inbox, so per-sender order holds for every
-//!   recipient across rooms, broadcasts and private messages.
+//! - **Room messages through the home.** A room message is encoded on the sender's
+//!   core but for its offset (`Encoder::open`) and posted to the room's home, which
+//!   gives it the room's next offset, keeps it in the room's history (`history.rs`,
+//!   for clients that recover after a reconnect) and posts it as one envelope (one
+//!   `Bytes`) to every core with members; each core queues a clone on its local
+//!   members. So every member sees the room in one order, and a join (with its
+//!   recovery) is one point in it. Per-sender order across rooms, broadcasts and
+//!   private messages holds because a client's requests take one way at a time: one
+//!   that would overtake the client's room messages still on their way to a home
+//!   waits on the client's core until the home reports them sent on (`state/gate.rs`).
 //! - **Routable ids.** `client_id` is `client_<core>_<slot>_<generation>`: a private
 //!   message goes straight to the owning core, which checks the slot's generation; a
 //!   departed id gives `Recipient not found`, answered back through the sender's core.
@@ -46,6 +51,9 @@
 //!   merged metadata size; a request over one gets an error and changes nothing.
 //!   A room's local members are a `JoinOrder` list: joins, leaves and lookups take
 //!   constant time whatever the room's size.
+//! - **History** (`history.rs`): per room, its epoch, latest offset and last
+//!   `history_size` frames, on the room's home; a join with `recover` gets the missed
+//!   frames right after `room_joined` and before anything live.
 //! - **Rate limit** (off by default): a token bucket per client, on the client's own
 //!   core (`limit.rs`); a message over it gets `Rate limit exceeded` and is dropped.
 

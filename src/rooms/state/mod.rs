@@ -4,8 +4,10 @@
 //! never do I/O. See the module docs of `rooms` for how cores share rooms.
 //!
 //! One core plays three roles, one file each:
-//! - `client.rs`: its own clients: their requests, rooms, metadata, replies in order.
-//! - `home.rs`: the rooms homed here: authoritative counts, `member_joined`/`left`.
+//! - `client.rs`: its own clients: their requests, rooms, metadata, replies in order
+//!   (and `gate.rs`: a client's requests taking one way at a time).
+//! - `home.rs`: the rooms homed here: authoritative counts, `member_joined`/`left`,
+//!   numbering and keeping room messages.
 //! - `replica.rs`: every room's core set, and the local members of each room.
 //!
 //! This file holds what they share: the envelopes between cores, the effects, the
