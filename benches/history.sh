@@ -9,7 +9,8 @@
 # Knobs (environment): RUNS (3), DURATION (5 s), CORES ("1": server cores, each run on
 # CPUs 0..n-1 when n > 1, sharing the load's CPU), SERVER_CPU (0), LOAD_CPU (1),
 # LOAD ("rooms -c 1000 -r 10 -k 10 -w 64 -s 64"), PORT (19700), BEFORE (an earlier
-# ringcast binary), CARGO_TARGET_DIR (target), KEEP (keep the raw directory).
+# ringcast binary), CARGO_TARGET_DIR (target), KEEP (keep the raw directory), RINGCAST
+# (a ringcast binary to use instead of building one).
 # Prints per setup: deliveries/s, deliveries per server CPU-second, p50/p99, lost/dup.
 set -euo pipefail
 
@@ -22,7 +23,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LOAD=${LOAD:-"rooms -c 1000 -r 10 -k 10 -w 64 -s 64"}
 PORT=${PORT:-19700}
-BIN=${CARGO_TARGET_DIR:-target}/release
+BUILT=${CARGO_TARGET_DIR:-target}/release/ringcast
+RINGCAST=${RINGCAST:-$BUILT}
 RAW=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-history.XXXXXX")
 
 SERVER_PID=""
@@ -33,14 +35,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building (release) ..." >&2
-cargo build --release --bin ringcast >&2
+if [[ "$RINGCAST" == "$BUILT" ]]; then
+    echo "building (release) ..." >&2
+    cargo build --release --bin ringcast >&2
+fi
 
 # name|binary|extra serve flags
 setups() {
     [[ -z "${BEFORE:-}" ]] || echo "before|$BEFORE|"
-    echo "history-off|$BIN/ringcast|--history-size 0"
-    echo "history-on|$BIN/ringcast|--history-size 64"
+    echo "history-off|$RINGCAST|--history-size 0"
+    echo "history-on|$RINGCAST|--history-size 64"
 }
 
 run_one() {
@@ -57,7 +61,7 @@ run_one() {
         sleep 0.05
     done
     # shellcheck disable=SC2086 # LOAD is words
-    timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$BIN/ringcast" load $LOAD -d "$DURATION" \
+    timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$RINGCAST" load $LOAD -d "$DURATION" \
         "ws://127.0.0.1:$PORT/" --cpus "$LOAD_CPU" --server-pid "$SERVER_PID" --json --quiet \
         >"$RAW/$name.$cores.$round.json" 2>"$RAW/$name.$cores.$round.log" ||
         echo "  $name cores $cores round $round failed: $(tail -n 1 "$RAW/$name.$cores.$round.log")" >&2
