@@ -76,6 +76,8 @@ impl RoomsCore {
             id,
             recover,
         } = join;
+        let homed = &self.homed;
+        self.histories.sweep(now, |room| homed.contains_key(room));
         let history = self.join_history(&room, recover.as_deref(), now);
         let cores = self.cores;
         let home = self.homed.entry(room.clone()).or_insert_with(|| HomeRoom {
