@@ -215,11 +215,14 @@ fn messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays
         .collect();
     a.send_burst(&burst);
     // a hears only refusals, b only relayed messages; read both until all 20 are seen.
+    // Each read gets its own slice: with one shared deadline, a silent a used it all
+    // and b was never read (so it starved once a's refusals were all in before b's
+    // messages, as on a cluster, where they come back through Redis).
     let (mut relayed, mut refused) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + WAIT;
+    let soon = || Instant::now() + Duration::from_millis(20);
     while relayed.len() + refused.len() < burst.len() && Instant::now() < deadline {
-        let soon = Instant::now() + Duration::from_millis(20);
-        if let Some(reply) = a.recv_until(soon) {
+        if let Some(reply) = a.recv_until(soon()) {
             let id = reply["id"]
                 .as_u64()
                 .expect("a refusal carries its request's id");
@@ -227,7 +230,7 @@ fn messages_over_the_rate_limit_get_rate_limit_exceeded_and_the_connection_stays
             assert_eq!(normalize(reply, &expected), expected);
             refused.push(id);
         }
-        if let Some(message) = b.recv_until(soon) {
+        if let Some(message) = b.recv_until(soon()) {
             let n = message["message"].as_u64().expect("a message of the burst");
             let expected = room_message_from(&room, &a.id, json!(n));
             assert_eq!(normalize(message, &expected), expected);
