@@ -25,7 +25,8 @@
 //!   losing Redis (at start, later, back empty) and their link (a short outage).
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
 //! - `load`: one short `ringcast load` run per scenario against the server.
-//! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, message by message.
+//! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, on three cluster
+//!   nodes and on one node, message by message.
 //! - `history`: room offsets and recovery (exactly what was missed, then live; stale,
 //!   overflowed, history off), one total order per room, per-sender order across rooms.
 
