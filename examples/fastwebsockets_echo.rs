@@ -68,8 +68,8 @@ async fn upgrade(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
                     .await?;
                 return Ok(None);
             }
-            Ok(Some((HttpRequest::Metrics, _))) => {
-                // This baseline keeps no counters.
+            Ok(Some((HttpRequest::Metrics | HttpRequest::Page(_), _))) => {
+                // This baseline keeps no counters and serves no page.
                 stream
                     .write_all(
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

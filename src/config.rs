@@ -163,6 +163,10 @@ pub struct Config {
     /// io_uring setup of every core: `defer` (default), `coop` or `plain`. A kernel
     /// that refuses the mode gets a plain ring, and one without io_uring epoll.
     pub uring_mode: UringMode,
+    /// Serve the server's own page (a room client and a live panel of the cores) at
+    /// `GET /` on the WebSocket port (`--no-page` turns it off; then `GET /` without an
+    /// upgrade gets 426). Default on.
+    pub page: bool,
     /// Rooms app: messages kept per room for clients that reconnect and recover what
     /// they missed (`join_room` with `recover`). 0 keeps none (offsets and epochs are
     /// still given). Default 64. Memory: up to this many frames per room (each the
@@ -257,6 +261,7 @@ impl Default for Config {
             max_conns_per_ip: 0,
             max_connections: 0,
             uring_mode: UringMode::Defer,
+            page: true,
             history_size: 64,
             history_ttl_s: 300,
             history_max_bytes: 64 << 20,

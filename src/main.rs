@@ -82,6 +82,9 @@ struct ServeArgs {
     /// SO_RCVBUF of accepted sockets, in bytes [default: the kernel's].
     #[arg(long, value_name = "BYTES")]
     recv_buffer: Option<usize>,
+    /// Do not serve the server's own page at GET / (answer 426 as for any non-upgrade).
+    #[arg(long)]
+    no_page: bool,
     /// Rooms app: messages kept per room for clients that recover after a reconnect
     /// (0: none; offsets are still given) [default: 64].
     #[arg(long, value_name = "N")]
@@ -141,6 +144,9 @@ impl ServeArgs {
         }
         if let Some(bytes) = self.recv_buffer {
             config.recv_buffer_bytes = Some(bytes);
+        }
+        if self.no_page {
+            config.page = false;
         }
         if let Some(size) = self.history_size {
             config.history_size = size;

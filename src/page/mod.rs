@@ -12,6 +12,7 @@ pub enum Asset {
     Index,
     Script,
     Style,
+    Icon,
 }
 
 impl Asset {
@@ -22,6 +23,7 @@ impl Asset {
             "/" | "/index.html" => Some(Asset::Index),
             "/app.js" => Some(Asset::Script),
             "/app.css" => Some(Asset::Style),
+            "/favicon.svg" | "/favicon.ico" => Some(Asset::Icon),
             _ => None,
         }
     }
@@ -31,6 +33,7 @@ impl Asset {
             Asset::Index => (include_str!("index.html"), "text/html; charset=utf-8"),
             Asset::Script => (include_str!("app.js"), "text/javascript; charset=utf-8"),
             Asset::Style => (include_str!("app.css"), "text/css; charset=utf-8"),
+            Asset::Icon => (include_str!("favicon.svg"), "image/svg+xml"),
         }
     }
 }
@@ -70,26 +73,46 @@ mod tests {
 
     #[test]
     fn every_answer_is_complete_and_carries_the_security_headers() {
-        for asset in [Asset::Index, Asset::Script, Asset::Style] {
+        for asset in [Asset::Index, Asset::Script, Asset::Style, Asset::Icon] {
             let text = String::from_utf8(response(asset)).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
             assert!(head.contains(&format!("Content-Length: {}", body.len())));
             assert!(head.contains("X-Content-Type-Options: nosniff"));
-            assert!(head.contains("Content-Security-Policy: default-src 'none'; script-src 'self';"));
+            assert!(
+                head.contains("Content-Security-Policy: default-src 'none'; script-src 'self';")
+            );
         }
     }
 
     #[test]
     fn the_page_never_writes_relayed_text_as_html() {
         let (script, _) = Asset::Script.body_and_type();
-        for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
             assert!(!script.contains(sink), "app.js uses {sink}");
         }
         let (index, _) = Asset::Index.body_and_type();
-        for test_id in ["room-input", "join-button", "message-input", "send-button", "messages"] {
-            assert!(index.contains(&format!("data-testid=\"{test_id}\"")), "{test_id}");
+        for test_id in [
+            "room-input",
+            "join-button",
+            "message-input",
+            "send-button",
+            "messages",
+        ] {
+            assert!(
+                index.contains(&format!("data-testid=\"{test_id}\"")),
+                "{test_id}"
+            );
         }
-        assert!(!index.contains("<script>"), "no inline script (the CSP forbids it)");
+        assert!(
+            !index.contains("<script>"),
+            "no inline script (the CSP forbids it)"
+        );
     }
 }

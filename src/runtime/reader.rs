@@ -174,6 +174,13 @@ async fn upgrade<A: App>(
                 _ => handshake::health_response(),
             }
             .to_vec(),
+            Ok(Some((HttpRequest::Page(asset), _))) if core.config.page => {
+                crate::page::response(asset)
+            }
+            Ok(Some((HttpRequest::Page(_), _))) => {
+                core.ctx.stats().count_rejected_handshake();
+                handshake::HandshakeError::NotAnUpgrade.response()
+            }
             Ok(Some((HttpRequest::Metrics, _))) => {
                 let mut text = render_metrics(&core.ctx.all_stats);
                 render_backlogs(&mut text, &core.ctx.outbox.backlogs());

@@ -22,6 +22,9 @@ pub enum HttpRequest {
     Health,
     /// `GET /metrics` without an upgrade, for monitoring; answer with [`metrics_response`].
     Metrics,
+    /// `GET /` (or one of its files) without an upgrade: the server's own page
+    /// ([`crate::page::response`]) when it is on, else 426.
+    Page(crate::page::Asset),
 }
 
 /// Why a request was refused, as the HTTP status it is answered with.
@@ -147,7 +150,11 @@ pub fn parse_request(
             match path.as_str() {
                 "/healthz" => return Ok(Some((HttpRequest::Health, len))),
                 "/metrics" => return Ok(Some((HttpRequest::Metrics, len))),
-                _ => {}
+                path => {
+                    if let Some(asset) = crate::page::Asset::for_path(path) {
+                        return Ok(Some((HttpRequest::Page(asset), len)));
+                    }
+                }
             }
         }
         return Err(HandshakeError::NotAnUpgrade);

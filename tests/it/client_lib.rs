@@ -526,7 +526,7 @@ fn fake_server(
             if let Some((request, _)) = parse_request(&buf, 8192).expect("a valid request") {
                 break match request {
                     HttpRequest::Upgrade { key, .. } => Some(key),
-                    HttpRequest::Health | HttpRequest::Metrics => None,
+                    HttpRequest::Health | HttpRequest::Metrics | HttpRequest::Page(_) => None,
                 };
             }
         };

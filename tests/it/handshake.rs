@@ -105,9 +105,35 @@ fn version_8_gets_426_naming_version_13() {
 #[test]
 fn plain_get_without_upgrade_gets_426() {
     let server = start_server(|_| EchoApp, 1, |_| {});
-    let response = http_exchange(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let response = http_exchange(server.addr(), b"GET /chat HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(response.status, 426);
     assert_eq!(server.stats().rejected_handshakes, 1);
+}
+
+#[test]
+fn get_slash_serves_the_page_with_its_security_headers_unless_turned_off() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let response = http_exchange(server.addr(), request.as_bytes());
+        assert_eq!(response.status, 200, "{path}");
+        let header = |name: &str| response.header(name).unwrap_or("").to_string();
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let csp = header("content-security-policy");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(!response.body.is_empty(), "{path}");
+    }
+    let off = start_server(|_| EchoApp, 1, |c| c.page = false);
+    let response = http_exchange(off.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 426);
 }
 
 #[test]

@@ -82,7 +82,7 @@ fn refusals_map_to_their_http_status() {
         (b"garbage\r\n\r\n".to_vec(), 400),
         (request(&["POST / HTTP/1.1", "Upgrade: websocket"]), 405),
         (request(&["GET / HTTP/1.0", "Upgrade: websocket"]), 400),
-        (request(&["GET / HTTP/1.1", "Host: x"]), 426),
+        (request(&["GET /chat HTTP/1.1", "Host: x"]), 426),
         (
             request(&[
                 "GET / HTTP/1.1",
