@@ -58,6 +58,7 @@ pub mod conn;
 pub mod hub;
 mod ids;
 pub mod load;
+pub mod logging;
 pub mod page;
 pub mod proto;
 pub mod rooms;

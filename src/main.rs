@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ringcast::app::{BroadcastApp, EchoApp};
 use ringcast::config::{parse_cpu_list, AppKind, Config, ServerConfig};
+use ringcast::logging::{self, LogFormat};
 use ringcast::rooms::RoomsApp;
 use ringcast::runtime::{self, ServerHandle};
 
@@ -85,6 +86,10 @@ struct ServeArgs {
     /// Do not serve the server's own page at GET / (answer 426 as for any non-upgrade).
     #[arg(long)]
     no_page: bool,
+    /// Log one JSON object per line (for log shippers) instead of text; also
+    /// RINGCAST_LOG_FORMAT=json. Levels and filters: RUST_LOG (default info).
+    #[arg(long)]
+    log_json: bool,
     /// Rooms app: messages kept per room for clients that recover after a reconnect
     /// (0: none; offsets are still given) [default: 64].
     #[arg(long, value_name = "N")]
@@ -179,15 +184,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AppKind::Rooms => runtime::start(config, RoomsApp::configured)?,
     };
     for (core, (driver, cpu)) in server.drivers().iter().zip(&cpus).enumerate() {
-        eprintln!("ringcast: core {core} on CPU {cpu}: {driver:?} driver");
+        tracing::info!("core {core} on CPU {cpu}: {driver:?} driver");
     }
-    eprintln!(
-        "ringcast: serving {app:?} on ws://{} with {} core(s)",
+    tracing::info!(
+        "serving {app:?} on ws://{} with {} core(s)",
         server.local_addr(),
         cpus.len()
     );
     if let Some(url) = cluster {
-        eprintln!("ringcast: cluster node over Redis at {url}");
+        tracing::info!("cluster node over Redis at {url}");
     }
     let trigger = server.shutdown_trigger();
     std::thread::Builder::new()
@@ -195,28 +200,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .spawn(move || {
             let mut received = signals.forever();
             if received.next().is_some() {
-                eprintln!("ringcast: shutting down: closing connections with 1001 (signal again to exit now)");
+                tracing::info!(
+                    "shutting down: closing connections with 1001 (signal again to exit now)"
+                );
                 trigger();
             }
             if received.next().is_some() {
-                eprintln!("ringcast: second signal, exiting now");
+                tracing::warn!("second signal, exiting now");
                 std::process::exit(1);
             }
         })?;
     server.join()?;
-    eprintln!("ringcast: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Load(args) => ringcast::load::run(args),
+    let (result, server) = match cli.command {
+        Command::Serve(args) => {
+            logging::init(LogFormat::choose(args.log_json));
+            (serve(args), true)
+        }
+        Command::Load(args) => (ringcast::load::run(args), false),
         Command::Client(args) => return ringcast::client::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if server => {
+            tracing::error!("ringcast: error: {}", error_report(&error));
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("ringcast: error: {}", error_report(&error));
             ExitCode::FAILURE

@@ -367,7 +367,10 @@ impl Writer {
         self.registered = false;
         self.rooms = Some(NodeRooms::new(self.node.clone(), self.setup.cores));
         ClusterStats::count(&self.setup.stats.restarts);
-        eprintln!("ringcast: cluster: this node's state in Redis is gone; restarting its clients as node {}", self.node);
+        tracing::warn!(
+            "cluster: this node's state in Redis is gone; restarting its clients as node {}",
+            self.node
+        );
         let mut posts: Posts = (0..self.setup.cores as u16)
             .map(|core| {
                 let envelope = Envelope::Restart {
@@ -434,7 +437,7 @@ impl Writer {
                     .commands
                     .fetch_add(count, Ordering::Relaxed);
                 if let Err(e) = stream.write_all(&self.buf) {
-                    eprintln!("ringcast: cluster: writing to Redis: {e}");
+                    tracing::warn!("cluster: writing to Redis: {e}");
                     self.buf.clear();
                     return false;
                 }
@@ -708,7 +711,9 @@ impl Writer {
         if stopped {
             return;
         }
-        eprintln!("ringcast: cluster: lost the connection to Redis; serving this node's clients only, reconnecting");
+        tracing::error!(
+            "cluster: lost the connection to Redis; serving this node's clients only, reconnecting"
+        );
         let unanswered: Vec<Expect> = live
             .session
             .expects
@@ -770,16 +775,11 @@ impl Writer {
                 .and_then(|conn| self.begin(conn))
             {
                 Ok(live) => {
-                    eprintln!(
-                        "ringcast: cluster: reconnected to Redis as node {}",
-                        self.node
-                    );
+                    tracing::info!(node = %self.node, "cluster: reconnected to Redis");
                     return Some(live);
                 }
                 Err(e) => {
-                    eprintln!(
-                        "ringcast: cluster: reconnecting to Redis: {e}; next try in {backoff:?}"
-                    );
+                    tracing::warn!("cluster: reconnecting to Redis: {e}; next try in {backoff:?}");
                     if self.rooms.is_none() {
                         // `begin` failed after taking them: a fresh start is safest.
                         self.overflowed = true;
@@ -930,7 +930,7 @@ impl Reader {
                     Ok(Some(frame)) => self.handle(frame, &mut posts),
                     Ok(None) => break,
                     Err(e) => {
-                        eprintln!("ringcast: cluster: unreadable reply from Redis: {e}");
+                        tracing::warn!("cluster: unreadable reply from Redis: {e}");
                         return self.finish(posts);
                     }
                 }
@@ -991,11 +991,11 @@ impl Reader {
             .expect("no panics holding it")
             .pop_front();
         let Some(expect) = expect else {
-            eprintln!("ringcast: cluster: a reply from Redis nobody asked for: {frame:?}");
+            tracing::warn!("cluster: a reply from Redis nobody asked for: {frame:?}");
             return;
         };
         if let Some(error) = error_text(&frame) {
-            eprintln!("ringcast: cluster: Redis refused a command ({expect:?}): {error}");
+            tracing::warn!("cluster: Redis refused a command ({expect:?}): {error}");
         }
         let is_null = matches!(frame, BytesFrame::Null);
         let number = match &frame {
@@ -1036,7 +1036,9 @@ impl Reader {
                 self.session.reap_more.store(true, Ordering::SeqCst);
             }
             Expect::Heartbeat if is_null => {
-                eprintln!("ringcast: cluster: this node's heartbeat key had expired; reconnecting to restart it");
+                tracing::warn!(
+                    "cluster: this node's heartbeat key had expired; reconnecting to restart it"
+                );
                 let _ = self.stream.shutdown(Shutdown::Both);
             }
             _ => {}
@@ -1159,8 +1161,8 @@ impl Reader {
         }
         ClusterStats::count(&self.stats.received);
         let Some(event) = wire::parse_event(payload) else {
-            eprintln!(
-                "ringcast: cluster: ignored a malformed message on {}",
+            tracing::warn!(
+                "cluster: ignored a malformed message on {}",
                 String::from_utf8_lossy(&channel)
             );
             return;

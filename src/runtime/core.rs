@@ -105,10 +105,7 @@ async fn accept<A: App>(
                     }
                 };
                 if let Err(error) = configure_socket(&stream, &core.config) {
-                    eprintln!(
-                        "ringcast: core {}: dropping a connection: {error}",
-                        core.ctx.core().0
-                    );
+                    tracing::warn!(core = core.ctx.core().0, "dropping a connection: {error}");
                     continue;
                 }
                 let connection = run_connection(core.clone(), stream);
@@ -123,10 +120,7 @@ async fn accept<A: App>(
             Err(error) => {
                 // EMFILE and friends: log at most once a second and back off briefly.
                 if last_error_log.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
-                    eprintln!(
-                        "ringcast: core {}: accept failed: {error}",
-                        core.ctx.core().0
-                    );
+                    tracing::error!(core = core.ctx.core().0, "accept failed: {error}");
                     last_error_log = Some(Instant::now());
                 }
                 monoio::time::sleep(Duration::from_millis(10)).await;

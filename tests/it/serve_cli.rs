@@ -178,3 +178,43 @@ fn rate_limit_flag_limits_each_rooms_client() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert!(wait_exit(&mut child).success());
 }
+
+#[test]
+fn logs_are_levelled_text_or_json_lines_filtered_by_rust_log() {
+    let json_lines = |extra: &[&str], rust_log: &str| {
+        let addr = free_addr();
+        let listen = addr.to_string();
+        let mut args = vec!["--listen", &listen, "--cores", "1"];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .arg("serve")
+            .args(&args)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringcast serve");
+        wait_listening(addr);
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(wait_exit(&mut child).success());
+        stderr_of(&mut child)
+    };
+    let text = json_lines(&["--log-json"], "info");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["level"] == "INFO"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("serving Rooms on ws://"))),
+        "{text}"
+    );
+    assert!(events.iter().any(|e| e["message"] == "stopped"), "{text}");
+    let quiet = json_lines(&[], "warn");
+    assert!(
+        !quiet.contains("serving Rooms"),
+        "RUST_LOG=warn hides info: {quiet}"
+    );
+}
