@@ -97,6 +97,17 @@ pub fn negotiate_request(head: &[u8]) -> Option<Agreement> {
     )
 }
 
+/// Client role: whether a complete 101 response head agreed to permessage-deflate.
+pub fn agreed_in_response(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    response.parse(head).is_ok()
+        && response.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+                && h.value.starts_with(b"permessage-deflate")
+        })
+}
+
 /// The compressed form of an unmasked, final, uncompressed text or binary frame (one
 /// built by `OutFrame::new` or pre-encoded by `encode_unmasked`/`FrameBuffer`), with
 /// its payload's length; `None` for any other frame or when not worth compressing.

@@ -268,7 +268,10 @@ fn decompression_bomb_closes_with_1009() {
     let mut client = DeflateClient::connect(server.addr(), Some("permessage-deflate"));
     let zeros = vec![0u8; 10_000_000];
     let compressed = compress_payload(&zeros).len();
-    assert!(compressed < 64 * 1024, "the frame itself is allowed: {compressed} bytes");
+    assert!(
+        compressed < 64 * 1024,
+        "the frame itself is allowed: {compressed} bytes"
+    );
     client.send(Opcode::Binary, &zeros, true);
     assert_eq!(client.expect_close(), 1009);
     assert_eq!(server.stats().protocol_errors, 1);
