@@ -160,6 +160,12 @@ pub struct Config {
     /// 503 with `Retry-After`. Default 0: no limit but the open-files limit
     /// (`ulimit -n`). Keep it below that limit, so refusals are answered, not dropped.
     pub max_connections: usize,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it. Default
+    /// off. Costs nothing per connection when off, and when on nothing per connection
+    /// but a flag: the server compresses without context takeover (one compressor
+    /// per core, a fan-out compressed once per core) and asks clients to do the same
+    /// (one inflater per core). See `ws::deflate` and README "Compression".
+    pub deflate: bool,
     /// io_uring setup of every core: `defer` (default), `coop` or `plain`. A kernel
     /// that refuses the mode gets a plain ring, and one without io_uring epoll.
     pub uring_mode: UringMode,
@@ -260,6 +266,7 @@ impl Default for Config {
             recv_buffer_bytes: None,
             max_conns_per_ip: 0,
             max_connections: 0,
+            deflate: false,
             uring_mode: UringMode::Defer,
             page: true,
             history_size: 64,

@@ -74,6 +74,9 @@ struct ServeArgs {
     /// Connections the server holds in all; more get HTTP 503 [default: 0, no limit].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it [default: off].
+    #[arg(long)]
+    deflate: bool,
     /// Rooms app: rooms one client may be in; more get "Too many rooms" [default: 100].
     #[arg(long, value_name = "N")]
     max_rooms_per_client: Option<usize>,
@@ -140,6 +143,9 @@ impl ServeArgs {
         }
         if let Some(max) = self.max_connections {
             config.max_connections = max;
+        }
+        if self.deflate {
+            config.deflate = true;
         }
         if let Some(max) = self.max_rooms_per_client {
             config.max_rooms_per_client = max;

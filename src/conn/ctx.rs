@@ -17,6 +17,7 @@ use super::{abort_socket, Conn, ConnPhase, Pushed, Writer};
 use crate::config::ConnLimits;
 use crate::hub::Outbox;
 use crate::stats::CoreStats;
+use crate::ws::deflate::{self, Agreement};
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
 
@@ -132,6 +133,17 @@ impl<E: Send> CoreCtx<E> {
         debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
         let mut conns = self.conns.borrow_mut();
         match live(&mut conns, conn) {
+            Some(entry) if entry.deflate_window_bits != 0 => {
+                let frame = match deflate::compress_out_frame(&frame) {
+                    Some((compressed, len))
+                        if Agreement::fits_window(entry.deflate_window_bits, len) =>
+                    {
+                        compressed
+                    }
+                    _ => frame,
+                };
+                self.queue(conn.slot as usize, entry, frame)
+            }
             Some(entry) => self.queue(conn.slot as usize, entry, frame),
             None => false,
         }
@@ -140,12 +152,13 @@ impl<E: Send> CoreCtx<E> {
     /// Queues the same frame (a clone of its `Bytes`) for each of `conns` (all on this
     /// core), as [`CoreCtx::send`] would one by one; connections gone are skipped.
     pub fn send_to_each(&self, conns: impl IntoIterator<Item = ConnId>, frame: &OutFrame) {
-        let frame = frame.for_fan_out();
+        let mut forms = FanOutForms::new(frame);
         let mut slab = self.conns.borrow_mut();
         for conn in conns {
             debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
             if let Some(entry) = live(&mut slab, conn) {
-                self.queue(conn.slot as usize, entry, frame.clone());
+                let frame = forms.for_conn(entry);
+                self.queue(conn.slot as usize, entry, frame);
             }
         }
     }
@@ -160,10 +173,11 @@ impl<E: Send> CoreCtx<E> {
         let skip = except
             .filter(|c| c.core == self.id)
             .map(|c| c.slot as usize);
-        let frame = frame.for_fan_out();
+        let mut forms = FanOutForms::new(frame);
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() && Some(slot) != skip {
-                self.queue(slot, entry, frame.clone());
+                let frame = forms.for_conn(entry);
+                self.queue(slot, entry, frame);
             }
         }
     }
@@ -297,6 +311,43 @@ impl<E: Send> CoreCtx<E> {
         let mut conns = self.conns.borrow_mut();
         let entry = live(&mut conns, conn).expect("a connection's own tasks outlive its slot");
         f(entry)
+    }
+}
+
+/// A fan-out's frame in the forms its recipients need: plain, and compressed
+/// (permessage-deflate) only once a recipient that negotiated it comes up, then shared
+/// by every such recipient of this core. With deflate off it is the plain frame and a
+/// byte compare per recipient.
+struct FanOutForms<'a> {
+    source: &'a OutFrame,
+    plain: OutFrame,
+    /// Not computed yet; then the compressed frame and its payload's length, or
+    /// `None` when it is not worth compressing.
+    compressed: Option<Option<(OutFrame, usize)>>,
+}
+
+impl<'a> FanOutForms<'a> {
+    fn new(source: &'a OutFrame) -> Self {
+        FanOutForms {
+            source,
+            plain: source.for_fan_out(),
+            compressed: None,
+        }
+    }
+
+    fn for_conn(&mut self, conn: &Conn) -> OutFrame {
+        if conn.deflate_window_bits != 0 {
+            let source = self.source;
+            let compressed = self.compressed.get_or_insert_with(|| {
+                deflate::compress_out_frame(source).map(|(f, len)| (f.for_fan_out(), len))
+            });
+            if let Some((frame, len)) = compressed {
+                if Agreement::fits_window(conn.deflate_window_bits, *len) {
+                    return frame.clone();
+                }
+            }
+        }
+        self.plain.clone()
     }
 }
 

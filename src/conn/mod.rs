@@ -90,6 +90,9 @@ pub struct Conn {
     pub flush_pending: bool,
     /// Reset by the sweep (a deadline passed); its tasks are cleaning up.
     pub aborted: bool,
+    /// permessage-deflate: the agreed `server_max_window_bits`, 0 when not negotiated
+    /// (see `ws::deflate`; data frames to it may go compressed).
+    pub deflate_window_bits: u8,
 }
 
 impl Conn {
@@ -109,6 +112,7 @@ impl Conn {
             reader_done: false,
             flush_pending: false,
             aborted: false,
+            deflate_window_bits: 0,
         }
     }
 

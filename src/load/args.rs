@@ -129,6 +129,10 @@ pub struct LoadArgs {
     /// With several URLs, the figures are that one process's.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Offer permessage-deflate (echo, broadcast, rooms): the server's compressed
+    /// frames are inflated; what the clients send goes uncompressed.
+    #[arg(long)]
+    pub deflate: bool,
     /// Connections opened at once per load thread while connecting.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -256,7 +260,12 @@ impl Plan {
         let targets = args
             .urls
             .iter()
-            .map(|url| parse_target(url))
+            .map(|url| {
+                parse_target(url).map(|target| Target {
+                    deflate: args.deflate,
+                    ..target
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if args.connections == 0 {
             return Err("--connections must be at least 1".into());

@@ -18,7 +18,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::target::Target;
-use crate::ws::handshake::{client_request, parse_response, UpgradeRejected};
+use crate::ws::deflate;
+use crate::ws::handshake::{client_request_with_headers, parse_response, UpgradeRejected};
 use crate::ws::{put_masked, Decoder, Incoming, Opcode, ProtocolError, Role, SeededMasks};
 
 /// Largest upgrade response we wait for before calling it malformed.
@@ -87,6 +88,8 @@ pub struct WsStream {
     stream: TcpStream,
     /// Bytes the server sent after its 101 response.
     leftover: BytesMut,
+    /// The server agreed to permessage-deflate.
+    deflate: bool,
 }
 
 /// Opens a TCP connection to `target` (from `source` if given) and upgrades it, all
@@ -122,7 +125,11 @@ async fn connect_inner(
         Some(ip) => connect_from(ip, addr).await.map_err(classify)?,
     };
     stream.set_nodelay(true).map_err(classify)?;
-    let (request, key) = client_request(&target.host, &target.path, nonce);
+    let offer: &[(&str, &str)] = match target.deflate {
+        true => &[("Sec-WebSocket-Extensions", "permessage-deflate")],
+        false => &[],
+    };
+    let (request, key) = client_request_with_headers(&target.host, &target.path, nonce, offer);
     let (written, _) = stream.write_all(request).await;
     written.map_err(classify)?;
     let mut buf = BytesMut::with_capacity(1024);
@@ -134,10 +141,11 @@ async fn connect_inner(
         }
         match parse_response(&buf, &key) {
             Ok(Some(len)) => {
-                let _ = buf.split_to(len);
+                let head = buf.split_to(len);
                 return Ok(WsStream {
                     stream,
                     leftover: buf,
+                    deflate: target.deflate && deflate::agreed_in_response(&head),
                 });
             }
             Ok(None) if buf.len() < MAX_RESPONSE => {}
@@ -205,10 +213,14 @@ impl WsStream {
     ) -> (FrameReader, Rc<SendQueue>, FrameWriter) {
         let (read, write) = self.stream.into_split();
         let outbox = Rc::new(SendQueue::new(mask_seed));
+        let mut decoder = Decoder::new(Role::Client, max_message);
+        if self.deflate {
+            decoder.enable_deflate();
+        }
         let reader = FrameReader {
             half: read,
             buf: self.leftover,
-            decoder: Decoder::new(Role::Client, max_message),
+            decoder,
             read_at: Instant::now(),
         };
         let writer = FrameWriter {

@@ -10,6 +10,8 @@ pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    /// Offer permessage-deflate in the upgrade (`--deflate`).
+    pub deflate: bool,
 }
 
 /// Parses `ws://HOST[:PORT][/PATH]`, where HOST is a loopback address or `localhost`.
@@ -60,6 +62,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         addr: SocketAddr::new(ip, port),
         host: authority.to_string(),
         path: path.to_string(),
+        deflate: false,
     })
 }
 

@@ -20,6 +20,7 @@ use super::Core;
 use crate::app::{App, Message};
 use crate::conn::shutdown_socket;
 use crate::stats::{render_backlogs, render_cluster, render_metrics};
+use crate::ws::deflate;
 use crate::ws::handshake::{self, HttpRequest};
 use crate::ws::{close_code, Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
@@ -67,11 +68,11 @@ async fn serve_connection<A: App>(
     let id = ctx.insert_conn(fd, Instant::now());
     let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
-    if !Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await {
+    let Some(deflate) = Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await else {
         shutdown_socket(fd);
         ctx.remove_conn(id);
         return;
-    }
+    };
     ctx.mark_open(id, wr, Instant::now());
     let initial = core.config.read_buffer_bytes;
     if buf.is_empty() {
@@ -80,6 +81,12 @@ async fn serve_connection<A: App>(
     }
     core.app.borrow_mut().on_open(ctx, id);
     let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
+    if let Some(agreement) = deflate {
+        decoder.enable_deflate();
+        ctx.with_conn(id, |conn| {
+            conn.deflate_window_bits = agreement.server_max_window_bits;
+        });
+    }
     let mut read_size = initial;
     let end = loop {
         if let Some(end) = decode_buffered(&core, id, &mut decoder, &mut buf) {
@@ -146,14 +153,15 @@ fn decode_buffered<A: App>(
     }
 }
 
-/// Reads and answers the HTTP upgrade request. Returns whether the connection is a
-/// WebSocket now; pipelined bytes after the request stay in `buf`.
+/// Reads and answers the HTTP upgrade request. Returns `None` if the connection is not a
+/// WebSocket, else what permessage-deflate agreement it has (`Some(None)`: none);
+/// pipelined bytes after the request stay in `buf`.
 async fn upgrade<A: App>(
     core: &Core<A>,
     rd: &mut OwnedReadHalf<TcpStream>,
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
-) -> bool {
+) -> Option<Option<deflate::Agreement>> {
     let max = core.config.max_handshake_bytes;
     let allowed_origins = &core.config.allowed_origins;
     loop {
@@ -165,9 +173,15 @@ async fn upgrade<A: App>(
         });
         let response = match request {
             Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
+                let agreement = match core.config.deflate {
+                    true => deflate::negotiate_request(&buf[..len]),
+                    false => None,
+                };
                 buf.advance(len);
-                let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
-                return result.is_ok();
+                let extra = agreement.map_or(String::new(), |a| a.response_header());
+                let response = handshake::accept_response_with(&key, &extra);
+                let (result, _) = wr.write_all(response).await;
+                return result.is_ok().then_some(agreement);
             }
             Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
                 Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
@@ -194,7 +208,7 @@ async fn upgrade<A: App>(
                     buf.reserve(buf.capacity().min(max));
                 }
                 if !read_more(rd, buf).await {
-                    return false;
+                    return None;
                 }
                 continue;
             }
@@ -207,7 +221,7 @@ async fn upgrade<A: App>(
         if written.is_ok() {
             linger(rd, wr, buf).await;
         }
-        return false;
+        return None;
     }
 }
 

@@ -10,6 +10,7 @@ use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
 use super::close_code;
+use super::deflate::{self, InflateError};
 use super::frame::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -39,6 +40,10 @@ pub enum Incoming {
 pub enum ProtocolError {
     #[error("reserved bits set but no extension was negotiated (RFC 6455 §5.2): close with 1002")]
     ReservedBits,
+    #[error("RSV1 on a control or continuation frame (RFC 7692 §6): close with 1002")]
+    MisplacedRsv1,
+    #[error("corrupt compressed message (RFC 7692 §8): close with 1007")]
+    CorruptCompressed,
     #[error("reserved opcode {0:#x} (RFC 6455 §5.2): close with 1002")]
     ReservedOpcode(u8),
     #[error("client frame is not masked (RFC 6455 §5.1): close with 1002")]
@@ -67,7 +72,9 @@ impl ProtocolError {
     /// The close code to fail the connection with.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::CorruptCompressed => {
+                close_code::INVALID_PAYLOAD
+            }
             ProtocolError::MessageTooBig { .. } => close_code::MESSAGE_TOO_BIG,
             _ => close_code::PROTOCOL_ERROR,
         }
@@ -82,6 +89,8 @@ struct FrameInProgress {
     fin: bool,
     kind: FrameKind,
     mask: Option<[u8; 4]>,
+    /// RSV1 on the first frame of a message: permessage-deflate (RFC 7692 §6).
+    compressed: bool,
     /// Payload bytes already unmasked and validated in place (text only).
     checked: usize,
 }
@@ -107,6 +116,7 @@ enum FrameOutcome {
 #[derive(Debug)]
 struct MessageInProgress {
     text: bool,
+    compressed: bool,
     data: BytesMut,
 }
 
@@ -118,6 +128,8 @@ pub struct Decoder {
     max_message: usize,
     frame: Option<FrameInProgress>,
     message: Option<MessageInProgress>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
     /// Whether the data frame in progress belongs to a text message.
     utf8: Utf8Validator,
 }
@@ -129,8 +141,15 @@ impl Decoder {
             max_message,
             frame: None,
             message: None,
+            deflate: false,
             utf8: Utf8Validator::default(),
         }
+    }
+
+    /// Accepts compressed messages (RSV1) from now on: permessage-deflate was
+    /// negotiated, without client context takeover (see `ws::deflate`).
+    pub fn enable_deflate(&mut self) {
+        self.deflate = true;
     }
 
     /// How many bytes `buf` must hold for the next call to make progress: the whole
@@ -164,7 +183,7 @@ impl Decoder {
         };
         let available = (buf.len() - frame.header_len).min(frame.payload_len);
         if available < frame.payload_len {
-            if self.is_text_data(frame.kind) && available > frame.checked {
+            if self.is_text_data(&frame) && available > frame.checked {
                 // Fail fast on invalid UTF-8 before the rest of the frame arrives.
                 let part = &mut buf[frame.header_len + frame.checked..frame.header_len + available];
                 if let Some(mask) = frame.mask {
@@ -184,7 +203,7 @@ impl Decoder {
         if let Some(mask) = frame.mask {
             apply_mask(&mut payload[frame.checked..], mask, frame.checked);
         }
-        if self.is_text_data(frame.kind) {
+        if self.is_text_data(&frame) {
             self.utf8
                 .feed(&payload[frame.checked..])
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -192,10 +211,15 @@ impl Decoder {
         self.complete_frame(frame, payload)
     }
 
-    fn is_text_data(&self, kind: FrameKind) -> bool {
-        match kind {
-            FrameKind::Text => true,
-            FrameKind::Continuation => self.message.as_ref().is_some_and(|m| m.text),
+    /// Whether the frame's payload is text to validate as it arrives (compressed text
+    /// is validated once inflated).
+    fn is_text_data(&self, frame: &FrameInProgress) -> bool {
+        match frame.kind {
+            FrameKind::Text => !frame.compressed,
+            FrameKind::Continuation => self
+                .message
+                .as_ref()
+                .is_some_and(|m| m.text && !m.compressed),
             _ => false,
         }
     }
@@ -203,7 +227,9 @@ impl Decoder {
     fn parse_header(&mut self, buf: &BytesMut) -> Result<Option<FrameInProgress>, ProtocolError> {
         if let Some(&first) = buf.first() {
             // Checked before the whole header is in, so garbage fails at its first byte.
-            if first & 0x70 != 0 {
+            // RSV1 is permessage-deflate's, when negotiated (RFC 7692 §6).
+            let reserved = if self.deflate { 0x30 } else { 0x70 };
+            if first & reserved != 0 {
                 return Err(ProtocolError::ReservedBits);
             }
         }
@@ -231,6 +257,10 @@ impl Decoder {
             }
         };
         let is_control = matches!(kind, FrameKind::Close | FrameKind::Ping | FrameKind::Pong);
+        // RFC 7692 §6.1: RSV1 only on the first frame of a data message.
+        if header.rsv1 && (is_control || kind == FrameKind::Continuation) {
+            return Err(ProtocolError::MisplacedRsv1);
+        }
         if is_control {
             if !header.is_final {
                 return Err(ProtocolError::FragmentedControlFrame);
@@ -263,6 +293,7 @@ impl Decoder {
             fin: header.is_final,
             kind,
             mask: header.mask,
+            compressed: header.rsv1,
             checked: 0,
         };
         Ok(Some(frame))
@@ -277,12 +308,15 @@ impl Decoder {
             FrameKind::Ping => Incoming::Ping(payload.freeze()),
             FrameKind::Pong => Incoming::Pong(payload.freeze()),
             FrameKind::Close => Incoming::Close(parse_close_payload(payload.freeze())?),
-            FrameKind::Text | FrameKind::Binary if frame.fin => {
-                self.finish_message(frame.kind == FrameKind::Text, payload.freeze())?
-            }
+            FrameKind::Text | FrameKind::Binary if frame.fin => self.finish_message(
+                frame.kind == FrameKind::Text,
+                frame.compressed,
+                payload.freeze(),
+            )?,
             FrameKind::Text | FrameKind::Binary => {
                 self.message = Some(MessageInProgress {
                     text: frame.kind == FrameKind::Text,
+                    compressed: frame.compressed,
                     data: payload,
                 });
                 return Ok(FrameOutcome::Fragment);
@@ -294,13 +328,32 @@ impl Decoder {
                     return Ok(FrameOutcome::Fragment);
                 }
                 let message = self.message.take().expect("checked above");
-                self.finish_message(message.text, message.data.freeze())?
+                self.finish_message(message.text, message.compressed, message.data.freeze())?
             }
         };
         Ok(FrameOutcome::Item(item))
     }
 
-    fn finish_message(&mut self, text: bool, data: Bytes) -> Result<Incoming, ProtocolError> {
+    fn finish_message(
+        &mut self,
+        text: bool,
+        compressed: bool,
+        data: Bytes,
+    ) -> Result<Incoming, ProtocolError> {
+        if compressed {
+            let data = deflate::inflate_message(&data, self.max_message).map_err(|e| match e {
+                InflateError::TooBig(max) => ProtocolError::MessageTooBig {
+                    len: max as u64 + 1,
+                    max,
+                },
+                InflateError::Corrupt => ProtocolError::CorruptCompressed,
+            })?;
+            if !text {
+                return Ok(Incoming::Binary(data));
+            }
+            std::str::from_utf8(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+            return Ok(Incoming::Text(data));
+        }
         if text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
             Ok(Incoming::Text(data))

@@ -204,9 +204,15 @@ fn is_valid_key(key: &[u8]) -> bool {
 
 /// The 101 response that completes an upgrade.
 pub fn accept_response(key: &str) -> Vec<u8> {
+    accept_response_with(key, "")
+}
+
+/// The 101 response with `extra` header lines (each ending in CRLF), e.g. an agreed
+/// `Sec-WebSocket-Extensions`.
+pub fn accept_response_with(key: &str, extra: &str) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
     )
     .into_bytes()
 }

@@ -4,6 +4,7 @@
 
 pub mod close_code;
 pub mod decoder;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod utf8;

@@ -24,6 +24,8 @@
 //! - `cluster`: cluster nodes over a real redis-server losing a node (SIGKILL, SIGSTOP),
 //!   losing Redis (at start, later, back empty) and their link (a short outage).
 //! - `cores`: both cores accept; the broadcast app across cores, no loss, no duplicates.
+//! - `deflate`: permessage-deflate: negotiation, compressed echo, the inflate limit,
+//!   a broadcast to deflate and plain clients.
 //! - `load`: one short `ringcast load` run per scenario against the server.
 //! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, on three cluster
 //!   nodes and on one node, message by message.
@@ -36,6 +38,7 @@ mod client_cli;
 mod client_lib;
 mod cluster;
 mod cores;
+mod deflate;
 mod handshake;
 mod heartbeat;
 mod history;

@@ -257,3 +257,99 @@ fn several_frames_in_one_buffer_decode_in_order() {
     ];
     assert_eq!(decode_all(Role::Server, 1024, &wire), Ok(expected));
 }
+
+/// Decodes `wire` (split at every boundary) with permessage-deflate negotiated.
+fn decode_deflate(max: usize, wire: &[u8]) -> Result<Vec<Incoming>, ProtocolError> {
+    let decode = |chunks: &[&[u8]]| {
+        let mut decoder = Decoder::new(Role::Server, max);
+        decoder.enable_deflate();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(item) = decoder.decode(&mut buf)? {
+                out.push(item);
+            }
+        }
+        Ok(out)
+    };
+    let whole = decode(&[wire]);
+    for cut in 0..=wire.len() {
+        assert_eq!(
+            decode(&[&wire[..cut], &wire[cut..]]),
+            whole,
+            "split at {cut}"
+        );
+    }
+    whole
+}
+
+/// A masked frame with RSV1 set (a compressed message's first frame).
+fn compressed_frame(opcode: Opcode, fin: bool, body: &[u8]) -> Vec<u8> {
+    let mut frame = client_frame(opcode, fin, body);
+    frame[0] |= 0x40;
+    frame
+}
+
+#[test]
+fn compressed_text_inflates_whole_and_fragmented() {
+    let message = "héllo ".repeat(30);
+    let body = crate::ws::deflate::compress_payload(message.as_bytes());
+    let whole = compressed_frame(Opcode::Text, true, &body);
+    assert_eq!(decode_deflate(1024, &whole), Ok(vec![text(&message)]));
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut wire = compressed_frame(Opcode::Text, false, first);
+    wire.extend(client_frame(Opcode::Ping, true, b"p"));
+    wire.extend(client_frame(Opcode::Continuation, true, rest));
+    assert_eq!(
+        decode_deflate(1024, &wire),
+        Ok(vec![
+            Incoming::Ping(Bytes::from_static(b"p")),
+            text(&message)
+        ])
+    );
+}
+
+#[test]
+fn rsv1_is_refused_where_deflate_does_not_allow_it() {
+    let body = crate::ws::deflate::compress_payload(b"hello hello hello");
+    // Not negotiated: 1002 as before.
+    let wire = compressed_frame(Opcode::Text, true, &body);
+    assert_eq!(
+        decode_all(Role::Server, 1024, &wire),
+        Err(ProtocolError::ReservedBits)
+    );
+    // Negotiated: never on control or continuation frames, RSV2/RSV3 never.
+    let ping = compressed_frame(Opcode::Ping, true, b"");
+    assert_eq!(
+        decode_deflate(1024, &ping),
+        Err(ProtocolError::MisplacedRsv1)
+    );
+    let mut wire = compressed_frame(Opcode::Text, false, &body);
+    wire.extend(compressed_frame(Opcode::Continuation, true, b""));
+    assert_eq!(
+        decode_deflate(1024, &wire),
+        Err(ProtocolError::MisplacedRsv1)
+    );
+    let mut rsv2 = client_frame(Opcode::Text, true, b"x");
+    rsv2[0] |= 0x20;
+    assert_eq!(
+        decode_deflate(1024, &rsv2),
+        Err(ProtocolError::ReservedBits)
+    );
+}
+
+#[test]
+fn inflated_message_over_the_limit_is_1009() {
+    let body = crate::ws::deflate::compress_payload(&[b'a'; 5000]);
+    let wire = compressed_frame(Opcode::Binary, true, &body);
+    let error = decode_deflate(4096, &wire).unwrap_err();
+    assert_eq!(error.close_code(), 1009);
+}
+
+#[test]
+fn invalid_utf8_inside_compressed_text_is_1007() {
+    let body = crate::ws::deflate::compress_payload(&[0xff; 100]);
+    let wire = compressed_frame(Opcode::Text, true, &body);
+    assert_eq!(decode_deflate(1024, &wire), Err(ProtocolError::InvalidUtf8));
+}

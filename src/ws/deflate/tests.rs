@@ -1,0 +1,131 @@
+use bytes::Bytes;
+
+use super::*;
+use crate::ws::frame::encode_unmasked;
+
+fn offer(value: &str) -> Option<Agreement> {
+    negotiate([value.as_bytes()])
+}
+
+#[test]
+fn plain_offer_is_accepted_without_context_takeover_both_ways() {
+    let agreement = offer("permessage-deflate").expect("accepted");
+    assert_eq!(agreement.server_max_window_bits, 15);
+    assert_eq!(
+        agreement.response_header(),
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+    );
+}
+
+#[test]
+fn offer_with_every_parameter_is_accepted_and_window_bits_echoed() {
+    let agreement = offer(
+        "permessage-deflate; client_max_window_bits; server_max_window_bits=10; \
+         server_no_context_takeover; client_no_context_takeover",
+    )
+    .expect("accepted");
+    assert_eq!(agreement.server_max_window_bits, 10);
+    assert!(agreement
+        .response_header()
+        .ends_with("; server_max_window_bits=10\r\n"));
+    assert!(offer("permessage-deflate; client_max_window_bits=\"9\"").is_some());
+}
+
+#[test]
+fn bad_offers_are_declined_and_the_next_one_taken() {
+    for bad in [
+        "x-webkit-deflate-frame",
+        "permessage-deflate; server_max_window_bits",
+        "permessage-deflate; server_max_window_bits=7",
+        "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; server_max_window_bits=010",
+        "permessage-deflate; client_max_window_bits=abc",
+        "permessage-deflate; server_no_context_takeover=1",
+        "permessage-deflate; mystery",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+    ] {
+        assert_eq!(offer(bad), None, "{bad}");
+    }
+    let agreement = negotiate([
+        b"permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=9"
+            .as_slice(),
+    ])
+    .expect("second offer");
+    assert_eq!(agreement.server_max_window_bits, 9);
+}
+
+#[test]
+fn window_limits_which_payloads_go_compressed() {
+    assert!(Agreement::fits_window(15, 10_000_000));
+    assert!(Agreement::fits_window(8, 256));
+    assert!(!Agreement::fits_window(8, 257));
+}
+
+#[test]
+fn compressed_frame_round_trips_and_has_rsv1() {
+    let payload = "{\"type\":\"room_message\",\"room\":\"lobby\"}".repeat(20);
+    let frame = compress_frame(Opcode::Text, payload.as_bytes()).expect("compressible");
+    assert_eq!(frame[0], 0xC1, "FIN, RSV1, text");
+    let body = &frame[2 + usize::from(frame[1] == 126) * 2..];
+    let inflated = inflate_message(body, 1 << 20).unwrap();
+    assert_eq!(inflated, payload.as_bytes());
+}
+
+#[test]
+fn small_and_incompressible_payloads_stay_plain() {
+    assert_eq!(
+        compress_frame(Opcode::Text, &[b'a'; MIN_COMPRESS_BYTES - 1]),
+        None
+    );
+    let mut noise = vec![0u8; 1000];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for byte in &mut noise {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    assert_eq!(compress_frame(Opcode::Binary, &noise), None);
+}
+
+#[test]
+fn out_frames_of_every_encoding_compress() {
+    let payload = Bytes::from(vec![b'x'; 70_000]);
+    for frame in [
+        OutFrame::new(Opcode::Binary, payload.clone()),
+        OutFrame::preencoded(encode_unmasked(Opcode::Binary, &payload)),
+        OutFrame::preencoded(encode_unmasked(Opcode::Text, &payload[..300])),
+    ] {
+        let (compressed, len) = compress_out_frame(&frame).expect("compressed");
+        assert_eq!(compressed.payload[0] & 0x40, 0x40);
+        assert!(len == 70_000 || len == 300);
+    }
+    // Control frames and two frames in one buffer are left alone.
+    assert!(compress_out_frame(&OutFrame::new(Opcode::Ping, payload.slice(..100))).is_none());
+    let mut two = encode_unmasked(Opcode::Text, &payload[..100]).to_vec();
+    two.extend_from_slice(&encode_unmasked(Opcode::Text, &payload[..100]));
+    assert!(compress_out_frame(&OutFrame::preencoded(two.into())).is_none());
+}
+
+#[test]
+fn inflating_past_the_limit_stops_at_the_limit() {
+    // 10 MB of zeros compresses over 100 times.
+    let bomb = compress_payload(&vec![0u8; 10_000_000]);
+    assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+    assert_eq!(
+        inflate_message(&bomb, 65_536),
+        Err(InflateError::TooBig(65_536))
+    );
+    assert_eq!(
+        inflate_message(&bomb, 10_000_000).unwrap().len(),
+        10_000_000
+    );
+}
+
+#[test]
+fn corrupt_data_is_an_error() {
+    assert_eq!(
+        inflate_message(&[0xff, 0xff, 0xff], 1000),
+        Err(InflateError::Corrupt)
+    );
+}
