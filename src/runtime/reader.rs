@@ -17,7 +17,8 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use super::Core;
-use crate::app::{App, Message};
+use crate::app::{App, Identity, Message};
+use crate::auth;
 use crate::conn::shutdown_socket;
 use crate::stats::{render_backlogs, render_cluster, render_metrics};
 use crate::ws::handshake::{self, HttpRequest};
@@ -67,18 +68,18 @@ async fn serve_connection<A: App>(
     let id = ctx.insert_conn(fd, Instant::now());
     let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
-    if !Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await {
+    let Some(identity) = Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await else {
         shutdown_socket(fd);
         ctx.remove_conn(id);
         return;
-    }
+    };
     ctx.mark_open(id, wr, Instant::now());
     let initial = core.config.read_buffer_bytes;
     if buf.is_empty() {
         // The handshake buffer is larger; an idle connection keeps only `initial`.
         buf = BytesMut::with_capacity(initial);
     }
-    core.app.borrow_mut().on_open(ctx, id);
+    core.app.borrow_mut().on_open(ctx, id, identity);
     let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
     let mut read_size = initial;
     let end = loop {
@@ -146,20 +147,37 @@ fn decode_buffered<A: App>(
     }
 }
 
-/// Reads and answers the HTTP upgrade request. Returns whether the connection is a
-/// WebSocket now; pipelined bytes after the request stay in `buf`.
+/// Reads and answers the HTTP upgrade request. `Some` when the connection is a
+/// WebSocket now, with who its JWT says it is (when JWT is on); pipelined bytes after
+/// the request stay in `buf`.
 async fn upgrade<A: App>(
     core: &Core<A>,
     rd: &mut OwnedReadHalf<TcpStream>,
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
-) -> bool {
+) -> Option<Option<Box<Identity>>> {
     let max = core.config.max_handshake_bytes;
     let allowed_origins = &core.config.allowed_origins;
     loop {
+        let mut identity = None;
         let request = handshake::parse_request(buf, max).and_then(|request| {
             if let Some((HttpRequest::Upgrade { origin, .. }, _)) = &request {
                 handshake::check_origin(origin.as_deref(), allowed_origins)?;
+            }
+            if let (
+                Some((
+                    HttpRequest::Upgrade {
+                        path,
+                        authorization,
+                        ..
+                    },
+                    _,
+                )),
+                Some(verifier),
+            ) = (&request, core.config.jwt())
+            {
+                let token = auth::token_in(path, authorization.as_deref());
+                identity = Some(Box::new(authenticate(verifier, token)?));
             }
             Ok(request)
         });
@@ -167,7 +185,7 @@ async fn upgrade<A: App>(
             Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
                 buf.advance(len);
                 let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
-                return result.is_ok();
+                return result.is_ok().then_some(identity);
             }
             Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
                 Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
@@ -187,11 +205,14 @@ async fn upgrade<A: App>(
                     buf.reserve(buf.capacity().min(max));
                 }
                 if !read_more(rd, buf).await {
-                    return false;
+                    return None;
                 }
                 continue;
             }
             Err(error) => {
+                if let handshake::HandshakeError::Unauthorized(refusal) = error {
+                    core.ctx.stats().count_auth_refused(refusal);
+                }
                 core.ctx.stats().count_rejected_handshake();
                 error.response()
             }
@@ -200,8 +221,22 @@ async fn upgrade<A: App>(
         if written.is_ok() {
             linger(rd, wr, buf).await;
         }
-        return false;
+        return None;
     }
+}
+
+/// Verifies an upgrade's JWT (from `?token=` or `Authorization: Bearer`) now; only
+/// upgrades need one (`/healthz` and `/metrics` do not).
+fn authenticate(
+    verifier: &auth::Verifier,
+    token: Option<&str>,
+) -> Result<Identity, handshake::HandshakeError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    verifier
+        .verify(token, now)
+        .map_err(handshake::HandshakeError::Unauthorized)
 }
 
 /// After an HTTP answer: sends FIN and reads (discarding) until the client closes, so
