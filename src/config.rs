@@ -6,10 +6,13 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::auth::{KeyError, Secret, Verifier};
 
 /// Which application the engine drives on every core.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -185,6 +188,13 @@ pub struct Config {
     /// rooms' kept messages are dropped (their clients get `recovered: false`).
     /// Default 67108864 (64 MiB).
     pub history_max_bytes: usize,
+    /// HS256 secret clients' JWTs must be signed with (flag `--jwt-secret`); every
+    /// upgrade then needs a valid token (README, JWT). Default: none. Not with
+    /// `jwt_public_key`. Costs a boxed identity (~60 B) per connection while on.
+    pub jwt_secret: Option<Secret>,
+    /// PEM public key (RSA: RS256, P-256 EC: ES256, Ed25519: EdDSA) clients' JWTs must
+    /// be signed with (flag `--jwt-public-key`). Default: none. Read once at start-up.
+    pub jwt_public_key: Option<PathBuf>,
     /// The `[cluster]` table: several nodes over Redis acting as one server (rooms app
     /// only). Without `redis_url`, nothing changes.
     pub cluster: ClusterConfig,
@@ -272,6 +282,8 @@ impl Default for Config {
             history_size: 64,
             history_ttl_s: 300,
             history_max_bytes: 64 << 20,
+            jwt_secret: None,
+            jwt_public_key: None,
             cluster: ClusterConfig::default(),
         }
     }
@@ -299,6 +311,8 @@ pub enum ConfigError {
         field: &'static str,
         rule: &'static str,
     },
+    #[error(transparent)]
+    Jwt(#[from] KeyError),
 }
 
 impl Config {
@@ -319,9 +333,11 @@ impl Config {
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
         self.validate()?;
         let cpus = self.core_cpus()?;
+        let jwt = Verifier::from_config(self.jwt_secret.as_ref(), self.jwt_public_key.as_deref())?;
         Ok(ServerConfig {
             settings: self,
             cpus,
+            jwt: jwt.map(Arc::new),
         })
     }
 
@@ -486,6 +502,8 @@ impl Config {
 pub struct ServerConfig {
     settings: Config,
     cpus: Vec<usize>,
+    /// The JWT key, parsed once here (`jwt_secret` or `jwt_public_key`).
+    jwt: Option<Arc<Verifier>>,
 }
 
 impl ServerConfig {
@@ -497,6 +515,11 @@ impl ServerConfig {
     /// How many cores the server runs.
     pub fn cores(&self) -> usize {
         self.cpus.len()
+    }
+
+    /// What verifies upgrades' JWTs; `None` when JWT is off.
+    pub fn jwt(&self) -> Option<&Verifier> {
+        self.jwt.as_deref()
     }
 }
 

@@ -9,6 +9,7 @@
 //!   limits), each connection's reader and writer tasks, the flush task, heartbeat
 //!   sweep, graceful shutdown.
 //! - [`stats`]: per-core counters and `GET /metrics`.
+//! - [`auth`]: JWT verification of upgrades (`--jwt-secret`, `--jwt-public-key`).
 //!
 //! Imports go one way: `ws`, `hub`, `config`, `stats` at the bottom; `conn` on them;
 //! `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.
@@ -51,6 +52,7 @@
 //! core and step 5 queues on every connection.
 
 pub mod app;
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -105,6 +105,15 @@ struct ServeArgs {
     /// ID-<n>, n counted in Redis [default: random per start].
     #[arg(long, value_name = "ID", requires = "redis")]
     node_id: Option<String>,
+    /// Require every upgrade to carry a JWT (?token= or Authorization: Bearer) signed
+    /// with this HS256 secret; others get HTTP 401. Visible in `ps`: prefer the
+    /// config file's `jwt_secret` on shared hosts.
+    #[arg(long, value_name = "SECRET", conflicts_with = "jwt_public_key")]
+    jwt_secret: Option<String>,
+    /// Require every upgrade to carry a JWT signed with the key of this PEM public key
+    /// file (RSA: RS256, P-256 EC: ES256, Ed25519: EdDSA); others get HTTP 401.
+    #[arg(long, value_name = "FILE")]
+    jwt_public_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -168,6 +177,14 @@ impl ServeArgs {
         if let Some(id) = self.node_id {
             config.cluster.node_id = Some(id);
         }
+        if let Some(secret) = self.jwt_secret {
+            config.jwt_secret = Some(ringcast::auth::Secret(secret));
+            config.jwt_public_key = None;
+        }
+        if let Some(path) = self.jwt_public_key {
+            config.jwt_public_key = Some(path);
+            config.jwt_secret = None;
+        }
         Ok(config.resolve()?)
     }
 }
@@ -183,6 +200,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ])
     .context("installing signal handlers")?;
     let cluster = config.cluster.redis_url.clone();
+    let jwt = config.jwt().map(|verifier| verifier.algorithm());
     let server: ServerHandle = match app {
         _ if cluster.is_some() => ringcast::cluster::start_node(config)?,
         AppKind::Echo => runtime::start(config, |_| EchoApp)?,
@@ -199,6 +217,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     if let Some(url) = cluster {
         tracing::info!("cluster node over Redis at {url}");
+    }
+    if let Some(algorithm) = jwt {
+        eprintln!("ringcast: every upgrade needs a JWT signed with {algorithm:?}");
     }
     let trigger = server.shutdown_trigger();
     std::thread::Builder::new()

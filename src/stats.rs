@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::auth::Refusal;
+
 /// One core's counters.
 #[derive(Debug, Default)]
 pub struct CoreStats {
@@ -20,6 +22,7 @@ pub struct CoreStats {
     handshake_timeouts: AtomicU64,
     history_bytes: AtomicU64,
     history_rooms: AtomicU64,
+    auth_refused: AuthRefused<AtomicU64>,
 }
 
 /// A sum of every core's counters at one moment.
@@ -53,7 +56,13 @@ pub struct Stats {
     pub history_bytes: u64,
     /// Rooms app: rooms with a history (an epoch and offsets) on the core.
     pub history_rooms: u64,
+    /// Upgrades refused with 401 for their JWT, by `auth::Refusal` (also counted in
+    /// `rejected_handshakes`).
+    pub auth_refused: AuthRefused<u64>,
 }
+
+/// One counter per `auth::Refusal`, in `Refusal::ALL` order.
+pub type AuthRefused<T> = [T; Refusal::ALL.len()];
 
 impl Stats {
     /// Upgraded connections still open. The counters are read one by one while the
@@ -76,7 +85,7 @@ struct Metric {
 /// series' value from a core's counters.
 type Series = (&'static str, fn(&Stats) -> u64);
 
-const METRICS: [Metric; 12] = [
+const METRICS: [Metric; 13] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
@@ -150,6 +159,20 @@ const METRICS: [Metric; 12] = [
         series: &[
             (",reason=\"per_ip\"", |s| s.refused_per_ip),
             (",reason=\"total\"", |s| s.refused_total),
+        ],
+    },
+    Metric {
+        name: "ringcast_auth_refused_total",
+        kind: "counter",
+        help: "Upgrades refused with 401 for their JWT (jwt_secret, jwt_public_key), by reason.",
+        series: &[
+            (",reason=\"missing\"", |s| s.auth_refused[0]),
+            (",reason=\"malformed\"", |s| s.auth_refused[1]),
+            (",reason=\"wrong_algorithm\"", |s| s.auth_refused[2]),
+            (",reason=\"bad_signature\"", |s| s.auth_refused[3]),
+            (",reason=\"invalid_claims\"", |s| s.auth_refused[4]),
+            (",reason=\"expired\"", |s| s.auth_refused[5]),
+            (",reason=\"not_yet_valid\"", |s| s.auth_refused[6]),
         ],
     },
 ];
@@ -234,6 +257,9 @@ macro_rules! counters {
             for core in cores {
                 $(total.$field += core.$field.load(Relaxed);)*
                 $(total.$hot += core.$hot.load(Relaxed);)*
+                for (sum, count) in total.auth_refused.iter_mut().zip(&core.auth_refused) {
+                    *sum += count.load(Relaxed);
+                }
             }
             total
         }
@@ -254,6 +280,12 @@ counters! {
 }
 
 impl CoreStats {
+    /// Counts an upgrade refused for its JWT, by reason.
+    pub(crate) fn count_auth_refused(&self, refusal: Refusal) {
+        let index = Refusal::ALL.iter().position(|r| *r == refusal);
+        self.auth_refused[index.expect("every refusal is in ALL")].fetch_add(1, Relaxed);
+    }
+
     /// Counts a message from a client. On the hot path, and only the owning core
     /// writes it: a plain load and store, not a locked read-modify-write.
     /// Sets the core's room history gauges (only the owning core writes them).
@@ -378,6 +410,25 @@ mod tests {
     }
 
     #[test]
+    fn auth_refusals_are_counted_under_their_reason() {
+        let cores = [Arc::new(CoreStats::default())];
+        for (n, refusal) in Refusal::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                cores[0].count_auth_refused(refusal);
+            }
+        }
+        let text = render_metrics(&cores);
+        for (n, refusal) in Refusal::ALL.into_iter().enumerate() {
+            let line = format!(
+                "ringcast_auth_refused_total{{core=\"0\",reason=\"{}\"}} {}",
+                refusal.reason(),
+                n + 1
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
+
+    #[test]
     fn metrics_give_every_counter_of_every_core_with_help_and_type() {
         let cores = [
             Arc::new(CoreStats::default()),
@@ -429,11 +480,12 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        // 12 metrics: HELP, TYPE and one line per core each; the refusals two per core.
-        assert_eq!(text.lines().count(), 12 * 2 + 13 * cores.len());
+        // 13 metrics: HELP, TYPE and one line per core each; the refusals two per
+        // core, the JWT refusals seven.
+        assert_eq!(text.lines().count(), 13 * 2 + 20 * cores.len());
         assert_eq!(
             text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-            12
+            13
         );
     }
 

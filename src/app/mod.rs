@@ -10,6 +10,8 @@ use bytes::Bytes;
 pub use broadcast::BroadcastApp;
 pub use echo::EchoApp;
 
+pub use crate::auth::Identity;
+
 use crate::config::Config;
 pub use crate::conn::CoreCtx;
 use crate::ws::Opcode;
@@ -37,8 +39,16 @@ pub trait App: 'static {
     /// What one core sends another (`CoreCtx::post` → `on_envelope`).
     type Envelope: Send + 'static;
 
-    /// A connection completed its upgrade.
-    fn on_open(&mut self, _ctx: &CoreCtx<Self::Envelope>, _conn: ConnId) {}
+    /// A connection completed its upgrade. `identity`: who its JWT says it is, when
+    /// the server verifies JWTs (`jwt_secret`, `jwt_public_key`); else `None`. Boxed
+    /// so that an app keeping it costs a connection one pointer while JWT is off.
+    fn on_open(
+        &mut self,
+        _ctx: &CoreCtx<Self::Envelope>,
+        _conn: ConnId,
+        _identity: Option<Box<Identity>>,
+    ) {
+    }
 
     fn on_message(&mut self, ctx: &CoreCtx<Self::Envelope>, conn: ConnId, message: Message);
 

@@ -30,4 +30,10 @@ pub enum RequestError {
     /// **ext**: merged metadata over `max_metadata_bytes`.
     #[error("Metadata too large")]
     MetadataTooLarge,
+    /// **ext**: a `set_metadata` giving `user` another value than the client's JWT `sub`.
+    #[error("Cannot change user")]
+    CannotChangeUser,
+    /// **ext**: a join of a room not in the client's JWT `rooms` claim.
+    #[error("Not allowed to join this room")]
+    NotAllowedToJoin,
 }

@@ -73,7 +73,7 @@ pub use state::{
     CoreSet, Effect, Envelope, JoinHistory, RoomsCore, MAX_CORES,
 };
 
-use crate::app::{App, AppSetup, CoreCtx, Message};
+use crate::app::{App, AppSetup, CoreCtx, Identity, Message};
 use crate::hub::Mailbox;
 use crate::stats::ClusterStats;
 use crate::ws::OutFrame;
@@ -186,8 +186,9 @@ fn now() -> u64 {
 impl App for RoomsApp {
     type Envelope = Envelope;
 
-    fn on_open(&mut self, ctx: &CoreCtx<Envelope>, conn: ConnId) {
-        self.state.handle_open(conn, now(), &mut self.effects);
+    fn on_open(&mut self, ctx: &CoreCtx<Envelope>, conn: ConnId, identity: Option<Box<Identity>>) {
+        self.state
+            .handle_open_as(conn, identity, now(), &mut self.effects);
         self.apply(ctx);
     }
 

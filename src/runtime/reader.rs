@@ -17,7 +17,8 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use super::Core;
-use crate::app::{App, Message};
+use crate::app::{App, Identity, Message};
+use crate::auth;
 use crate::conn::shutdown_socket;
 use crate::stats::{render_backlogs, render_cluster, render_metrics};
 use crate::ws::deflate;
@@ -33,6 +34,13 @@ const LINGER_BYTES: usize = 64 * 1024;
 const MAX_READ_SIZE: usize = 64 * 1024;
 /// A read buffer this many times its first size is replaced once drained.
 const SHRINK_FACTOR: usize = 4;
+
+/// What an upgrade agreed to: permessage-deflate (when negotiated) and who the
+/// client's JWT says it is (when JWT is on).
+struct Upgraded {
+    deflate: Option<deflate::Agreement>,
+    identity: Option<Box<Identity>>,
+}
 
 /// How the read side ended.
 enum ReadEnd {
@@ -68,7 +76,7 @@ async fn serve_connection<A: App>(
     let id = ctx.insert_conn(fd, Instant::now());
     let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
-    let Some(deflate) = Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await else {
+    let Some(upgraded) = Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await else {
         shutdown_socket(fd);
         ctx.remove_conn(id);
         return;
@@ -79,7 +87,8 @@ async fn serve_connection<A: App>(
         // The handshake buffer is larger; an idle connection keeps only `initial`.
         buf = BytesMut::with_capacity(initial);
     }
-    core.app.borrow_mut().on_open(ctx, id);
+    let Upgraded { deflate, identity } = upgraded;
+    core.app.borrow_mut().on_open(ctx, id, identity);
     let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
     if let Some(agreement) = deflate {
         decoder.enable_deflate();
@@ -154,20 +163,36 @@ fn decode_buffered<A: App>(
 }
 
 /// Reads and answers the HTTP upgrade request. Returns `None` if the connection is not a
-/// WebSocket, else what permessage-deflate agreement it has (`Some(None)`: none);
-/// pipelined bytes after the request stay in `buf`.
+/// WebSocket, else what it agreed to (permessage-deflate) and who its JWT says it is
+/// (when JWT is on); pipelined bytes after the request stay in `buf`.
 async fn upgrade<A: App>(
     core: &Core<A>,
     rd: &mut OwnedReadHalf<TcpStream>,
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
-) -> Option<Option<deflate::Agreement>> {
+) -> Option<Upgraded> {
     let max = core.config.max_handshake_bytes;
     let allowed_origins = &core.config.allowed_origins;
     loop {
+        let mut identity = None;
         let request = handshake::parse_request(buf, max).and_then(|request| {
             if let Some((HttpRequest::Upgrade { origin, .. }, _)) = &request {
                 handshake::check_origin(origin.as_deref(), allowed_origins)?;
+            }
+            if let (
+                Some((
+                    HttpRequest::Upgrade {
+                        path,
+                        authorization,
+                        ..
+                    },
+                    _,
+                )),
+                Some(verifier),
+            ) = (&request, core.config.jwt())
+            {
+                let token = auth::token_in(path, authorization.as_deref());
+                identity = Some(Box::new(authenticate(verifier, token)?));
             }
             Ok(request)
         });
@@ -181,7 +206,11 @@ async fn upgrade<A: App>(
                 let extra = agreement.map_or(String::new(), |a| a.response_header());
                 let response = handshake::accept_response_with(&key, &extra);
                 let (result, _) = wr.write_all(response).await;
-                return result.is_ok().then_some(agreement);
+                let upgraded = Upgraded {
+                    deflate: agreement,
+                    identity,
+                };
+                return result.is_ok().then_some(upgraded);
             }
             Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
                 Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
@@ -213,6 +242,9 @@ async fn upgrade<A: App>(
                 continue;
             }
             Err(error) => {
+                if let handshake::HandshakeError::Unauthorized(refusal) = error {
+                    core.ctx.stats().count_auth_refused(refusal);
+                }
                 core.ctx.stats().count_rejected_handshake();
                 error.response()
             }
@@ -223,6 +255,20 @@ async fn upgrade<A: App>(
         }
         return None;
     }
+}
+
+/// Verifies an upgrade's JWT (from `?token=` or `Authorization: Bearer`) now; only
+/// upgrades need one (`/healthz` and `/metrics` do not).
+fn authenticate(
+    verifier: &auth::Verifier,
+    token: Option<&str>,
+) -> Result<Identity, handshake::HandshakeError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    verifier
+        .verify(token, now)
+        .map_err(handshake::HandshakeError::Unauthorized)
 }
 
 /// After an HTTP answer: sends FIN and reads (discarding) until the client closes, so

@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use crate::auth::Refusal;
+
 /// Most headers a request may carry before it is refused with 431.
 const MAX_HEADERS: usize = 32;
 
@@ -17,6 +19,8 @@ pub enum HttpRequest {
         key: String,
         path: String,
         origin: Option<String>,
+        /// The `Authorization` header, for a JWT (`auth::token_in`).
+        authorization: Option<String>,
     },
     /// `GET /healthz` without an upgrade, for load balancers; answer with [`health_response`].
     Health,
@@ -52,6 +56,8 @@ pub enum HandshakeError {
     UnsupportedVersion,
     #[error("origin {0} is not in allowed_origins (RFC 6455 §10.2): answer 403 and close")]
     OriginNotAllowed(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(Refusal),
 }
 
 impl HandshakeError {
@@ -61,6 +67,7 @@ impl HandshakeError {
             HandshakeError::MethodNotAllowed(_) => 405,
             HandshakeError::NotAnUpgrade | HandshakeError::UnsupportedVersion => 426,
             HandshakeError::OriginNotAllowed(_) => 403,
+            HandshakeError::Unauthorized(_) => 401,
             _ => 400,
         }
     }
@@ -71,6 +78,11 @@ impl HandshakeError {
             HandshakeError::MethodNotAllowed(_) => "Allow: GET\r\n",
             HandshakeError::NotAnUpgrade => "Upgrade: websocket\r\n",
             HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
+            // RFC 6750 §3: no error code when the request had no token.
+            HandshakeError::Unauthorized(Refusal::Missing) => "WWW-Authenticate: Bearer\r\n",
+            HandshakeError::Unauthorized(_) => {
+                "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"
+            }
             _ => "",
         };
         text_response(self.status(), extra, &format!("{self}\n"))
@@ -91,6 +103,7 @@ fn text_response(status: u16, extra: &str, body: &str) -> Vec<u8> {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        401 => "Unauthorized",
         403 => "Forbidden",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
@@ -176,7 +189,16 @@ pub fn parse_request(
     let origin = header("origin")
         .next()
         .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned());
-    Ok(Some((HttpRequest::Upgrade { key, path, origin }, len)))
+    let authorization = header("authorization")
+        .next()
+        .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned());
+    let upgrade = HttpRequest::Upgrade {
+        key,
+        path,
+        origin,
+        authorization,
+    };
+    Ok(Some((upgrade, len)))
 }
 
 /// Whether a request with this `Origin` may upgrade: always when `allowed` is empty or

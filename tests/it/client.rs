@@ -55,13 +55,24 @@ impl TestClient {
     pub fn upgrade(stream: TcpStream, pipelined: &[u8]) -> TestClient {
         let addr = stream.peer_addr().expect("peer addr");
         let request = UpgradeRequest::new(addr.to_string(), "/").pipelined(pipelined);
+        TestClient::upgrade_with(stream, &request)
+    }
+
+    /// Connects and upgrades with `request` (its own path and headers); panics if the
+    /// server refuses it.
+    pub fn connect_with(addr: SocketAddr, request: &UpgradeRequest) -> TestClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        TestClient::upgrade_with(stream, request)
+    }
+
+    fn upgrade_with(stream: TcpStream, request: &UpgradeRequest) -> TestClient {
         let options = ConnectOptions {
             handshake_timeout: WAIT,
             // Far above anything the tests send.
             max_message_bytes: 64 << 20,
             ..ConnectOptions::default()
         };
-        match WsConnection::upgrade(stream, &request, &options) {
+        match WsConnection::upgrade(stream, request, &options) {
             Ok(ws) => TestClient { ws },
             Err(error) => panic!("upgrade refused: {error}"),
         }

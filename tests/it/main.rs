@@ -29,6 +29,8 @@
 //! - `load`: one short `ringcast load` run per scenario against the server.
 //! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, on three cluster
 //!   nodes and on one node, message by message.
+//! - `jwt`: JWT on the upgrade: tokens accepted from the query and a Bearer header,
+//!   each refusal a counted 401, `sub` as a fixed `user`, the `rooms` claim, bad keys.
 //! - `history`: room offsets and recovery (exactly what was missed, then live; stale,
 //!   overflowed, history off), one total order per room, per-sender order across rooms.
 
@@ -42,6 +44,7 @@ mod deflate;
 mod handshake;
 mod heartbeat;
 mod history;
+mod jwt;
 mod limits;
 mod load;
 mod messages;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::gate::{Gate, Via};
 use super::{ClusterOp, Effect, Envelope, Recipient, RoomsCore};
+use crate::auth::Identity;
 use crate::proto::{error_frame, Encoder, Recover, Request, RequestError};
 use crate::rooms::join_order::JoinOrder;
 use crate::rooms::limit::Bucket;
@@ -29,6 +30,24 @@ pub(super) struct Client {
     /// Its room messages in flight to their home and its requests waiting behind
     /// them (`gate`); none for nearly every client.
     pub(super) gate: Option<Box<Gate>>,
+    /// Who its JWT says it is (`user`, fixed, and the rooms it may join); `None`
+    /// while the server does not verify JWTs.
+    identity: Option<Box<Identity>>,
+}
+
+impl Client {
+    /// A new client; with an identity, its metadata starts as `{"user": sub}`.
+    pub(super) fn new(identity: Option<Box<Identity>>) -> Client {
+        let mut metadata = Map::new();
+        if let Some(identity) = &identity {
+            metadata.insert("user".into(), Value::String(identity.user.clone()));
+        }
+        Client {
+            metadata,
+            identity,
+            ..Client::default()
+        }
+    }
 }
 
 impl RoomsCore {
@@ -99,7 +118,11 @@ impl RoomsCore {
         if room.len() > self.limits.max_room_name_bytes {
             return Err(RequestError::RoomNameTooLong);
         }
-        let joined = &self.client(conn).rooms;
+        let client = self.client(conn);
+        if client.identity.as_ref().is_some_and(|i| !i.may_join(room)) {
+            return Err(RequestError::NotAllowedToJoin);
+        }
+        let joined = &client.rooms;
         if joined.contains(room) {
             return Ok(());
         }
@@ -300,7 +323,8 @@ impl RoomsCore {
         Ok(())
     }
 
-    /// Merges shallowly; a merge over `max_metadata_bytes` changes nothing.
+    /// Merges shallowly; a merge over `max_metadata_bytes`, or one that changes the
+    /// `user` a JWT gave, changes nothing.
     fn set_metadata(
         &mut self,
         conn: ConnId,
@@ -310,6 +334,11 @@ impl RoomsCore {
     ) -> Result<(), RequestError> {
         let max = self.limits.max_metadata_bytes;
         let client = self.client(conn);
+        if let (Some(identity), Some(user)) = (&client.identity, metadata.get("user")) {
+            if user.as_str() != Some(&identity.user) {
+                return Err(RequestError::CannotChangeUser);
+            }
+        }
         let mut merged = client.metadata.clone();
         merged.extend(metadata);
         let text = serde_json::to_vec(&merged).expect("a JSON map always serializes");

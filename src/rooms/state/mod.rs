@@ -31,6 +31,7 @@ use self::home::HomeRoom;
 use self::replica::LocalRoom;
 use super::history::{Histories, HistoryLimits};
 use super::limit::{ClientLimits, RateLimit};
+use crate::auth::Identity;
 use crate::proto::{error_frame, parse_request, Encoder, Recover, RequestError};
 use crate::{ConnId, CoreId};
 
@@ -441,7 +442,20 @@ impl RoomsCore {
 
     /// A client connected: remember it and welcome it.
     pub fn handle_open(&mut self, conn: ConnId, now: u64, out: &mut Vec<Effect>) {
-        self.clients.insert(conn, Client::default());
+        self.handle_open_as(conn, None, now, out);
+    }
+
+    /// A client connected with a verified JWT (`identity`, see `client::Client`):
+    /// its metadata starts as `{"user": sub}` and its joins are limited to the
+    /// token's `rooms`. Then as [`Self::handle_open`].
+    pub fn handle_open_as(
+        &mut self,
+        conn: ConnId,
+        identity: Option<Box<Identity>>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        self.clients.insert(conn, Client::new(identity));
         let frame = Encoder::new("welcome")
             .string("client_id", &self.id_of(conn))
             .number("timestamp", now)

@@ -38,6 +38,7 @@ fn valid_upgrade_parses_at_every_split_and_keeps_pipelined_bytes() {
             key: RFC_KEY.into(),
             path: "/chat".into(),
             origin: Some("http://example.com".into()),
+            authorization: None,
         }
     );
 }
@@ -194,6 +195,7 @@ fn client_request_round_trips_through_the_server_parser() {
             key: key.clone(),
             path: "/room".into(),
             origin: None,
+            authorization: None,
         }
     );
     let response = accept_response(&key);
@@ -212,9 +214,13 @@ fn client_request_round_trips_through_the_server_parser() {
 
 #[test]
 fn extra_client_headers_reach_the_server_parser() {
-    let headers = [("Origin", "https://chat.example.com"), ("X-Trace", "1")];
+    let headers = [
+        ("Origin", "https://chat.example.com"),
+        ("X-Trace", "1"),
+        ("Authorization", "Bearer a.b.c"),
+    ];
     let (wire, key) = client_request_with_headers("h:1", "/", [3; 16], &headers);
-    assert!(wire.ends_with(b"Origin: https://chat.example.com\r\nX-Trace: 1\r\n\r\n"));
+    assert!(wire.ends_with(b"X-Trace: 1\r\nAuthorization: Bearer a.b.c\r\n\r\n"));
     let (req, len) = parse_request(&wire, 8192).unwrap().unwrap();
     assert_eq!(len, wire.len());
     assert_eq!(
@@ -223,6 +229,7 @@ fn extra_client_headers_reach_the_server_parser() {
             key,
             path: "/".into(),
             origin: Some("https://chat.example.com".into()),
+            authorization: Some("Bearer a.b.c".into()),
         }
     );
 }
