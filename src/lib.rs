@@ -11,8 +11,8 @@
 //! - [`stats`]: per-core counters and `GET /metrics`.
 //! - [`auth`]: JWT verification of upgrades (`--jwt-secret`, `--jwt-public-key`).
 //!
-//! Imports go one way: `ws`, `hub`, `config`, `stats` at the bottom; `conn` on them;
-//! `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.
+//! Imports go one way: `auth`, `ws`, `hub`, `config`, `stats` at the bottom; `conn` on
+//! them; `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.
 //! - [`app`]: the seam apps plug into, and the echo and broadcast apps.
 //! - [`proto`]: the room protocol's messages in both directions and its error strings,
 //!   shared by the rooms app, the client and the load tool.

@@ -56,6 +56,9 @@ pub enum HandshakeError {
     UnsupportedVersion,
     #[error("origin {0} is not in allowed_origins (RFC 6455 §10.2): answer 403 and close")]
     OriginNotAllowed(String),
+    /// The server verifies JWTs and this upgrade's is missing or invalid
+    /// (RFC 6750 §3.1): answer 401 with `WWW-Authenticate: Bearer` and close. The
+    /// message is the answer's body, so it says why for the client, not for us.
     #[error("unauthorized: {0}")]
     Unauthorized(Refusal),
 }

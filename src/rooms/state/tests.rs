@@ -54,6 +54,11 @@ impl Sim {
     }
 
     fn connect(&mut self, core: u16) -> ConnId {
+        self.connect_as(core, None)
+    }
+
+    /// A client whose upgrade carried a verified JWT (`None`: JWT off).
+    fn connect_as(&mut self, core: u16, identity: Option<Box<Identity>>) -> ConnId {
         self.next_generation += 1;
         let conn = ConnId {
             core: CoreId(core),
@@ -63,7 +68,7 @@ impl Sim {
         self.clients[core as usize].push(conn);
         self.received.insert(conn, Vec::new());
         let mut out = Vec::new();
-        self.cores[core as usize].handle_open(conn, NOW, &mut out);
+        self.cores[core as usize].handle_open_as(conn, identity, NOW, &mut out);
         self.apply(core as usize, out);
         conn
     }
@@ -801,3 +806,4 @@ fn a_non_members_room_message_is_answered_as_the_rooms_home_knows_it() {
 }
 
 mod history;
+mod identity;
