@@ -1,7 +1,8 @@
 //! ringcast: a thread-per-core io_uring WebSocket server for real-time rooms.
 //!
 //! # Layout
-//! - [`ws`]: RFC 6455, sans-IO: handshake, frame decoder and encoder, UTF-8, masking.
+//! - [`ws`]: RFC 6455, sans-IO: handshake, frame decoder and encoder, UTF-8, masking;
+//!   permessage-deflate (RFC 7692) negotiation, compression and bounded inflation.
 //! - [`conn`]: a core's connections as plain state: each one's phase, queue and
 //!   limits, and the table that holds them ([`conn::CoreCtx`], what apps act through).
 //! - [`hub`]: cross-core inboxes (bounded lock-free queues) and the ordered outbox.

@@ -129,3 +129,17 @@ fn corrupt_data_is_an_error() {
         Err(InflateError::Corrupt)
     );
 }
+
+/// The room JSON of BENCHMARKS.md ("Compression"): a `room_message` as the rooms app
+/// sends it, carrying a 64-byte message as `ringcast load rooms -s 64` writes it.
+#[test]
+fn room_message_json_shrinks_by_a_third() {
+    let message = format!("{:.<64}", "r00000003000000000000002a0000018f3c2b1a40");
+    let json = format!(
+        r#"{{"type":"room_message","room":"room-3","from":"client_0_1_7","message":"{message}","timestamp":1764877200123,"offset":42}}"#
+    );
+    let plain = encode_unmasked(Opcode::Text, json.as_bytes()).len();
+    let compressed = compress_frame(Opcode::Text, json.as_bytes()).unwrap().len();
+    eprintln!("room_message frame: {plain} bytes plain, {compressed} compressed");
+    assert!(compressed * 3 < plain * 2, "{compressed} of {plain}");
+}
