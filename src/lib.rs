@@ -62,6 +62,7 @@ pub mod proto;
 pub mod rooms;
 pub mod runtime;
 pub mod stats;
+pub mod tls;
 pub mod ws;
 
 pub use ids::{ConnId, CoreId};

@@ -90,6 +90,9 @@ pub struct Conn {
     pub flush_pending: bool,
     /// Reset by the sweep (a deadline passed); its tasks are cleaning up.
     pub aborted: bool,
+    /// The TLS session on a wss:// server, set once the upgrade is done: the reader
+    /// decrypts through it, the flush path encrypts (`crate::tls`).
+    pub tls: Option<Box<rustls::server::ServerConnection>>,
 }
 
 impl Conn {
@@ -109,6 +112,7 @@ impl Conn {
             reader_done: false,
             flush_pending: false,
             aborted: false,
+            tls: None,
         }
     }
 

@@ -26,6 +26,8 @@ use crate::ConnId;
 
 /// First buffer for the upgrade request (browsers send ~500 bytes); transient.
 const HANDSHAKE_BUFFER: usize = 1024;
+/// Read size while the TLS handshake runs (a ClientHello is ~300-1500 bytes); transient.
+const TLS_HANDSHAKE_READ: usize = 4096;
 /// Most bytes read and dropped after an HTTP error answer before closing anyway.
 const LINGER_BYTES: usize = 64 * 1024;
 /// Largest read a busy connection grows to.
@@ -67,7 +69,7 @@ async fn serve_connection<A: App>(
     let id = ctx.insert_conn(fd, Instant::now());
     let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
-    if !Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await {
+    if !Box::pin(upgrade(&core, id, &mut rd, &mut wr, &mut buf)).await {
         shutdown_socket(fd);
         ctx.remove_conn(id);
         return;
@@ -95,6 +97,9 @@ async fn serve_connection<A: App>(
         let Ok(n @ 1..) = result else {
             break ReadEnd::PeerGone;
         };
+        if !decrypt_read(&core, id, &mut buf, len) {
+            break ReadEnd::PeerGone;
+        }
         read_size = next_read_size(read_size, n, cap - len, initial);
         ctx.with_conn(id, |conn| conn.heard(Instant::now()));
     };
@@ -146,14 +151,36 @@ fn decode_buffered<A: App>(
     }
 }
 
-/// Reads and answers the HTTP upgrade request. Returns whether the connection is a
-/// WebSocket now; pipelined bytes after the request stay in `buf`.
+/// On a TLS connection, decrypts what the last read appended to `buf` (from `from`)
+/// in place of the ciphertext. False when the session is over (error, close_notify).
+fn decrypt_read<A: App>(core: &Core<A>, id: ConnId, buf: &mut BytesMut, from: usize) -> bool {
+    core.ctx.with_conn(id, |conn| {
+        let Some(tls) = conn.tls.as_mut() else {
+            return true;
+        };
+        let cipher = buf[from..].to_vec();
+        buf.truncate(from);
+        crate::tls::decrypt(tls, &cipher, buf)
+    })
+}
+
+/// Reads and answers the HTTP upgrade request (after the TLS handshake, on a TLS
+/// server). Returns whether the connection is a WebSocket now; pipelined bytes after
+/// the request stay in `buf`.
 async fn upgrade<A: App>(
     core: &Core<A>,
+    id: ConnId,
     rd: &mut OwnedReadHalf<TcpStream>,
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
 ) -> bool {
+    let mut tls = match core.config.tls() {
+        Some(slot) => match slot.session() {
+            Some(session) => Some(session),
+            None => return false,
+        },
+        None => None,
+    };
     let max = core.config.max_handshake_bytes;
     let allowed_origins = &core.config.allowed_origins;
     loop {
@@ -166,8 +193,11 @@ async fn upgrade<A: App>(
         let response = match request {
             Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
                 buf.advance(len);
-                let (result, _) = wr.write_all(handshake::accept_response(&key)).await;
-                return result.is_ok();
+                if !send(wr, &mut tls, handshake::accept_response(&key)).await {
+                    return false;
+                }
+                core.ctx.with_conn(id, |conn| conn.tls = tls);
+                return true;
             }
             Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
                 Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
@@ -186,7 +216,7 @@ async fn upgrade<A: App>(
                 if buf.len() == buf.capacity() {
                     buf.reserve(buf.capacity().min(max));
                 }
-                if !read_more(rd, buf).await {
+                if !receive(rd, wr, &mut tls, buf).await {
                     return false;
                 }
                 continue;
@@ -196,11 +226,56 @@ async fn upgrade<A: App>(
                 error.response()
             }
         };
-        let (written, _) = wr.write_all(response).await;
-        if written.is_ok() {
+        if send(wr, &mut tls, response).await {
             linger(rd, wr, buf).await;
         }
         return false;
+    }
+}
+
+/// Writes `bytes` during the upgrade, encrypted on a TLS connection.
+async fn send(
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    tls: &mut Option<Box<rustls::ServerConnection>>,
+    bytes: Vec<u8>,
+) -> bool {
+    let bytes = match tls {
+        Some(session) => crate::tls::encrypt(session, &[&bytes]),
+        None => bytes,
+    };
+    wr.write_all(bytes).await.0.is_ok()
+}
+
+/// [`read_more`] through TLS: reads records (answering the TLS handshake as it goes)
+/// until some plaintext was appended to `buf`. False on EOF, error or a TLS failure.
+async fn receive(
+    rd: &mut OwnedReadHalf<TcpStream>,
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    tls: &mut Option<Box<rustls::ServerConnection>>,
+    buf: &mut BytesMut,
+) -> bool {
+    let Some(session) = tls else {
+        return read_more(rd, buf).await;
+    };
+    let start = buf.len();
+    loop {
+        let (result, cipher) = rd.read(Vec::with_capacity(TLS_HANDSHAKE_READ)).await;
+        if !matches!(result, Ok(n) if n > 0) {
+            return false;
+        }
+        let alive = crate::tls::decrypt(session, &cipher, buf);
+        // Handshake flights, or the alert that explains a failure.
+        if let Some(out) = crate::tls::take_output(session) {
+            if wr.write_all(out).await.0.is_err() {
+                return false;
+            }
+        }
+        if !alive {
+            return false;
+        }
+        if buf.len() > start {
+            return true;
+        }
     }
 }
 
