@@ -92,7 +92,7 @@ pub struct Conn {
     pub aborted: bool,
     /// The TLS session on a wss:// server, set once the upgrade is done: the reader
     /// decrypts through it, the flush path encrypts (`crate::tls`).
-    pub tls: Option<Box<rustls::server::ServerConnection>>,
+    pub tls: Option<Box<crate::tls::ServerTls>>,
 }
 
 impl Conn {

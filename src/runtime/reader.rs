@@ -158,9 +158,11 @@ fn decrypt_read<A: App>(core: &Core<A>, id: ConnId, buf: &mut BytesMut, from: us
         let Some(tls) = conn.tls.as_mut() else {
             return true;
         };
+        // Plaintext is never longer than its ciphertext: it goes where the ciphertext
+        // was, which waits meanwhile in a copy (or, for a partial record, in the session).
         let cipher = buf[from..].to_vec();
         buf.truncate(from);
-        crate::tls::decrypt(tls, &cipher, buf)
+        matches!(tls.feed_traffic(&cipher, buf), Ok(crate::tls::Fed::Open))
     })
 }
 
@@ -236,11 +238,17 @@ async fn upgrade<A: App>(
 /// Writes `bytes` during the upgrade, encrypted on a TLS connection.
 async fn send(
     wr: &mut OwnedWriteHalf<TcpStream>,
-    tls: &mut Option<Box<rustls::ServerConnection>>,
+    tls: &mut Option<Box<crate::tls::ServerTls>>,
     bytes: Vec<u8>,
 ) -> bool {
     let bytes = match tls {
-        Some(session) => crate::tls::encrypt(session, &[&bytes]),
+        Some(session) => {
+            let mut cipher = Vec::with_capacity(bytes.len() + 64);
+            if session.encrypt(&bytes, &mut cipher).is_err() {
+                return false;
+            }
+            cipher
+        }
         None => bytes,
     };
     wr.write_all(bytes).await.0.is_ok()
@@ -251,7 +259,7 @@ async fn send(
 async fn receive(
     rd: &mut OwnedReadHalf<TcpStream>,
     wr: &mut OwnedWriteHalf<TcpStream>,
-    tls: &mut Option<Box<rustls::ServerConnection>>,
+    tls: &mut Option<Box<crate::tls::ServerTls>>,
     buf: &mut BytesMut,
 ) -> bool {
     let Some(session) = tls else {
@@ -263,14 +271,13 @@ async fn receive(
         if !matches!(result, Ok(n) if n > 0) {
             return false;
         }
-        let alive = crate::tls::decrypt(session, &cipher, buf);
-        // Handshake flights, or the alert that explains a failure.
-        if let Some(out) = crate::tls::take_output(session) {
-            if wr.write_all(out).await.0.is_err() {
-                return false;
-            }
+        let mut out = Vec::new();
+        let fed = session.feed(&cipher, buf, &mut out);
+        // Handshake flights.
+        if !out.is_empty() && wr.write_all(out).await.0.is_err() {
+            return false;
         }
-        if !alive {
+        if !matches!(fed, Ok(crate::tls::Fed::Open)) {
             return false;
         }
         if buf.len() > start {

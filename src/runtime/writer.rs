@@ -207,7 +207,9 @@ fn flush_conn<A: App>(
         }
         frames += batch.frames.len() as u64;
         if let Some(tls) = conn.tls.as_mut() {
-            crate::tls::encrypt_frames(tls, &mut batch.frames);
+            if !crate::tls::encrypt_frames(tls, &mut batch.frames) {
+                shutdown_socket(conn.fd);
+            }
         }
         batch.build_iovecs();
         match batch.write_now(conn.fd) {
@@ -254,7 +256,9 @@ pub(crate) async fn run_writer<A: App>(
         let reader_done = core.ctx.with_conn(id, |conn| {
             conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
             if let Some(tls) = conn.tls.as_mut() {
-                crate::tls::encrypt_frames(tls, &mut batch.frames);
+                if !crate::tls::encrypt_frames(tls, &mut batch.frames) {
+                    shutdown_socket(conn.fd);
+                }
             }
             conn.reader_done
         });

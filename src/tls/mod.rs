@@ -3,20 +3,21 @@
 //! decrypt what was read and encrypt what is flushed. It does no I/O of its own: the
 //! runtime's reader and writer keep doing every read and write on the socket.
 //!
-//! Design (see README "TLS"): each connection's `rustls::ServerConnection` (buffered
-//! API) lives in its slab entry, boxed, so a plain connection pays one pointer. The
-//! reader decrypts each read into its own read buffer (ciphertext copied once into
-//! rustls); the flush path turns a batch of queued frames into TLS records (one
-//! record per batch up to 16 KiB) written in one `writev`, as plain frames are.
+//! Design (see README "TLS"): each connection's session ([`ServerTls`], rustls's
+//! unbuffered API, so rustls holds no buffers of its own) lives in its slab entry,
+//! boxed, so a plain connection pays one pointer. The reader decrypts each read into
+//! its own read buffer; the flush path turns a batch of queued frames into TLS records
+//! (one record per 16 KiB of the batch) written in one `writev`, as plain frames are.
 
 pub mod client;
+mod session;
 
-use std::io::{IoSlice, Read, Write};
+pub use session::{Fed, ServerTls};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use bytes::{Bytes, BytesMut};
-use rustls::server::ServerConnection;
+use bytes::Bytes;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -128,75 +129,31 @@ impl TlsSlot {
     }
 
     /// A server session for a new connection.
-    pub(crate) fn session(&self) -> Option<Box<ServerConnection>> {
-        let mut tls = ServerConnection::new(self.current()).ok()?;
-        // The outbound queue is bounded by `max_outbound_bytes` already.
-        tls.set_buffer_limit(None);
-        Some(Box::new(tls))
+    pub(crate) fn session(&self) -> Option<Box<ServerTls>> {
+        ServerTls::new(self.current()).ok().map(Box::new)
     }
-}
-
-/// Feeds `cipher` to the session and appends the plaintext it yields to `plain`.
-/// Returns false when the connection is over: a TLS error, or the peer's close_notify.
-pub(crate) fn decrypt(tls: &mut ServerConnection, mut cipher: &[u8], plain: &mut BytesMut) -> bool {
-    while !cipher.is_empty() {
-        if tls.read_tls(&mut cipher).is_err() {
-            return false;
-        }
-        let state = match tls.process_new_packets() {
-            Ok(state) => state,
-            Err(_) => return false,
-        };
-        let available = state.plaintext_bytes_to_read();
-        if available > 0 {
-            let len = plain.len();
-            plain.resize(len + available, 0);
-            match tls.reader().read(&mut plain[len..]) {
-                Ok(n) => plain.truncate(len + n),
-                Err(_) => return false,
-            }
-        }
-        if state.peer_has_closed() {
-            return false;
-        }
-    }
-    true
-}
-
-/// What the session has to send (handshake flights, alerts, records), if anything.
-pub(crate) fn take_output(tls: &mut ServerConnection) -> Option<Vec<u8>> {
-    if !tls.wants_write() {
-        return None;
-    }
-    let mut out = Vec::new();
-    while tls.wants_write() {
-        if tls.write_tls(&mut out).is_err() {
-            break;
-        }
-    }
-    Some(out)
-}
-
-/// Encrypts `plain` into records, returned with any other pending output.
-pub(crate) fn encrypt(tls: &mut ServerConnection, plain: &[&[u8]]) -> Vec<u8> {
-    let slices: Vec<IoSlice<'_>> = plain.iter().map(|part| IoSlice::new(part)).collect();
-    // With no buffer limit (see `session`) rustls takes all of it at once, cut into
-    // records of at most 16 KiB.
-    let _ = tls.writer().write_vectored(&slices);
-    take_output(tls).unwrap_or_default()
 }
 
 /// Replaces a batch of frames by the TLS records that carry them: one frame of
-/// ciphertext, written like any pre-encoded frame (one `writev` per batch).
-pub(crate) fn encrypt_frames(tls: &mut ServerConnection, frames: &mut Vec<OutFrame>) {
-    let parts: Vec<&[u8]> = frames
+/// ciphertext (one record per 16 KiB), written like any pre-encoded frame, in one
+/// `writev`. False when the session failed: the caller shuts the socket.
+pub(crate) fn encrypt_frames(tls: &mut ServerTls, frames: &mut Vec<OutFrame>) -> bool {
+    let len = frames
         .iter()
-        .flat_map(|frame| [frame.header.as_slice(), &frame.payload[..]])
-        .filter(|part| !part.is_empty())
-        .collect();
-    let cipher = encrypt(tls, &parts);
-    frames.clear();
-    if !cipher.is_empty() {
-        frames.push(OutFrame::preencoded(Bytes::from(cipher)));
+        .map(|frame| frame.header.as_slice().len() + frame.payload.len())
+        .sum();
+    // The unbuffered API encrypts from one slice: the batch is gathered once here
+    // (rustls copies it into the output buffer anyway, and encrypts it there).
+    let mut plain = Vec::with_capacity(len);
+    for frame in frames.iter() {
+        plain.extend_from_slice(frame.header.as_slice());
+        plain.extend_from_slice(&frame.payload[..]);
     }
+    frames.clear();
+    let mut cipher = Vec::with_capacity(len + 64);
+    if tls.encrypt(&plain, &mut cipher).is_err() {
+        return false;
+    }
+    frames.push(OutFrame::preencoded(Bytes::from(cipher)));
+    true
 }
