@@ -9,6 +9,9 @@
 //!   limits), each connection's reader and writer tasks, the flush task, heartbeat
 //!   sweep, graceful shutdown.
 //! - [`stats`]: per-core counters and `GET /metrics`.
+//! - [`tls`]: wss://: certificate loading and SIGHUP reload, each connection's rustls
+//!   session (unbuffered: decrypt into the read buffer, encrypt a flush batch), the
+//!   client's roots.
 //!
 //! Imports go one way: `ws`, `hub`, `config`, `stats` at the bottom; `conn` on them;
 //! `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.

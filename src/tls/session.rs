@@ -168,3 +168,115 @@ fn encrypt_into(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A server config for 127.0.0.1 and a client config trusting it.
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key = rustls_pki_types::PrivateKeyDer::try_from(made.key_pair.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Moves the client's pending records to the server in pieces of `step` bytes,
+    /// and the server's answer back; returns the plaintext the server got.
+    fn client_to_server(
+        client: &mut rustls::ClientConnection,
+        server: &mut ServerTls,
+        step: usize,
+    ) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let mut plain = BytesMut::new();
+        let mut back = Vec::new();
+        for piece in wire.chunks(step.max(1)) {
+            assert_eq!(
+                server.feed(piece, &mut plain, &mut back).unwrap(),
+                Fed::Open
+            );
+        }
+        let mut back = &back[..];
+        while !back.is_empty() {
+            client.read_tls(&mut back).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        plain.to_vec()
+    }
+
+    #[test]
+    fn handshake_and_data_survive_records_split_at_every_byte_boundary() {
+        let (server_config, client_config) = configs();
+        for step in [1, 2, 3, 7, 64, 1000, usize::MAX] {
+            let mut server = ServerTls::new(server_config.clone()).unwrap();
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut client = rustls::ClientConnection::new(client_config.clone(), name).unwrap();
+            // ClientHello, then the client's Finished with the request behind it.
+            client
+                .writer()
+                .write_all(b"GET / HTTP/1.1\r\n\r\n")
+                .unwrap();
+            let mut got = client_to_server(&mut client, &mut server, step);
+            got.extend(client_to_server(&mut client, &mut server, step));
+            assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n", "step {step}");
+            assert!(!client.is_handshaking());
+            assert!(
+                server.partial.capacity() == 0,
+                "nothing kept once records are whole"
+            );
+
+            // Server to client: one batch, several records when over 16 KiB.
+            let big = vec![b'x'; 40_000];
+            let mut cipher = Vec::new();
+            server.encrypt(&big, &mut cipher).unwrap();
+            let mut wire = &cipher[..];
+            let mut echoed = Vec::new();
+            while !wire.is_empty() {
+                client.read_tls(&mut wire).unwrap();
+                let state = client.process_new_packets().unwrap();
+                let mut chunk = vec![0; state.plaintext_bytes_to_read()];
+                client.reader().read_exact(&mut chunk).unwrap();
+                echoed.extend(chunk);
+            }
+            assert_eq!(echoed, big);
+
+            // A close_notify ends the session.
+            client.send_close_notify();
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            let mut plain = BytesMut::new();
+            assert_eq!(server.feed_traffic(&wire, &mut plain).unwrap(), Fed::Closed);
+        }
+    }
+
+    #[test]
+    fn a_plain_text_request_is_a_tls_error() {
+        let (server_config, _) = configs();
+        let mut server = ServerTls::new(server_config).unwrap();
+        let (mut plain, mut out) = (BytesMut::new(), Vec::new());
+        assert!(server
+            .feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut plain, &mut out)
+            .is_err());
+        assert!(plain.is_empty());
+    }
+}
