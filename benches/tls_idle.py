@@ -56,7 +56,10 @@ async def run(args, port, ctx, pid):
     await asyncio.sleep(args.hold)
     after = rss(pid)
     per = (after - base) / (args.n - 100)
-    print(f"{'wss' if ctx else 'ws'}: {len(held)} idle connections, server RSS "
+    kind = "ws"
+    if ctx:
+        kind = "wss " + held[0][1].get_extra_info("ssl_object").cipher()[0]
+    print(f"{kind}: {len(held)} idle connections, server RSS "
           f"{base / 1e6:.1f} MB -> {after / 1e6:.1f} MB: {per:.0f} B per connection")
     for _, w in held:
         w.close()
@@ -69,6 +72,7 @@ def main():
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--hold", type=float, default=2.0)
     p.add_argument("--tls", action="store_true")
+    p.add_argument("--tls12-cipher", help="offer only TLS 1.2 with this OpenSSL cipher name")
     args = p.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     with tempfile.TemporaryDirectory() as dir:
@@ -79,6 +83,9 @@ def main():
             cert, key = make_cert(dir)
             cmd += ["--tls-cert", cert, "--tls-key", key]
             ctx = ssl.create_default_context(cafile=cert)
+            if args.tls12_cipher:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx.set_ciphers(args.tls12_cipher)
         server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
