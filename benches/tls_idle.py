@@ -43,7 +43,7 @@ async def open_one(port, ctx, held):
 
 async def run(args, port, ctx, pid):
     held = []
-    sem = asyncio.Semaphore(64)
+    sem = asyncio.Semaphore(args.concurrency)
 
     async def guarded():
         async with sem:
@@ -72,6 +72,7 @@ def main():
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--hold", type=float, default=2.0)
     p.add_argument("--tls", action="store_true")
+    p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight")
     p.add_argument("--tls12-cipher", help="offer only TLS 1.2 with this OpenSSL cipher name")
     args = p.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
