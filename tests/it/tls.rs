@@ -355,3 +355,23 @@ fn a_bad_certificate_or_key_refuses_to_start_with_a_clear_message() {
         );
     }
 }
+
+#[test]
+fn a_connection_over_the_limit_is_closed_without_a_plain_text_answer() {
+    let pki = Pki::new("limit");
+    let server = start_server(
+        |_| EchoApp,
+        1,
+        |config| {
+            config.tls_cert = Some(pki.cert.clone());
+            config.tls_key = Some(pki.key.clone());
+            config.max_connections = 1;
+        },
+    );
+    let mut first = open_ws(server.addr(), &pki.cert).expect("the first fits");
+    let mut second = TcpStream::connect(server.addr()).unwrap();
+    let answer = read_to_end(&mut second);
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    assert!(open_ws(server.addr(), &pki.cert).is_err());
+    echo(&mut first, "the first still works");
+}
