@@ -92,6 +92,13 @@ pub struct Config {
     pub max_handshake_bytes: usize,
     /// Time a client has to complete the upgrade request. Default 10 s.
     pub handshake_timeout_ms: u64,
+    /// PEM certificate chain; with `tls_key`, every core terminates TLS (wss://) on
+    /// `listen` with rustls. Reloaded on SIGHUP (new connections get the new one).
+    /// Default none: plain ws://. The TLS handshake counts against
+    /// `handshake_timeout_ms`. Costs a rustls session per connection (README "TLS").
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`. Default none.
+    pub tls_key: Option<std::path::PathBuf>,
     /// Interval of server pings to idle connections. Default 30 s.
     pub ping_interval_ms: u64,
     /// A connection silent (no frame, no pong) this long is closed. Default 75 s.
@@ -258,6 +265,8 @@ impl Default for Config {
             read_buffer_bytes: 256,
             max_handshake_bytes: 8192,
             handshake_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
             ping_interval_ms: 30_000,
             idle_timeout_ms: 75_000,
             close_timeout_ms: 5_000,
@@ -306,6 +315,8 @@ pub enum ConfigError {
     CpuList(String),
     #[error("CPU {0} is not available to this process (see `taskset -p $$`)")]
     CpuUnavailable(usize),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{field} must be {rule}")]
     Invalid {
         field: &'static str,
@@ -334,10 +345,21 @@ impl Config {
         self.validate()?;
         let cpus = self.core_cpus()?;
         let jwt = Verifier::from_config(self.jwt_secret.as_ref(), self.jwt_public_key.as_deref())?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsSlot::load(cert, key)?)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    field: "tls_cert",
+                    rule: "set together with tls_key",
+                })
+            }
+        };
         Ok(ServerConfig {
             settings: self,
             cpus,
             jwt: jwt.map(Arc::new),
+            tls,
         })
     }
 
@@ -504,12 +526,19 @@ pub struct ServerConfig {
     cpus: Vec<usize>,
     /// The JWT key, parsed once here (`jwt_secret` or `jwt_public_key`).
     jwt: Option<Arc<Verifier>>,
+    /// The loaded certificate, when `tls_cert` is set (shared with the SIGHUP thread).
+    tls: Option<Arc<crate::tls::TlsSlot>>,
 }
 
 impl ServerConfig {
     /// The CPU each core thread is pinned to, in core order.
     pub fn cpus(&self) -> &[usize] {
         &self.cpus
+    }
+
+    /// The TLS certificate slot, when the server terminates TLS.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::TlsSlot>> {
+        self.tls.as_ref()
     }
 
     /// How many cores the server runs.

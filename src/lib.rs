@@ -11,6 +11,9 @@
 //!   sweep, graceful shutdown.
 //! - [`stats`]: per-core counters and `GET /metrics`.
 //! - [`auth`]: JWT verification of upgrades (`--jwt-secret`, `--jwt-public-key`).
+//! - [`tls`]: wss://: certificate loading and SIGHUP reload, each connection's rustls
+//!   session (unbuffered: decrypt into the read buffer, encrypt a flush batch), the
+//!   client's roots.
 //!
 //! Imports go one way: `auth`, `ws`, `hub`, `config`, `stats` at the bottom; `conn` on
 //! them; `app` on `conn`; `rooms` on `app` and `proto`; `runtime` on all of these.
@@ -67,6 +70,7 @@ pub mod proto;
 pub mod rooms;
 pub mod runtime;
 pub mod stats;
+pub mod tls;
 pub mod ws;
 
 pub use ids::{ConnId, CoreId};

@@ -68,6 +68,12 @@ struct ServeArgs {
     /// more. Replaces the config file's `allowed_origins` [default: any origin].
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// PEM certificate chain: serve wss:// (TLS on every core); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Connections one IP address may hold; more get HTTP 429 [default: 0, no limit].
     #[arg(long, value_name = "N")]
     max_conns_per_ip: Option<usize>,
@@ -144,6 +150,10 @@ impl ServeArgs {
         if let Some(rate) = self.rate_limit {
             config.rate_limit_per_s = rate;
         }
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config.tls_cert = Some(cert);
+            config.tls_key = Some(key);
+        }
         if !self.allow_origins.is_empty() {
             config.allowed_origins = self.allow_origins;
         }
@@ -194,11 +204,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = config.app;
     let cpus = config.cpus().to_vec();
     // Installed before listening: a signal that finds the port open is handled.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing signal handlers")?;
+    let tls = config.tls().cloned();
+    let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    // SIGHUP reloads the certificate; without TLS it keeps its default action.
+    if tls.is_some() {
+        wanted.push(signal_hook::consts::SIGHUP);
+    }
+    let mut signals =
+        signal_hook::iterator::Signals::new(wanted).context("installing signal handlers")?;
     let cluster = config.cluster.redis_url.clone();
     let jwt = config.jwt().map(|verifier| verifier.algorithm());
     let server: ServerHandle = match app {
@@ -211,7 +224,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("core {core} on CPU {cpu}: {driver:?} driver");
     }
     tracing::info!(
-        "serving {app:?} on ws://{} with {} core(s)",
+        "serving {app:?} on {}://{} with {} core(s)",
+        if tls.is_some() { "wss" } else { "ws" },
         server.local_addr(),
         cpus.len()
     );
@@ -225,16 +239,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {
-            let mut received = signals.forever();
-            if received.next().is_some() {
-                tracing::info!(
-                    "shutting down: closing connections with 1001 (signal again to exit now)"
-                );
-                trigger();
-            }
-            if received.next().is_some() {
-                tracing::warn!("second signal, exiting now");
-                std::process::exit(1);
+            let mut stops = 0;
+            for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    if let Some(tls) = &tls {
+                        match tls.reload() {
+                            Ok(()) => tracing::info!("TLS certificate reloaded"),
+                            Err(error) => tracing::error!(
+                                "TLS reload failed, keeping the old certificate: {error}"
+                            ),
+                        }
+                    }
+                    continue;
+                }
+                stops += 1;
+                if stops == 1 {
+                    tracing::info!(
+                        "shutting down: closing connections with 1001 (signal again to exit now)"
+                    );
+                    trigger();
+                } else {
+                    tracing::warn!("second signal, exiting now");
+                    std::process::exit(1);
+                }
             }
         })?;
     server.join()?;

@@ -32,6 +32,9 @@ pub struct ConnectOptions {
     /// relays it with a few dozen bytes around it). Memory is only used as messages
     /// arrive.
     pub max_message_bytes: usize,
+    /// wss:// only: PEM file of the certificates to trust (e.g. a self-signed server's
+    /// own). Default `None`: the Mozilla roots bundled with webpki-roots.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for ConnectOptions {
@@ -44,6 +47,7 @@ impl Default for ConnectOptions {
             pong_timeout: Duration::from_secs(20),
             close_timeout: Duration::from_secs(5),
             max_message_bytes: 16 << 20,
+            tls_ca: None,
         }
     }
 }

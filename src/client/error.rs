@@ -43,8 +43,8 @@ pub enum ClientError {
     InvalidUrl { url: String, reason: String },
     #[error("invalid client configuration: {0}")]
     InvalidConfig(&'static str),
-    #[error("wss:// is not supported yet (TLS has not landed): use a ws:// URL")]
-    TlsNotSupported,
+    #[error("TLS setup failed: {0}")]
+    TlsSetup(String),
     #[error("cannot resolve host `{host}`: {source}")]
     Resolve { host: String, source: io::Error },
     #[error("connection refused by {addr}: is the server running there?")]
@@ -96,7 +96,7 @@ impl ClientError {
             self,
             ClientError::InvalidUrl { .. }
                 | ClientError::InvalidConfig(_)
-                | ClientError::TlsNotSupported
+                | ClientError::TlsSetup(_)
                 | ClientError::Random(_)
         )
     }
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn only_configuration_errors_are_permanent() {
-        assert!(ClientError::TlsNotSupported.is_permanent());
+        assert!(ClientError::TlsSetup("bad CA file".into()).is_permanent());
         assert!(!ClientError::ConnectionLost.is_permanent());
         assert!(!ClientError::HandshakeRejected { status: 503 }.is_permanent());
     }

@@ -29,6 +29,7 @@ mod error;
 mod event;
 mod history;
 mod reconnect;
+mod tls;
 mod url;
 mod websocket;
 

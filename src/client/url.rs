@@ -12,11 +12,12 @@ pub struct WsUrl {
     pub port: u16,
     /// The request target of the upgrade: path and query, at least `/`.
     pub path: String,
+    /// `wss://`: TLS to the server (default port 443).
+    pub tls: bool,
 }
 
 impl WsUrl {
-    /// Parses `url`. `wss://` is refused with [`ClientError::TlsNotSupported`]: TLS has
-    /// not landed yet.
+    /// Parses `url`: `ws://` or `wss://` (TLS).
     pub fn parse(url: &str) -> Result<WsUrl, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
             url: url.to_string(),
@@ -25,11 +26,9 @@ impl WsUrl {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| invalid("expected ws://HOST[:PORT][/PATH]"))?;
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(ClientError::TlsNotSupported);
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(invalid("the scheme must be ws://"));
+        let tls = scheme.eq_ignore_ascii_case("wss");
+        if !tls && !scheme.eq_ignore_ascii_case("ws") {
+            return Err(invalid("the scheme must be ws:// or wss://"));
         }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(end);
@@ -49,8 +48,9 @@ impl WsUrl {
         }
         Ok(WsUrl {
             host: host.to_string(),
-            port: port.unwrap_or(80),
+            port: port.unwrap_or(if tls { 443 } else { 80 }),
             path,
+            tls,
         })
     }
 
@@ -61,7 +61,7 @@ impl WsUrl {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -71,7 +71,8 @@ impl WsUrl {
 
 impl std::fmt::Display for WsUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ws://{}{}", self.host_header(), self.path)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
     }
 }
 
@@ -174,11 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn wss_is_refused_with_its_own_error() {
-        assert!(matches!(
-            WsUrl::parse("wss://example.com/"),
-            Err(ClientError::TlsNotSupported)
-        ));
+    fn wss_means_tls_on_port_443_by_default() {
+        let url = parse("wss://example.com/chat");
+        assert!(url.tls);
+        assert_eq!(
+            (url.port, url.host_header()),
+            (443, "example.com".to_string())
+        );
+        assert_eq!(url.to_string(), "wss://example.com/chat");
+        let url = parse("WSS://example.com:8443");
+        assert_eq!(url.host_header(), "example.com:8443");
+        assert!(!parse("ws://example.com/").tls);
     }
 
     fn order(rotation: &mut Rotation, attempts: usize) -> Vec<String> {
@@ -212,10 +219,7 @@ mod tests {
             Err(ClientError::InvalidUrl { url, .. }) => assert_eq!(url, "ws://b:port/"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            Rotation::parse(["ws://a:1/", "wss://b/"]),
-            Err(ClientError::TlsNotSupported)
-        ));
+        assert!(Rotation::parse(["ws://a:1/", "wss://b/"]).is_ok());
         assert!(matches!(
             Rotation::parse(Vec::<&str>::new()),
             Err(ClientError::InvalidConfig(_))

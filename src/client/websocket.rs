@@ -16,6 +16,7 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use super::config::ConnectOptions;
 use super::error::{ClientError, Phase};
+use super::tls::ClientTls;
 use super::url::WsUrl;
 use crate::ws::handshake::{client_request_with_headers, parse_response, UpgradeRejected};
 use crate::ws::{put_masked, Decoder, HeaderBytes, Incoming, Opcode, Role};
@@ -87,7 +88,11 @@ impl WsConnection {
     /// within `connect_timeout`) and upgrades.
     pub fn open(url: &WsUrl, options: &ConnectOptions) -> Result<WsConnection, ClientError> {
         let stream = open_stream(url, options.connect_timeout)?;
-        WsConnection::upgrade(stream, &UpgradeRequest::for_url(url), options)
+        let tls = match url.tls {
+            true => Some(ClientTls::new(&url.host, options.tls_ca.as_deref())?),
+            false => None,
+        };
+        WsConnection::upgrade_over(stream, tls, &UpgradeRequest::for_url(url), options)
     }
 
     /// Upgrades an open stream (e.g. one with socket options set before connecting):
@@ -98,13 +103,24 @@ impl WsConnection {
         request: &UpgradeRequest,
         options: &ConnectOptions,
     ) -> Result<WsConnection, ClientError> {
+        WsConnection::upgrade_over(stream, None, request, options)
+    }
+
+    /// [`WsConnection::upgrade`], through TLS when `tls` is given (the TLS handshake
+    /// runs within `handshake_timeout`, with the upgrade).
+    fn upgrade_over(
+        stream: TcpStream,
+        tls: Option<ClientTls>,
+        request: &UpgradeRequest,
+        options: &ConnectOptions,
+    ) -> Result<WsConnection, ClientError> {
         // Frames go out in one write each; Nagle would hold back the small ones.
         let _ = stream.set_nodelay(true);
         let opening = |e| ClientError::io(Phase::Connecting, Duration::ZERO, e);
         let peer = stream.peer_addr().map_err(opening)?;
         let read_half = stream.try_clone().map_err(opening)?;
-        let mut writer = WsWriter::new(stream, options.write_timeout)?;
-        let mut reader = WsReader::new(read_half, options.max_message_bytes);
+        let mut writer = WsWriter::new(stream, tls.clone(), options.write_timeout)?;
+        let mut reader = WsReader::new(read_half, tls, options.max_message_bytes);
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -159,14 +175,16 @@ impl WsConnection {
 #[derive(Debug)]
 pub struct WsReader {
     stream: TcpStream,
+    tls: Option<ClientTls>,
     buf: BytesMut,
     decoder: Decoder,
 }
 
 impl WsReader {
-    fn new(stream: TcpStream, max_message: usize) -> Self {
+    fn new(stream: TcpStream, tls: Option<ClientTls>, max_message: usize) -> Self {
         WsReader {
             stream,
+            tls,
             buf: BytesMut::new(),
             decoder: Decoder::new(Role::Client, max_message),
         }
@@ -237,10 +255,17 @@ impl WsReader {
         let mut chunk = [0u8; READ_CHUNK];
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(ClientError::ConnectionLost),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
+            Ok(n) => match &self.tls {
+                None => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    Ok(true)
+                }
+                Some(tls) => match tls.read(&self.stream, &chunk[..n], &mut self.buf) {
+                    Ok(true) => Ok(true),
+                    Ok(false) => Err(ClientError::ConnectionLost),
+                    Err(e) => Err(ClientError::io(phase, left, e)),
+                },
+            },
             Err(e)
                 if matches!(
                     e.kind(),
@@ -306,6 +331,7 @@ impl<'a> RawFrame<'a> {
 #[derive(Debug)]
 pub struct WsWriter {
     stream: TcpStream,
+    tls: Option<ClientTls>,
     write_timeout: Duration,
     masks: MaskSource,
     close_sent: bool,
@@ -314,12 +340,17 @@ pub struct WsWriter {
 }
 
 impl WsWriter {
-    fn new(stream: TcpStream, write_timeout: Duration) -> Result<Self, ClientError> {
+    fn new(
+        stream: TcpStream,
+        tls: Option<ClientTls>,
+        write_timeout: Duration,
+    ) -> Result<Self, ClientError> {
         stream
             .set_write_timeout(Some(write_timeout))
             .map_err(|e| ClientError::io(Phase::Sending, write_timeout, e))?;
         Ok(WsWriter {
             stream,
+            tls,
             write_timeout,
             masks: MaskSource::default(),
             close_sent: false,
@@ -391,9 +422,11 @@ impl WsWriter {
     }
 
     fn write(&mut self, bytes: &[u8], phase: Phase) -> Result<(), ClientError> {
-        self.stream
-            .write_all(bytes)
-            .map_err(|e| ClientError::io(phase, self.write_timeout, e))
+        match &self.tls {
+            None => self.stream.write_all(bytes),
+            Some(tls) => tls.write_all(&self.stream, bytes),
+        }
+        .map_err(|e| ClientError::io(phase, self.write_timeout, e))
     }
 }
 

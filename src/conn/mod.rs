@@ -93,6 +93,9 @@ pub struct Conn {
     /// permessage-deflate: the agreed `server_max_window_bits`, 0 when not negotiated
     /// (see `ws::deflate`; data frames to it may go compressed).
     pub deflate_window_bits: u8,
+    /// The TLS session on a wss:// server, set once the upgrade is done: the reader
+    /// decrypts through it, the flush path encrypts (`crate::tls`).
+    pub tls: Option<Box<crate::tls::ServerTls>>,
 }
 
 impl Conn {
@@ -113,6 +116,7 @@ impl Conn {
             flush_pending: false,
             aborted: false,
             deflate_window_bits: 0,
+            tls: None,
         }
     }
 

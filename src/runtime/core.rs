@@ -100,7 +100,10 @@ async fn accept<A: App>(
                             Refusal::PerIp => core.ctx.stats().count_refused_per_ip(),
                             Refusal::Total => core.ctx.stats().count_refused_total(),
                         }
-                        monoio::spawn(refuse(stream, refusal));
+                        // A TLS client could not read a plain-text 429/503: closed.
+                        if core.config.tls().is_none() {
+                            monoio::spawn(refuse(stream, refusal));
+                        }
                         continue;
                     }
                 };

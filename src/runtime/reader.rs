@@ -28,6 +28,8 @@ use crate::ConnId;
 
 /// First buffer for the upgrade request (browsers send ~500 bytes); transient.
 const HANDSHAKE_BUFFER: usize = 1024;
+/// Read size while the TLS handshake runs (a ClientHello is ~300-1500 bytes); transient.
+const TLS_HANDSHAKE_READ: usize = 4096;
 /// Most bytes read and dropped after an HTTP error answer before closing anyway.
 const LINGER_BYTES: usize = 64 * 1024;
 /// Largest read a busy connection grows to.
@@ -76,7 +78,7 @@ async fn serve_connection<A: App>(
     let id = ctx.insert_conn(fd, Instant::now());
     let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
     // Boxed: the handshake's state is needed once, not for the connection's life.
-    let Some(upgraded) = Box::pin(upgrade(&core, &mut rd, &mut wr, &mut buf)).await else {
+    let Some(upgraded) = Box::pin(upgrade(&core, id, &mut rd, &mut wr, &mut buf)).await else {
         shutdown_socket(fd);
         ctx.remove_conn(id);
         return;
@@ -111,6 +113,9 @@ async fn serve_connection<A: App>(
         let Ok(n @ 1..) = result else {
             break ReadEnd::PeerGone;
         };
+        if !decrypt_read(&core, id, &mut buf, len) {
+            break ReadEnd::PeerGone;
+        }
         read_size = next_read_size(read_size, n, cap - len, initial);
         ctx.with_conn(id, |conn| conn.heard(Instant::now()));
     };
@@ -162,15 +167,39 @@ fn decode_buffered<A: App>(
     }
 }
 
-/// Reads and answers the HTTP upgrade request. Returns `None` if the connection is not a
-/// WebSocket, else what it agreed to (permessage-deflate) and who its JWT says it is
-/// (when JWT is on); pipelined bytes after the request stay in `buf`.
+/// On a TLS connection, decrypts what the last read appended to `buf` (from `from`)
+/// in place of the ciphertext. False when the session is over (error, close_notify).
+fn decrypt_read<A: App>(core: &Core<A>, id: ConnId, buf: &mut BytesMut, from: usize) -> bool {
+    core.ctx.with_conn(id, |conn| {
+        let Some(tls) = conn.tls.as_mut() else {
+            return true;
+        };
+        // Plaintext is never longer than its ciphertext: it goes where the ciphertext
+        // was, which waits meanwhile in a copy (or, for a partial record, in the session).
+        let cipher = buf[from..].to_vec();
+        buf.truncate(from);
+        matches!(tls.feed_traffic(&cipher, buf), Ok(crate::tls::Fed::Open))
+    })
+}
+
+/// Reads and answers the HTTP upgrade request (after the TLS handshake, on a TLS
+/// server). Returns `None` if the connection is not a WebSocket, else what it agreed
+/// to (permessage-deflate) and who its JWT says it is (when JWT is on); pipelined
+/// bytes after the request stay in `buf`.
 async fn upgrade<A: App>(
     core: &Core<A>,
+    id: ConnId,
     rd: &mut OwnedReadHalf<TcpStream>,
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: &mut BytesMut,
 ) -> Option<Upgraded> {
+    let mut tls = match core.config.tls() {
+        Some(slot) => match slot.session() {
+            Some(session) => Some(session),
+            None => return None,
+        },
+        None => None,
+    };
     let max = core.config.max_handshake_bytes;
     let allowed_origins = &core.config.allowed_origins;
     loop {
@@ -205,12 +234,15 @@ async fn upgrade<A: App>(
                 buf.advance(len);
                 let extra = agreement.map_or(String::new(), |a| a.response_header());
                 let response = handshake::accept_response_with(&key, &extra);
-                let (result, _) = wr.write_all(response).await;
+                if !send(wr, &mut tls, response).await {
+                    return None;
+                }
+                core.ctx.with_conn(id, |conn| conn.tls = tls);
                 let upgraded = Upgraded {
                     deflate: agreement,
                     identity,
                 };
-                return result.is_ok().then_some(upgraded);
+                return Some(upgraded);
             }
             Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
                 Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
@@ -236,7 +268,7 @@ async fn upgrade<A: App>(
                 if buf.len() == buf.capacity() {
                     buf.reserve(buf.capacity().min(max));
                 }
-                if !read_more(rd, buf).await {
+                if !receive(rd, wr, &mut tls, buf).await {
                     return None;
                 }
                 continue;
@@ -249,8 +281,7 @@ async fn upgrade<A: App>(
                 error.response()
             }
         };
-        let (written, _) = wr.write_all(response).await;
-        if written.is_ok() {
+        if send(wr, &mut tls, response).await {
             linger(rd, wr, buf).await;
         }
         return None;
@@ -269,6 +300,57 @@ fn authenticate(
     verifier
         .verify(token, now)
         .map_err(handshake::HandshakeError::Unauthorized)
+}
+
+/// Writes `bytes` during the upgrade, encrypted on a TLS connection.
+async fn send(
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    tls: &mut Option<Box<crate::tls::ServerTls>>,
+    bytes: Vec<u8>,
+) -> bool {
+    let bytes = match tls {
+        Some(session) => {
+            let mut cipher = Vec::with_capacity(bytes.len() + 64);
+            if session.encrypt(&bytes, &mut cipher).is_err() {
+                return false;
+            }
+            cipher
+        }
+        None => bytes,
+    };
+    wr.write_all(bytes).await.0.is_ok()
+}
+
+/// [`read_more`] through TLS: reads records (answering the TLS handshake as it goes)
+/// until some plaintext was appended to `buf`. False on EOF, error or a TLS failure.
+async fn receive(
+    rd: &mut OwnedReadHalf<TcpStream>,
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    tls: &mut Option<Box<crate::tls::ServerTls>>,
+    buf: &mut BytesMut,
+) -> bool {
+    let Some(session) = tls else {
+        return read_more(rd, buf).await;
+    };
+    let start = buf.len();
+    loop {
+        let (result, cipher) = rd.read(Vec::with_capacity(TLS_HANDSHAKE_READ)).await;
+        if !matches!(result, Ok(n) if n > 0) {
+            return false;
+        }
+        let mut out = Vec::new();
+        let fed = session.feed(&cipher, buf, &mut out);
+        // Handshake flights.
+        if !out.is_empty() && wr.write_all(out).await.0.is_err() {
+            return false;
+        }
+        if !matches!(fed, Ok(crate::tls::Fed::Open)) {
+            return false;
+        }
+        if buf.len() > start {
+            return true;
+        }
+    }
 }
 
 /// After an HTTP answer: sends FIN and reads (discarding) until the client closes, so

@@ -206,6 +206,11 @@ fn flush_conn<A: App>(
             return frames;
         }
         frames += batch.frames.len() as u64;
+        if let Some(tls) = conn.tls.as_mut() {
+            if !crate::tls::encrypt_frames(tls, &mut batch.frames) {
+                shutdown_socket(conn.fd);
+            }
+        }
         batch.build_iovecs();
         match batch.write_now(conn.fd) {
             Ok(true) => batch.clear(),
@@ -250,6 +255,11 @@ pub(crate) async fn run_writer<A: App>(
         }
         let reader_done = core.ctx.with_conn(id, |conn| {
             conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
+            if let Some(tls) = conn.tls.as_mut() {
+                if !crate::tls::encrypt_frames(tls, &mut batch.frames) {
+                    shutdown_socket(conn.fd);
+                }
+            }
             conn.reader_done
         });
         if batch.frames.is_empty() {

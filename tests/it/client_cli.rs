@@ -308,11 +308,25 @@ fn a_lost_connection_with_no_reconnect_exits_4() {
 }
 
 #[test]
-fn a_wss_url_exits_2_saying_tls_is_not_supported() {
-    let cli = Cli::start(&["wss://127.0.0.1:1/"]);
+fn over_wss_the_cli_trusts_its_ca_file_and_a_bad_one_exits_2() {
+    let pki = crate::tls::Pki::new("cli");
+    let server = crate::start_server(ringcast::rooms::RoomsApp::configured, 1, |config| {
+        config.tls_cert = Some(pki.cert.clone());
+        config.tls_key = Some(pki.key.clone());
+    });
+    let url = format!("wss://{}/", server.addr());
+    let ca = pki.cert.to_str().unwrap();
+    let cli = Cli::start(&[&url, "--ca", ca, "--room", "lobby"]);
+    let status = cli.expect_status("connected to");
+    assert!(status.contains(&url), "{status}");
+    assert_eq!(cli.expect("room_joined", "lobby").1, "1 member");
+    let (status, stderr) = cli.end_input();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+
+    let cli = Cli::start(&[&url, "--ca", "/nonexistent/ca.pem"]);
     let (status, stderr) = cli.wait();
     assert_eq!(status.code(), Some(2), "stderr: {stderr}");
-    assert!(stderr.contains("TLS"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
 }
 
 #[test]

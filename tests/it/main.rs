@@ -54,6 +54,7 @@ mod redis;
 mod rooms;
 mod serve_cli;
 mod shutdown;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

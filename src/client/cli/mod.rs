@@ -24,7 +24,7 @@ pub const EXIT_OK: u8 = 0;
 /// Exit code: stdout could not be written, or the client ended unexpectedly.
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code: the command line is wrong (also clap's code for a bad flag): a bad
-/// URL, `wss://` (TLS has not landed), a `--meta` that is not KEY=VALUE.
+/// URL, an unreadable `--ca` file, a `--meta` that is not KEY=VALUE.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: with `--no-reconnect`, the server could not be reached or refused the
 /// upgrade.
@@ -45,11 +45,11 @@ Several URLs (the nodes of a cluster): the first is tried first, and each reconn
 attempt goes to the next one in turn, so the client fails over when its node dies: \
 ringcast client ws://10.0.0.1:8080/ ws://10.0.0.2:8080/ --room lobby
 
-Exit codes: 0 on /quit, end of input or Ctrl-C; 2 for a bad command line (URL, wss://, --meta); \
+Exit codes: 0 on /quit, end of input or Ctrl-C; 2 for a bad command line (URL, --ca, --meta); \
 3 when the server cannot be reached and --no-reconnect is set; 4 when the connection \
 is lost and --no-reconnect is set; 1 for anything else.")]
 pub struct ClientArgs {
-    /// The server, e.g. ws://127.0.0.1:8080/ (wss:// is not supported yet). Give
+    /// The server, e.g. ws://127.0.0.1:8080/ or wss://chat.example.com/. Give
     /// several, separated by spaces, to fail over between them.
     #[arg(value_name = "URL", required = true)]
     pub urls: Vec<String>,
@@ -68,15 +68,26 @@ pub struct ClientArgs {
     /// attempt, at the first URL).
     #[arg(long)]
     pub no_reconnect: bool,
+    /// wss:// only: trust the certificates in this PEM file (e.g. a self-signed
+    /// server's) instead of the bundled Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Runs the client until `/quit`, the end of stdin, or (with `--no-reconnect`) the
 /// end of the connection. Returns the documented exit code.
 pub fn run(args: ClientArgs) -> ExitCode {
-    let config = ClientConfig {
+    if let Some(ca) = &args.ca {
+        if let Err(error) = crate::tls::client::client_config(Some(ca)) {
+            eprintln!("ringcast: error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    let mut config = ClientConfig {
         reconnect: (!args.no_reconnect).then(ReconnectPolicy::default),
         ..ClientConfig::default()
     };
+    config.connect.tls_ca = args.ca.clone();
     let client = match Client::start_any(&args.urls, config) {
         Ok(client) => client,
         Err(error) => {
@@ -84,7 +95,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
             let usage = matches!(
                 error,
                 ClientError::InvalidUrl { .. }
-                    | ClientError::TlsNotSupported
+                    | ClientError::TlsSetup(_)
                     | ClientError::InvalidConfig(_)
             );
             return ExitCode::from(if usage { EXIT_USAGE } else { EXIT_ERROR });
