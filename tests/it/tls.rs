@@ -375,3 +375,65 @@ fn a_connection_over_the_limit_is_closed_without_a_plain_text_answer() {
     assert!(open_ws(server.addr(), &pki.cert).is_err());
     echo(&mut first, "the first still works");
 }
+
+fn load(words: &[&str]) -> ringcast::load::Report {
+    let short = [
+        "--quiet",
+        "--duration",
+        "0.3",
+        "--drain",
+        "2",
+        "--hold",
+        "0.2",
+    ];
+    let args = ringcast::load::LoadArgs::parse_words(words.iter().chain(short.iter()).copied())
+        .expect("arguments parse");
+    ringcast::load::run_report(args).expect("the load run completes")
+}
+
+#[test]
+fn the_load_tool_runs_echo_and_broadcast_over_wss() {
+    let pki = Pki::new("load");
+    let ca = pki.cert.to_str().unwrap().to_string();
+    let echo_server = start_server(
+        |_| EchoApp,
+        2,
+        |config| {
+            config.tls_cert = Some(pki.cert.clone());
+            config.tls_key = Some(pki.key.clone());
+        },
+    );
+    let url = wss(echo_server.addr());
+    let report = load(&["echo", &url, "--ca", &ca, "-c", "8", "-p", "4"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.count > 0, "no round trips counted");
+    assert_eq!(report.mismatched, Some(0));
+    assert_eq!(report.unanswered, Some(0));
+
+    let broadcast_server = start_server(
+        |_| ringcast::app::BroadcastApp::default(),
+        2,
+        |config| {
+            config.tls_cert = Some(pki.cert.clone());
+            config.tls_key = Some(pki.key.clone());
+        },
+    );
+    let url = wss(broadcast_server.addr());
+    let report = load(&[
+        "broadcast",
+        &url,
+        "--ca",
+        &ca,
+        "-c",
+        "20",
+        "-k",
+        "3",
+        "-w",
+        "4",
+    ]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let delivery = report.delivery.expect("broadcast reports its tally");
+    assert!(delivery.expected > 0);
+    assert_eq!(delivery.delivered, delivery.expected);
+    assert_eq!((delivery.lost, delivery.duplicates), (0, 0));
+}
