@@ -28,6 +28,9 @@
 //! - `rooms`: the room protocol of PROTOCOL.md on one and two cores, message by message.
 //! - `history`: room offsets and recovery (exactly what was missed, then live; stale,
 //!   overflowed, history off), one total order per room, per-sender order across rooms.
+//! - `tls`: wss:// with a certificate made at test time: echo, rooms, the load tool,
+//!   an untrusted certificate, a plain-text client, the handshake timeout, a refusal
+//!   at accept, SIGHUP reload, a bad certificate or key.
 
 mod backpressure;
 mod client;
