@@ -308,6 +308,9 @@ fn a_bad_certificate_or_key_refuses_to_start_with_a_clear_message() {
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let missing = pki.dir.join("missing.pem");
     let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let not_a_key = pki.keep_ca("not-a-key.pem").to_str().unwrap().to_string();
+    let other = Pki::new("bad-other");
+    let other_key = other.key.to_str().unwrap().to_string();
     let cases = [
         (garbage.to_str().unwrap(), key, "no certificate in"),
         (
@@ -320,16 +323,10 @@ fn a_bad_certificate_or_key_refuses_to_start_with_a_clear_message() {
             garbage.to_str().unwrap(),
             "cannot read TLS private key",
         ),
+        // A certificate where the key should be.
+        (cert, not_a_key.as_str(), "cannot read TLS private key"),
         // A key that is not the certificate's.
-        (
-            cert,
-            pki.keep_ca("not-a-key.pem")
-                .to_str()
-                .unwrap()
-                .to_owned()
-                .leak(),
-            "private key",
-        ),
+        (cert, other_key.as_str(), "do not make a server config"),
     ];
     for (cert, key, expected) in cases {
         let mut child = serve(&[
