@@ -95,7 +95,8 @@ pub struct Config {
     /// PEM certificate chain; with `tls_key`, every core terminates TLS (wss://) on
     /// `listen` with rustls. Reloaded on SIGHUP (new connections get the new one).
     /// Default none: plain ws://. The TLS handshake counts against
-    /// `handshake_timeout_ms`. Costs a rustls session per connection (README "TLS").
+    /// `handshake_timeout_ms`. Costs a rustls session per connection: about 3.8 KB more
+    /// per idle connection than ws:// (BENCHMARKS.md, TLS).
     pub tls_cert: Option<std::path::PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`. Default none.
     pub tls_key: Option<std::path::PathBuf>,

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::target::{parse_target, Spread, Target};
+use super::target::{parse_target, Spread, Target, TlsClient};
 
 /// Size of the accounting header in every broadcast message (and every rooms
 /// `message` string): kind, publisher id, sequence number, send timestamp (see
@@ -91,6 +91,10 @@ pub struct LoadArgs {
     /// Send binary messages instead of text.
     #[arg(long)]
     pub binary: bool,
+    /// wss:// URLs: trust the certificates in this PEM file (e.g. the server's
+    /// self-signed one) instead of the bundled Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Messages in flight per connection (echo).
     #[arg(long, short = 'p', default_value_t = 1)]
     pub in_flight: usize,
@@ -257,16 +261,25 @@ impl Plan {
         if args.urls.is_empty() {
             return Err("give at least one URL".into());
         }
+        let tls = match args.urls.iter().any(|url| url.starts_with("wss://")) {
+            true => Some(TlsClient(
+                crate::tls::client::client_config(args.ca.as_deref()).map_err(|e| e.to_string())?,
+            )),
+            false => None,
+        };
         let targets = args
             .urls
             .iter()
             .map(|url| {
-                parse_target(url).map(|target| Target {
+                parse_target(url, tls.as_ref()).map(|target| Target {
                     deflate: args.deflate,
                     ..target
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if tls.is_some() && args.scenario == Scenario::Churn {
+            return Err("churn does not speak wss:// yet: use ws://".into());
+        }
         if args.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
@@ -517,11 +530,12 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_plain_ws_urls_are_accepted() {
+    fn only_loopback_ws_and_wss_urls_are_accepted() {
         assert!(plan("echo ws://10.0.0.1:80/")
             .unwrap_err()
             .contains("not a loopback"));
-        assert!(plan("echo wss://127.0.0.1:443/")
+        assert!(plan("echo wss://127.0.0.1:443/").is_ok());
+        assert!(plan("churn wss://127.0.0.1:443/")
             .unwrap_err()
             .contains("wss"));
         assert!(plan("echo http://127.0.0.1/")

@@ -18,6 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::target::Target;
+use super::tls::LoadTls;
 use crate::ws::deflate;
 use crate::ws::handshake::{client_request_with_headers, parse_response, UpgradeRejected};
 use crate::ws::{put_masked, Decoder, Incoming, Opcode, ProtocolError, Role, SeededMasks};
@@ -86,6 +87,8 @@ fn close_code_text(code: Option<u16>) -> String {
 /// An upgraded connection, before it is split.
 pub struct WsStream {
     stream: TcpStream,
+    /// wss://: the session the reader and writer share.
+    tls: Option<LoadTls>,
     /// Bytes the server sent after its 101 response.
     leftover: BytesMut,
     /// The server agreed to permessage-deflate.
@@ -129,21 +132,49 @@ async fn connect_inner(
         true => &[("Sec-WebSocket-Extensions", "permessage-deflate")],
         false => &[],
     };
+    let tls = LoadTls::new(target).map_err(classify)?;
     let (request, key) = client_request_with_headers(&target.host, &target.path, nonce, offer);
+    // Through TLS the request waits in the session until the handshake is done.
+    let request = match &tls {
+        Some(tls) => tls.encrypt(&request).map_err(classify)?,
+        None => request,
+    };
     let (written, _) = stream.write_all(request).await;
     written.map_err(classify)?;
     let mut buf = BytesMut::with_capacity(1024);
     loop {
-        let (read, back) = read_more(&mut stream, buf, 512).await;
-        buf = back;
-        if read.map_err(classify)? == 0 {
-            return Err(ConnectError::ClosedDuringUpgrade);
+        buf = match &tls {
+            None => {
+                let (read, back) = read_more(&mut stream, buf, 512).await;
+                if read.map_err(classify)? == 0 {
+                    return Err(ConnectError::ClosedDuringUpgrade);
+                }
+                back
+            }
+            Some(tls) => {
+                let (read, cipher) = read_more(&mut stream, BytesMut::new(), READ_CHUNK).await;
+                if read.map_err(classify)? == 0
+                    || !tls.decrypt(&cipher, &mut buf).map_err(classify)?
+                {
+                    return Err(ConnectError::ClosedDuringUpgrade);
+                }
+                // Handshake answers, then the request held back until now.
+                let out = tls.encrypt(&[]).map_err(classify)?;
+                if !out.is_empty() {
+                    stream.write_all(out).await.0.map_err(classify)?;
+                }
+                buf
+            }
+        };
+        if tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
+            continue;
         }
         match parse_response(&buf, &key) {
             Ok(Some(len)) => {
                 let head = buf.split_to(len);
                 return Ok(WsStream {
                     stream,
+                    tls,
                     leftover: buf,
                     deflate: target.deflate && deflate::agreed_in_response(&head),
                 });
@@ -219,12 +250,14 @@ impl WsStream {
         }
         let reader = FrameReader {
             half: read,
+            tls: self.tls.clone(),
             buf: self.leftover,
             decoder,
             read_at: Instant::now(),
         };
         let writer = FrameWriter {
             half: write,
+            tls: self.tls,
             outbox: outbox.clone(),
         };
         (reader, outbox, writer)
@@ -234,6 +267,7 @@ impl WsStream {
 /// The receiving half: whole messages and control frames.
 pub struct FrameReader {
     half: OwnedReadHalf<TcpStream>,
+    tls: Option<LoadTls>,
     buf: BytesMut,
     decoder: Decoder,
     read_at: Instant,
@@ -258,6 +292,14 @@ impl FrameReader {
                 None => {}
             }
             let wanted = self.decoder.bytes_wanted().saturating_sub(self.buf.len());
+            if let Some(tls) = &self.tls {
+                let (read, cipher) = read_more(&mut self.half, BytesMut::new(), READ_CHUNK).await;
+                self.read_at = Instant::now();
+                if read? == 0 || !tls.decrypt(&cipher, &mut self.buf)? {
+                    return Err(ReadError::Eof);
+                }
+                continue;
+            }
             let buf = std::mem::take(&mut self.buf);
             let (read, buf) = read_more(&mut self.half, buf, wanted.max(READ_CHUNK)).await;
             self.buf = buf;
@@ -323,6 +365,7 @@ impl SendQueue {
 /// The writing half: run [`FrameWriter::run`] as its own task.
 pub struct FrameWriter {
     half: OwnedWriteHalf<TcpStream>,
+    tls: Option<LoadTls>,
     outbox: Rc<SendQueue>,
 }
 
@@ -346,6 +389,13 @@ impl FrameWriter {
             .await;
             if !ready {
                 return Ok(());
+            }
+            if let Some(tls) = &self.tls {
+                // Everything queued since the last write: one TLS record per 16 KiB.
+                let cipher = tls.encrypt(&spare)?;
+                spare.clear();
+                self.half.write_all(cipher).await.0?;
+                continue;
             }
             let (written, back) = self.half.write_all(spare).await;
             spare = back;

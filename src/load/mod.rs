@@ -35,6 +35,7 @@ mod report;
 mod rooms;
 mod sys;
 mod target;
+mod tls;
 
 pub use accounting::Tally;
 pub use args::{LoadArgs, Scenario};

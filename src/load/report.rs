@@ -371,7 +371,7 @@ mod tests {
         Plan {
             scenario: Scenario::Echo,
             urls: vec!["ws://127.0.0.1:9/".into()],
-            targets: vec![parse_target("ws://127.0.0.1:9/").unwrap()],
+            targets: vec![parse_target("ws://127.0.0.1:9/", None).unwrap()],
             spread: Spread::RoundRobin,
             connections: 10,
             duration: Duration::from_secs(1),
@@ -474,7 +474,7 @@ mod tests {
         let mut two = plan();
         two.urls.push("ws://127.0.0.1:10/".into());
         two.targets
-            .push(parse_target("ws://127.0.0.1:10/").unwrap());
+            .push(parse_target("ws://127.0.0.1:10/", None).unwrap());
         let r = Report::new(&two, "epoll", "connections", &interval);
         let summary = r.summary();
         assert!(

@@ -12,18 +12,36 @@ pub struct Target {
     pub path: String,
     /// Offer permessage-deflate in the upgrade (`--deflate`).
     pub deflate: bool,
+    /// `wss://`: the TLS client config (set by the plan from `--ca`), `None` for ws://.
+    pub tls: Option<TlsClient>,
 }
 
-/// Parses `ws://HOST[:PORT][/PATH]`, where HOST is a loopback address or `localhost`.
-pub fn parse_target(url: &str) -> Result<Target, String> {
-    let rest = match url.split_once("://") {
-        Some(("ws", rest)) => rest,
-        Some(("wss", _)) => {
-            return Err(
-                "wss:// is not supported: the load tool speaks plain ws:// on loopback".into(),
-            )
+/// A shared rustls client config; equal when it is the same config.
+#[derive(Clone, Debug)]
+pub struct TlsClient(pub std::sync::Arc<rustls::ClientConfig>);
+
+impl PartialEq for TlsClient {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TlsClient {}
+
+/// Parses `ws://HOST[:PORT][/PATH]` (or `wss://`, given a TLS client config), where
+/// HOST is a loopback address or `localhost`.
+pub fn parse_target(url: &str, tls: Option<&TlsClient>) -> Result<Target, String> {
+    let (rest, tls) = match url.split_once("://") {
+        Some(("ws", rest)) => (rest, None),
+        Some(("wss", rest)) => match tls {
+            Some(tls) => (rest, Some(tls.clone())),
+            None => return Err("wss:// needs a TLS client config".into()),
+        },
+        Some((scheme, _)) => {
+            return Err(format!(
+                "unsupported scheme `{scheme}://`: use ws:// or wss://"
+            ))
         }
-        Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}://`: use ws://")),
         None => return Err(format!("`{url}` is not a URL: use ws://127.0.0.1:PORT/")),
     };
     let (authority, path) = match rest.find('/') {
@@ -45,6 +63,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         Some(p) => p
             .parse::<u16>()
             .map_err(|_| format!("bad port `{p}` in `{url}`"))?,
+        None if tls.is_some() => 443,
         None => 80,
     };
     let ip = if host.eq_ignore_ascii_case("localhost") {
@@ -63,6 +82,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         host: authority.to_string(),
         path: path.to_string(),
         deflate: false,
+        tls,
     })
 }
 

@@ -33,6 +33,9 @@
 //!   each refusal a counted 401, `sub` as a fixed `user`, the `rooms` claim, bad keys.
 //! - `history`: room offsets and recovery (exactly what was missed, then live; stale,
 //!   overflowed, history off), one total order per room, per-sender order across rooms.
+//! - `tls`: wss:// with a certificate made at test time: echo, rooms, the load tool,
+//!   an untrusted certificate, a plain-text client, the handshake timeout, a refusal
+//!   at accept, SIGHUP reload, a bad certificate or key.
 
 mod backpressure;
 mod client;

@@ -308,6 +308,9 @@ fn a_bad_certificate_or_key_refuses_to_start_with_a_clear_message() {
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let missing = pki.dir.join("missing.pem");
     let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let not_a_key = pki.keep_ca("not-a-key.pem").to_str().unwrap().to_string();
+    let other = Pki::new("bad-other");
+    let other_key = other.key.to_str().unwrap().to_string();
     let cases = [
         (garbage.to_str().unwrap(), key, "no certificate in"),
         (
@@ -320,16 +323,10 @@ fn a_bad_certificate_or_key_refuses_to_start_with_a_clear_message() {
             garbage.to_str().unwrap(),
             "cannot read TLS private key",
         ),
+        // A certificate where the key should be.
+        (cert, not_a_key.as_str(), "cannot read TLS private key"),
         // A key that is not the certificate's.
-        (
-            cert,
-            pki.keep_ca("not-a-key.pem")
-                .to_str()
-                .unwrap()
-                .to_owned()
-                .leak(),
-            "private key",
-        ),
+        (cert, other_key.as_str(), "do not make a server config"),
     ];
     for (cert, key, expected) in cases {
         let mut child = serve(&[
@@ -374,4 +371,66 @@ fn a_connection_over_the_limit_is_closed_without_a_plain_text_answer() {
     assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
     assert!(open_ws(server.addr(), &pki.cert).is_err());
     echo(&mut first, "the first still works");
+}
+
+fn load(words: &[&str]) -> ringcast::load::Report {
+    let short = [
+        "--quiet",
+        "--duration",
+        "0.3",
+        "--drain",
+        "2",
+        "--hold",
+        "0.2",
+    ];
+    let args = ringcast::load::LoadArgs::parse_words(words.iter().chain(short.iter()).copied())
+        .expect("arguments parse");
+    ringcast::load::run_report(args).expect("the load run completes")
+}
+
+#[test]
+fn the_load_tool_runs_echo_and_broadcast_over_wss() {
+    let pki = Pki::new("load");
+    let ca = pki.cert.to_str().unwrap().to_string();
+    let echo_server = start_server(
+        |_| EchoApp,
+        2,
+        |config| {
+            config.tls_cert = Some(pki.cert.clone());
+            config.tls_key = Some(pki.key.clone());
+        },
+    );
+    let url = wss(echo_server.addr());
+    let report = load(&["echo", &url, "--ca", &ca, "-c", "8", "-p", "4"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.count > 0, "no round trips counted");
+    assert_eq!(report.mismatched, Some(0));
+    assert_eq!(report.unanswered, Some(0));
+
+    let broadcast_server = start_server(
+        |_| ringcast::app::BroadcastApp::default(),
+        2,
+        |config| {
+            config.tls_cert = Some(pki.cert.clone());
+            config.tls_key = Some(pki.key.clone());
+        },
+    );
+    let url = wss(broadcast_server.addr());
+    let report = load(&[
+        "broadcast",
+        &url,
+        "--ca",
+        &ca,
+        "-c",
+        "20",
+        "-k",
+        "3",
+        "-w",
+        "4",
+    ]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let delivery = report.delivery.expect("broadcast reports its tally");
+    assert!(delivery.expected > 0);
+    assert_eq!(delivery.delivered, delivery.expected);
+    assert_eq!((delivery.lost, delivery.duplicates), (0, 0));
 }
