@@ -234,14 +234,20 @@ pub fn compress_payload(payload: &[u8]) -> Vec<u8> {
         let compress =
             slot.get_or_insert_with(|| Box::new(Compress::new(Compression::fast(), false)));
         compress.reset();
-        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+        // Room for the worst case (stored blocks), so one call normally does it all.
+        let mut out = Vec::with_capacity(payload.len() + payload.len() / 8 + 64);
         loop {
             let consumed = compress.total_in() as usize;
             compress
                 .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
                 .expect("raw deflate of a byte slice cannot fail");
+            // All input taken is not all output written: after a call that ran out of
+            // room, miniz_oxide may hold input it has taken and a call that only
+            // drains its buffer. The sync flush is complete when the output ends with
+            // its marker and there was room to spare (regression: Autobahn 12.2.9 and
+            // 12.5.x got 64 and 128 KiB messages back short).
             let done = compress.total_in() as usize == payload.len();
-            if done && out.len() < out.capacity() {
+            if done && out.len() < out.capacity() && out.ends_with(&TAIL) {
                 break;
             }
             out.reserve(out.capacity().max(64));
@@ -287,10 +293,12 @@ pub fn inflate_message(compressed: &[u8], max: usize) -> Result<Bytes, InflateEr
                     // A final block (BFINAL): what follows is ignored (RFC 7692 §7.2.3).
                     return Ok(Bytes::from(out));
                 }
-                let input_done = (inflater.total_in() - start) as usize == input.len();
+                // Done with this input only when a call with room to spare made no
+                // progress: the inflater may still hold output after taking the last
+                // input byte (regression: Autobahn 12.2.9 got 64 KiB messages back short).
                 let stalled =
                     inflater.total_in() == before_in && inflater.total_out() == before_out;
-                if out.len() < out.capacity() && (input_done || stalled) {
+                if out.len() < out.capacity() && stalled {
                     break;
                 }
                 if out.len() == out.capacity() {

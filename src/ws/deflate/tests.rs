@@ -143,3 +143,65 @@ fn room_message_json_shrinks_by_a_third() {
     eprintln!("room_message frame: {plain} bytes plain, {compressed} compressed");
     assert!(compressed * 3 < plain * 2, "{compressed} of {plain}");
 }
+
+/// Text-like data with some randomness: long enough matches and literals both.
+fn sample_data(len: usize, seed: u64, noise: u64) -> Vec<u8> {
+    let words = [
+        "faust ",
+        "mephisto ",
+        "gretchen ",
+        "der ",
+        "die ",
+        "und ",
+        "0x3f ",
+        "\n",
+    ];
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if noise == 6 {
+            // Autobahn 12.2-like: a random byte, a space or an `e`, a third each.
+            out.push([(x >> 40) as u8, b' ', b'e'][(x % 3) as usize]);
+        } else if x % 5 < noise {
+            out.push((x >> 32) as u8);
+        } else {
+            out.extend_from_slice(words[(x % 8) as usize].as_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// Regression: Autobahn 12.2.9 and 12.5.x got messages of 64 and 128 KiB back short
+/// (the inflate loop stopped while the inflater still held output).
+#[test]
+fn large_messages_round_trip_against_an_independent_codec() {
+    use std::io::{Read, Write};
+    for (len, noise) in [1000, 32_768, 65_536, 100_000, 131_072, 1 << 20]
+        .into_iter()
+        .flat_map(|len| (1..=6).map(move |noise| (len, noise)))
+    {
+        let data = sample_data(len, len as u64, noise);
+        // Ours compressed, flate2's reader inflates.
+        let mut ours = compress_payload(&data);
+        ours.extend_from_slice(&TAIL);
+        let mut inflated = Vec::new();
+        let mut reader = flate2::read::DeflateDecoder::new(&ours[..]);
+        let _ = reader.read_to_end(&mut inflated);
+        assert_eq!(inflated.len(), len, "compressed by us, {len} bytes");
+        assert!(inflated == data);
+        // flate2's writer compressed (sync flush), ours inflates.
+        let mut writer = flate2::write::DeflateEncoder::new(Vec::new(), Compression::best());
+        writer.write_all(&data).unwrap();
+        writer.flush().unwrap();
+        let mut theirs = writer.get_ref().clone();
+        assert!(theirs.ends_with(&TAIL));
+        theirs.truncate(theirs.len() - 4);
+        let ours = inflate_message(&theirs, 1 << 21).unwrap();
+        assert_eq!(ours.len(), len, "inflated by us, {len} bytes");
+        assert!(ours == data);
+    }
+}
