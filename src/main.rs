@@ -205,11 +205,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cpus = config.cpus().to_vec();
     // Installed before listening: a signal that finds the port open is handled.
     let tls = config.tls().cloned();
-    let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
-    // SIGHUP reloads the certificate; without TLS it keeps its default action.
-    if tls.is_some() {
-        wanted.push(signal_hook::consts::SIGHUP);
-    }
+    // SIGHUP reloads the certificate (without TLS there is nothing to reload, and it
+    // is logged and ignored, so `systemctl reload` never stops a server).
+    let wanted = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
     let mut signals =
         signal_hook::iterator::Signals::new(wanted).context("installing signal handlers")?;
     let cluster = config.cluster.redis_url.clone();
@@ -242,6 +244,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let mut stops = 0;
             for signal in signals.forever() {
                 if signal == signal_hook::consts::SIGHUP {
+                    if tls.is_none() {
+                        tracing::info!("SIGHUP: nothing to reload (no TLS certificate)");
+                    }
                     if let Some(tls) = &tls {
                         match tls.reload() {
                             Ok(()) => tracing::info!("TLS certificate reloaded"),

@@ -218,3 +218,19 @@ fn logs_are_levelled_text_or_json_lines_filtered_by_rust_log() {
         "RUST_LOG=warn hides info: {quiet}"
     );
 }
+
+#[test]
+fn sighup_without_tls_is_logged_and_the_server_keeps_serving() {
+    let (addr, mut child) = serve_one_core(&[]);
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    // Still answering after the signal (its default action would have ended it).
+    let response = http_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the server"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut child).success());
+    assert!(stderr_of(&mut child).contains("nothing to reload"));
+}
