@@ -23,6 +23,46 @@ pub struct CoreStats {
     history_bytes: AtomicU64,
     history_rooms: AtomicU64,
     auth_refused: AuthRefused<AtomicU64>,
+    bytes_received: AtomicU64,
+    bytes_queued: AtomicU64,
+    frames_queued: AtomicU64,
+    /// Handshakes answered with an HTTP error, by status (see [`HANDSHAKE_STATUSES`]).
+    handshake_failures: [AtomicU64; HANDSHAKE_STATUSES.len()],
+    /// Recipients of each fan-out (a room's or a broadcast's share on this core).
+    pub fanout: Histogram,
+    /// A connection's queued bytes each time a frame is queued for it.
+    pub outbound_queue: Histogram,
+}
+
+/// The HTTP statuses a refused handshake is counted under.
+pub const HANDSHAKE_STATUSES: [u16; 7] = [400, 401, 403, 405, 426, 431, 503];
+
+/// Bucket bounds of [`CoreStats::fanout`] (recipients).
+pub const FANOUT_BUCKETS: [u64; 5] = [1, 10, 100, 1_000, 10_000];
+/// Bucket bounds of [`CoreStats::outbound_queue`] (bytes).
+pub const QUEUE_BUCKETS: [u64; 5] = [256, 4_096, 65_536, 1 << 20, 4 << 20];
+
+/// A Prometheus histogram written by one core only (plain loads and stores) and read
+/// by anyone: one count per bucket (not cumulative: summed when rendered) and the sum.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 6],
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    /// Records `value` against `bounds` (the last bucket is +Inf). Owning core only.
+    pub fn observe(&self, bounds: &[u64; 5], value: u64) {
+        let index = bounds.iter().position(|b| value <= *b).unwrap_or(5);
+        let bucket = &self.buckets[index];
+        bucket.store(bucket.load(Relaxed) + 1, Relaxed);
+        self.sum.store(self.sum.load(Relaxed) + value, Relaxed);
+    }
+
+    fn snapshot(&self) -> ([u64; 6], u64) {
+        let buckets = std::array::from_fn(|i| self.buckets[i].load(Relaxed));
+        (buckets, self.sum.load(Relaxed))
+    }
 }
 
 /// A sum of every core's counters at one moment.
@@ -59,6 +99,12 @@ pub struct Stats {
     /// Upgrades refused with 401 for their JWT, by `auth::Refusal` (also counted in
     /// `rejected_handshakes`).
     pub auth_refused: AuthRefused<u64>,
+    /// WebSocket bytes read from clients after their upgrade (after TLS: plaintext).
+    pub bytes_received: u64,
+    /// Bytes of frames queued for clients (what the core sends, headers included).
+    pub bytes_queued: u64,
+    /// Frames queued for clients (messages and control frames).
+    pub frames_queued: u64,
 }
 
 /// One counter per `auth::Refusal`, in `Refusal::ALL` order.
@@ -85,7 +131,7 @@ struct Metric {
 /// series' value from a core's counters.
 type Series = (&'static str, fn(&Stats) -> u64);
 
-const METRICS: [Metric; 13] = [
+const METRICS: [Metric; 16] = [
     Metric {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
@@ -133,6 +179,24 @@ const METRICS: [Metric; 13] = [
         kind: "counter",
         help: "Connections reset for not completing the upgrade within handshake_timeout_ms.",
         series: &[("", |s| s.handshake_timeouts)],
+    },
+    Metric {
+        name: "ringcast_bytes_received_total",
+        kind: "counter",
+        help: "WebSocket bytes read from clients after their upgrade (plaintext, after TLS).",
+        series: &[("", |s| s.bytes_received)],
+    },
+    Metric {
+        name: "ringcast_bytes_sent_total",
+        kind: "counter",
+        help: "Bytes of frames queued for clients (headers included, before TLS).",
+        series: &[("", |s| s.bytes_queued)],
+    },
+    Metric {
+        name: "ringcast_messages_sent_total",
+        kind: "counter",
+        help: "Frames queued for clients (messages, pings, closes).",
+        series: &[("", |s| s.frames_queued)],
     },
     Metric {
         name: "ringcast_history_bytes",
@@ -196,6 +260,54 @@ pub fn render_metrics(cores: &[Arc<CoreStats>]) -> String {
         }
     }
     out
+}
+
+/// The handshake failures by status and the two histograms, per core, appended to
+/// [`render_metrics`]'s text.
+pub fn render_distributions(out: &mut String, cores: &[Arc<CoreStats>]) {
+    let name = "ringcast_handshake_failures_total";
+    let help = "Handshakes answered with an HTTP error, by status (400 malformed, 401 JWT, \
+                403 origin, 405 method, 426 not an upgrade, 431 too large).";
+    write_family(out, name, "counter", help);
+    for (index, status) in HANDSHAKE_STATUSES.iter().enumerate() {
+        let labels = format!(",status=\"{status}\"");
+        let values = cores
+            .iter()
+            .map(|c| c.handshake_failures[index].load(Relaxed));
+        write_series(out, name, &labels, values);
+    }
+    type Read = fn(&CoreStats) -> &Histogram;
+    let histograms: [(&str, &str, Read, &[u64; 5]); 2] = [
+        (
+            "ringcast_fanout_recipients",
+            "Recipients of each fan-out on the core (a room message's or broadcast's share).",
+            |c| &c.fanout,
+            &FANOUT_BUCKETS,
+        ),
+        (
+            "ringcast_outbound_queue_bytes",
+            "A connection's queued bytes each time a frame is queued for it.",
+            |c| &c.outbound_queue,
+            &QUEUE_BUCKETS,
+        ),
+    ];
+    for (name, help, histogram, bounds) in histograms {
+        write_family(out, name, "histogram", help);
+        for (core, stats) in cores.iter().enumerate() {
+            let (buckets, sum) = histogram(stats).snapshot();
+            let mut cumulative = 0;
+            for (index, count) in buckets.iter().enumerate() {
+                cumulative += count;
+                let le = bounds.get(index).map_or("+Inf".to_string(), u64::to_string);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {cumulative}");
+        }
+    }
 }
 
 /// A cross-core backlog figure: name, Prometheus type, help, and how to read it from
@@ -276,7 +388,8 @@ counters! {
     count_refused_per_ip => refused_per_ip,
     count_refused_total => refused_total,
     count_handshake_timeout => handshake_timeouts;
-    hot: messages_received, history_bytes, history_rooms,
+    hot: messages_received, history_bytes, history_rooms, bytes_received, bytes_queued,
+    frames_queued,
 }
 
 impl CoreStats {
@@ -288,6 +401,29 @@ impl CoreStats {
 
     /// Counts a message from a client. On the hot path, and only the owning core
     /// writes it: a plain load and store, not a locked read-modify-write.
+    /// Counts bytes read from a client (owning core only: load and store).
+    pub(crate) fn count_bytes_received(&self, n: usize) {
+        let total = &self.bytes_received;
+        total.store(total.load(Relaxed) + n as u64, Relaxed);
+    }
+
+    /// Counts a frame queued for a client, its wire length, and the connection's
+    /// queued bytes now (owning core only).
+    pub(crate) fn count_queued(&self, bytes: usize, queued_now: usize) {
+        let (total, frames) = (&self.bytes_queued, &self.frames_queued);
+        total.store(total.load(Relaxed) + bytes as u64, Relaxed);
+        frames.store(frames.load(Relaxed) + 1, Relaxed);
+        self.outbound_queue
+            .observe(&QUEUE_BUCKETS, queued_now as u64);
+    }
+
+    /// Counts a handshake answered with HTTP `status`.
+    pub(crate) fn count_handshake_failure(&self, status: u16) {
+        if let Some(index) = HANDSHAKE_STATUSES.iter().position(|s| *s == status) {
+            self.handshake_failures[index].fetch_add(1, Relaxed);
+        }
+    }
+
     /// Sets the core's room history gauges (only the owning core writes them).
     pub fn set_history(&self, bytes: usize, rooms: usize) {
         self.history_bytes.store(bytes as u64, Relaxed);
@@ -480,12 +616,12 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        // 13 metrics: HELP, TYPE and one line per core each; the refusals two per
+        // 16 metrics: HELP, TYPE and one line per core each; the refusals two per
         // core, the JWT refusals seven.
-        assert_eq!(text.lines().count(), 13 * 2 + 20 * cores.len());
+        assert_eq!(text.lines().count(), 16 * 2 + 23 * cores.len());
         assert_eq!(
             text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-            13
+            16
         );
     }
 
@@ -497,5 +633,48 @@ mod tests {
             ..Stats::default()
         };
         assert_eq!(stats.open(), 0);
+    }
+}
+
+#[cfg(test)]
+mod distribution_tests {
+    use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets_with_sum_and_count_per_core() {
+        let cores = [
+            Arc::new(CoreStats::default()),
+            Arc::new(CoreStats::default()),
+        ];
+        for recipients in [1, 5, 5, 500, 20_000] {
+            cores[1].fanout.observe(&FANOUT_BUCKETS, recipients);
+        }
+        cores[0].count_queued(100, 300);
+        cores[0].count_handshake_failure(426);
+        cores[0].count_handshake_failure(426);
+        cores[0].count_handshake_failure(999); // not a status we answer: ignored
+        let mut text = String::new();
+        render_distributions(&mut text, &cores);
+        for line in [
+            "# TYPE ringcast_fanout_recipients histogram",
+            "ringcast_fanout_recipients_bucket{core=\"1\",le=\"1\"} 1",
+            "ringcast_fanout_recipients_bucket{core=\"1\",le=\"10\"} 3",
+            "ringcast_fanout_recipients_bucket{core=\"1\",le=\"1000\"} 4",
+            "ringcast_fanout_recipients_bucket{core=\"1\",le=\"+Inf\"} 5",
+            "ringcast_fanout_recipients_sum{core=\"1\"} 20511",
+            "ringcast_fanout_recipients_count{core=\"1\"} 5",
+            "ringcast_fanout_recipients_count{core=\"0\"} 0",
+            "ringcast_outbound_queue_bytes_bucket{core=\"0\",le=\"256\"} 0",
+            "ringcast_outbound_queue_bytes_bucket{core=\"0\",le=\"4096\"} 1",
+            "ringcast_handshake_failures_total{core=\"0\",status=\"426\"} 2",
+            "ringcast_handshake_failures_total{core=\"1\",status=\"426\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let total = sum(cores.iter().map(|c| &**c));
+        assert_eq!((total.bytes_queued, total.frames_queued), (100, 1));
     }
 }

@@ -16,7 +16,7 @@ use super::slots::Slots;
 use super::{abort_socket, Conn, ConnPhase, Pushed, Writer};
 use crate::config::ConnLimits;
 use crate::hub::Outbox;
-use crate::stats::CoreStats;
+use crate::stats::{CoreStats, FANOUT_BUCKETS};
 use crate::ws::deflate::{self, Agreement};
 use crate::ws::OutFrame;
 use crate::{ConnId, CoreId};
@@ -154,13 +154,16 @@ impl<E: Send> CoreCtx<E> {
     pub fn send_to_each(&self, conns: impl IntoIterator<Item = ConnId>, frame: &OutFrame) {
         let mut forms = FanOutForms::new(frame);
         let mut slab = self.conns.borrow_mut();
+        let mut recipients = 0;
         for conn in conns {
             debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
             if let Some(entry) = live(&mut slab, conn) {
                 let frame = forms.for_conn(entry);
                 self.queue(conn.slot as usize, entry, frame);
+                recipients += 1;
             }
         }
+        self.stats().fanout.observe(&FANOUT_BUCKETS, recipients);
     }
 
     /// Queues the same frame (a clone of its `Bytes`) for every open connection here.
@@ -174,12 +177,15 @@ impl<E: Send> CoreCtx<E> {
             .filter(|c| c.core == self.id)
             .map(|c| c.slot as usize);
         let mut forms = FanOutForms::new(frame);
+        let mut recipients = 0;
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() && Some(slot) != skip {
                 let frame = forms.for_conn(entry);
                 self.queue(slot, entry, frame);
+                recipients += 1;
             }
         }
+        self.stats().fanout.observe(&FANOUT_BUCKETS, recipients);
     }
 
     /// Sends an envelope to another core's app (`App::on_envelope`), in order.
@@ -222,11 +228,13 @@ impl<E: Send> CoreCtx<E> {
     /// a close frame would sit behind megabytes in its socket, and a graceful close
     /// would leave an orphaned socket holding that kernel memory for minutes.
     fn queue(&self, slot: usize, entry: &mut Conn, frame: OutFrame) -> bool {
+        let wire_len = frame.wire_len();
         let pushed = entry.push(frame, self.limits.max_outbound_bytes, || {
             self.close_deadline()
         });
         match pushed {
             Pushed::Queued => {
+                self.stats().count_queued(wire_len, entry.queued_bytes());
                 self.kick(slot, entry);
                 true
             }

@@ -20,7 +20,7 @@ use super::Core;
 use crate::app::{App, Identity, Message};
 use crate::auth;
 use crate::conn::shutdown_socket;
-use crate::stats::{render_backlogs, render_cluster, render_metrics};
+use crate::stats::{render_backlogs, render_cluster, render_distributions, render_metrics};
 use crate::ws::deflate;
 use crate::ws::handshake::{self, HttpRequest};
 use crate::ws::{close_code, Decoder, Incoming, Opcode, OutFrame, Role};
@@ -113,6 +113,7 @@ async fn serve_connection<A: App>(
         let Ok(n @ 1..) = result else {
             break ReadEnd::PeerGone;
         };
+        ctx.stats().count_bytes_received(n);
         if !decrypt_read(&core, id, &mut buf, len) {
             break ReadEnd::PeerGone;
         }
@@ -258,6 +259,7 @@ async fn upgrade<A: App>(
             }
             Ok(Some((HttpRequest::Metrics, _))) => {
                 let mut text = render_metrics(&core.ctx.all_stats);
+                render_distributions(&mut text, &core.ctx.all_stats);
                 render_backlogs(&mut text, &core.ctx.outbox.backlogs());
                 if let Some(cluster) = &core.cluster {
                     render_cluster(&mut text, cluster);
@@ -278,6 +280,7 @@ async fn upgrade<A: App>(
                     core.ctx.stats().count_auth_refused(refusal);
                 }
                 core.ctx.stats().count_rejected_handshake();
+                core.ctx.stats().count_handshake_failure(error.status());
                 error.response()
             }
         };

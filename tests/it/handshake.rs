@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ringcast::app::EchoApp;
-use ringcast::ws::Opcode;
+use ringcast::ws::{Incoming, Opcode};
 
 use crate::client::{http_exchange, TestClient};
 use crate::{start_server, WAIT};
@@ -278,4 +278,36 @@ fn handshake_timeout_closes_a_connection_that_sends_nothing() {
     // Counted once, however many sweeps pass before its task has cleaned up.
     let stats = server.wait_for_stats("the timeout counted", |s| s.handshake_timeouts == 1);
     assert_eq!(stats.rejected_handshakes, 0);
+}
+
+#[test]
+fn metrics_count_bytes_frames_fan_outs_and_handshake_failures_by_status() {
+    let server = start_server(|_| EchoApp, 1, |_| {});
+    let mut client = TestClient::connect(server.addr());
+    client.send_text("hello");
+    assert!(matches!(client.recv(), Ok(Incoming::Text(payload)) if &payload[..] == b"hello"));
+    let refused = http_exchange(server.addr(), b"POST / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(refused.status, 405);
+    server.wait_for_stats("the refusal counted", |s| s.rejected_handshakes == 1);
+    let response = http_exchange(server.addr(), b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let body = String::from_utf8(response.body).expect("UTF-8");
+    let value = |line_start: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in\n{body}"))
+    };
+    // After the upgrade: the 11-byte masked frame of "hello".
+    assert_eq!(value("ringcast_bytes_received_total{core=\"0\"}"), 11);
+    // The echo: a 7-byte frame.
+    assert_eq!(value("ringcast_messages_sent_total{core=\"0\"}"), 1);
+    assert_eq!(value("ringcast_bytes_sent_total{core=\"0\"}"), 7);
+    assert_eq!(value("ringcast_outbound_queue_bytes_count{core=\"0\"}"), 1);
+    assert_eq!(
+        value("ringcast_handshake_failures_total{core=\"0\",status=\"405\"}"),
+        1
+    );
+    assert_eq!(
+        value("ringcast_handshake_failures_total{core=\"0\",status=\"426\"}"),
+        0
+    );
 }
