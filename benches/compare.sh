@@ -12,6 +12,10 @@
 # `timeout`, and prints medians and the ratio of ringcast's rate per server
 # CPU-second to each baseline's. Every server it starts is stopped by its PID.
 #
+# With UWS_SRC and USOCKETS_SRC pointing at uWebSockets' and uSockets' sources (not
+# included here), benches/uws/build.sh builds a uWebSockets echo/broadcast server
+# (-O3 -flto) that joins the echo, echo-p16 and broadcast scenarios.
+#
 # Scenarios: echo (100 connections, 1 in flight), echo-p16 (16 in flight), broadcast
 # (1,000 connections, 1 publisher), connect (CONNECT_N idle connections), rooms (the
 # room protocol: 1,000 clients in 10 rooms, 10 publishers, window 64; also ringcast on
@@ -60,6 +64,15 @@ trap 'exit 130' INT TERM
 echo "building (release) ..." >&2
 cargo build --release --examples --bin ringcast >&2
 
+# uWebSockets (echo and broadcast), from its public sources when given.
+UWS_BIN=""
+if [[ -n "${UWS_SRC:-}" && -n "${USOCKETS_SRC:-}" ]]; then
+    UWS_BIN=$BIN/uws-server
+    benches/uws/build.sh "$UWS_BIN" >&2
+else
+    echo "compare.sh: UWS_SRC and USOCKETS_SRC not set: skipping the uWebSockets baseline" >&2
+fi
+
 # The servers each scenario runs against: name, the CPUs the server is pinned to,
 # then the command (without address). The first is the reference for the ratios.
 # With BEFORE, the earlier build runs first in odd rounds and last in even ones, so
@@ -85,10 +98,12 @@ servers_of_this_build() {
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"
             echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_echo --listen"
             echo "fastwebsockets|$SERVER_CPU|$BIN/examples/fastwebsockets_echo --listen"
+            [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN echo --listen"
             ;;
         broadcast)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app broadcast --cpus $SERVER_CPU --listen"
             echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_broadcast --listen"
+            [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN broadcast --listen"
             ;;
         rooms)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
