@@ -659,7 +659,8 @@ impl Writer {
                 token,
                 id,
             } => {
-                let reply = PrivateReply { from, token, id }.encode();
+                let place = PrivateReply { from, token, id };
+                let reply = place.encode();
                 let header = wire::private_header(&node, to, &reply);
                 let channel = wire::node_channel(&to_node);
                 put_command(
@@ -670,8 +671,7 @@ impl Writer {
                         &[&header, &reply, &frame],
                     ],
                 );
-                let PrivateReply { from, token, id } =
-                    PrivateReply::decode(&reply).expect("just encoded");
+                let PrivateReply { from, token, id } = place;
                 self.expects.push(Expect::Private { from, token, id });
             }
             ClusterOp::PrivateOutcome { reply, delivered } => {
@@ -1170,7 +1170,6 @@ impl Reader {
         let room = channel[..]
             .strip_prefix(wire::ROOM_PREFIX.as_bytes())
             .map(String::from_utf8_lossy);
-        let node = self.rooms.node().to_string();
         match (event, room) {
             (
                 Event::Joined {
@@ -1214,7 +1213,8 @@ impl Reader {
             ) => self
                 .rooms
                 .room_message(&room, offset, &sender, &open, posts),
-            (Event::Broadcast { origin, frame }, None) if origin != node => {
+            // Not this node's own broadcast come back: its clients already have that.
+            (Event::Broadcast { origin, frame }, None) if origin != self.rooms.node() => {
                 self.rooms.broadcast(frame, posts)
             }
             (
