@@ -13,8 +13,8 @@
 # CPU-second to each baseline's. Every server it starts is stopped by its PID.
 #
 # With UWS_SRC and USOCKETS_SRC pointing at uWebSockets' and uSockets' sources (not
-# included here), benches/uws/build.sh builds a uWebSockets echo/broadcast server
-# (-O3 -flto) that joins the echo, echo-p16 and broadcast scenarios.
+# included here), benches/uws/build.sh builds a uWebSockets echo/broadcast/rooms server
+# (-O3 -flto) that joins the echo, echo-p16, connect, broadcast and rooms scenarios.
 #
 # Scenarios: echo (100 connections, 1 in flight), echo-p16 (16 in flight), broadcast
 # (1,000 connections, 1 publisher), connect (CONNECT_N idle connections), rooms (the
@@ -64,7 +64,7 @@ trap 'exit 130' INT TERM
 echo "building (release) ..." >&2
 cargo build --release --examples --bin ringcast >&2
 
-# uWebSockets (echo and broadcast), from its public sources when given.
+# uWebSockets (echo, broadcast and rooms), from its public sources when given.
 UWS_BIN=""
 if [[ -n "${UWS_SRC:-}" && -n "${USOCKETS_SRC:-}" ]]; then
     UWS_BIN=$BIN/uws-server
@@ -109,6 +109,7 @@ servers_of_this_build() {
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
             echo "ringcast-2cores|$SERVER_CPU,$LOAD_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU,$LOAD_CPU --listen"
             echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_rooms --listen"
+            [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN rooms --listen"
             ;;
         rooms-big)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
