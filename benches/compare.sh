@@ -14,20 +14,23 @@
 #
 # With UWS_SRC and USOCKETS_SRC pointing at uWebSockets' and uSockets' sources (not
 # included here), benches/uws/build.sh builds a uWebSockets echo/broadcast/rooms server
-# (-O3 -flto) that joins the echo, echo-p16, connect, broadcast and rooms scenarios.
+# (-O3 -flto) that joins every scenario but rooms-big.
 #
-# Scenarios: echo (100 connections, 1 in flight), echo-p16 (16 in flight), broadcast
-# (1,000 connections, 1 publisher), connect (CONNECT_N idle connections), rooms (the
+# Scenarios: echo (100 connections, 1 in flight), echo-p16 (16 in flight), echo-16k (10
+# connections, 16 KiB messages, 1 in flight), broadcast (1,000 connections, 1
+# publisher, window 64), broadcast-w32 and broadcast-w256 (the same with 32 and 256
+# messages in flight), connect (CONNECT_N idle connections, echo app), connect-rooms
+# (the same on the room app, welcome message included), rooms (the
 # room protocol: 1,000 clients in 10 rooms, 10 publishers, window 64; also ringcast on
 # 2 cores, SERVER_CPU and LOAD_CPU, so sharing a CPU with the load), rooms-big (one
 # room of ROOMS_BIG_N members, 1 publisher, window 64: filling it costs n(n-1)/2
 # member_joined notices, about 40 s for 10,000, outside the measured interval).
 #
 # Knobs (environment): SERVER_CPU (0), LOAD_CPU (1), RUNS (3), DURATION (5 s),
-# SCENARIOS ("echo echo-p16 broadcast connect rooms rooms-big"), CONNECT_N (10000),
+# SCENARIOS (all of the above), CONNECT_N (10000),
 # ROOMS_BIG_N (10000), PORT (19400), CARGO_TARGET_DIR (target), KEEP (keep the raw
 # JSON directory), BEFORE (a ringcast binary built from an earlier commit: it runs as
-# `ringcast-before` in echo, echo-p16, broadcast, rooms and rooms-big, so x is this
+# `ringcast-before` in every scenario (the app each one needs), so x is this
 # build's rate per server CPU-second over that one's, in the same interleaved run).
 set -euo pipefail
 
@@ -37,7 +40,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"echo echo-p16 broadcast connect rooms rooms-big"}
+SCENARIOS=${SCENARIOS:-"echo echo-p16 echo-16k broadcast broadcast-w32 broadcast-w256 connect connect-rooms rooms rooms-big"}
 CONNECT_N=${CONNECT_N:-10000}
 ROOMS_BIG_N=${ROOMS_BIG_N:-10000}
 PORT=${PORT:-19400}
@@ -86,21 +89,21 @@ servers_for() {
 before_for() {
     [[ -n "${BEFORE:-}" ]] || return 0
     case "$1" in
-        echo | echo-p16) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app echo --cpus $SERVER_CPU --listen" ;;
-        broadcast) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app broadcast --cpus $SERVER_CPU --listen" ;;
-        rooms | rooms-big) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app rooms --cpus $SERVER_CPU --listen" ;;
+        echo | echo-p16 | echo-16k | connect) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app echo --cpus $SERVER_CPU --listen" ;;
+        broadcast | broadcast-w32 | broadcast-w256) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app broadcast --cpus $SERVER_CPU --listen" ;;
+        rooms | rooms-big | connect-rooms) echo "ringcast-before|$SERVER_CPU|$BEFORE serve --app rooms --cpus $SERVER_CPU --listen" ;;
     esac
 }
 
 servers_of_this_build() {
     case "$1" in
-        echo | echo-p16 | connect)
+        echo | echo-p16 | echo-16k | connect)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app echo --cpus $SERVER_CPU --listen"
             echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_echo --listen"
             echo "fastwebsockets|$SERVER_CPU|$BIN/examples/fastwebsockets_echo --listen"
             [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN echo --listen"
             ;;
-        broadcast)
+        broadcast | broadcast-w32 | broadcast-w256)
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app broadcast --cpus $SERVER_CPU --listen"
             echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_broadcast --listen"
             [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN broadcast --listen"
@@ -109,6 +112,10 @@ servers_of_this_build() {
             echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
             echo "ringcast-2cores|$SERVER_CPU,$LOAD_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU,$LOAD_CPU --listen"
             echo "tokio-tungstenite|$SERVER_CPU|$BIN/examples/tokio_tungstenite_rooms --listen"
+            [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN rooms --listen"
+            ;;
+        connect-rooms)
+            echo "ringcast|$SERVER_CPU|$BIN/ringcast serve --app rooms --cpus $SERVER_CPU --listen"
             [[ -z "$UWS_BIN" ]] || echo "uWebSockets|$SERVER_CPU|$UWS_BIN rooms --listen"
             ;;
         rooms-big)
@@ -124,8 +131,11 @@ load_args() {
     case "$1" in
         echo) echo "echo -c 100 -p 1 -s 32 -d $DURATION" ;;
         echo-p16) echo "echo -c 100 -p 16 -s 64 -d $DURATION" ;;
+        echo-16k) echo "echo -c 10 -p 1 -s 16384 -d $DURATION" ;;
         broadcast) echo "broadcast -c 1000 -k 1 -w 64 -s 64 -d $DURATION" ;;
-        connect) echo "connect -c $CONNECT_N --hold 2" ;;
+        broadcast-w32) echo "broadcast -c 1000 -k 1 -w 32 -s 64 -d $DURATION" ;;
+        broadcast-w256) echo "broadcast -c 1000 -k 1 -w 256 -s 64 -d $DURATION" ;;
+        connect | connect-rooms) echo "connect -c $CONNECT_N --hold 2" ;;
         rooms) echo "rooms -c 1000 -r 10 -k 10 -w 64 -s 64 -d $DURATION" ;;
         rooms-big) echo "rooms -c $ROOMS_BIG_N -r 1 -k 1 -w 64 -s 64 -d $DURATION --join-timeout 300" ;;
     esac

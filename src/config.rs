@@ -83,10 +83,11 @@ pub struct Config {
     /// the real memory is usually far less; a single frame is always admitted to an
     /// empty queue. Raise for large messages to slow readers, lower for density.
     pub max_outbound_bytes: usize,
-    /// Read buffer of an upgraded connection; it grows on demand up to the frame being
-    /// read and shrinks back when drained. Default 256 bytes: it is most of an idle
-    /// connection's memory (BENCHMARKS.md), and one read still takes several small
-    /// messages. The upgrade request is read into a transient buffer of at least 1 KiB.
+    /// Most bytes read from one ready socket at a time, into the core's read buffer (one
+    /// per core, not per connection: an idle connection has no buffer). A socket with
+    /// more waiting is read again on the next pass, after the other ready sockets.
+    /// Default 65536. A frame that arrives in parts keeps its bytes with its connection
+    /// until complete, up to `max_message_bytes`.
     pub read_buffer_bytes: usize,
     /// Largest HTTP upgrade request; larger gets 431. Default 8192 bytes.
     pub max_handshake_bytes: usize,
@@ -263,7 +264,7 @@ impl Default for Config {
             app: AppKind::Rooms,
             max_message_bytes: 1 << 20,
             max_outbound_bytes: 4 << 20,
-            read_buffer_bytes: 256,
+            read_buffer_bytes: 64 * 1024,
             max_handshake_bytes: 8192,
             handshake_timeout_ms: 10_000,
             tls_cert: None,

@@ -32,9 +32,9 @@
 //! # Life of a room message
 //! 1. The kernel hands a connection to one core's SO_REUSEPORT listener; the core
 //!    admits it (connection limits), puts it in its slab as a [`ConnId`] and runs its
-//!    reader task.
-//! 2. The reader appends socket bytes to a small read buffer; the [`ws::Decoder`]
-//!    unmasks and validates a whole message in place, without copying.
+//!    handshake task; once upgraded, the socket is watched by the core's poller.
+//! 2. The core's reader reads each ready socket into the core's read buffer; the
+//!    [`ws::Decoder`] unmasks and validates a whole message in place, without copying.
 //! 3. [`proto::parse_request`] reads `{"type":"room_message",...}` in one pass,
 //!    borrowing `room` and the raw `message`.
 //! 4. The sender's core (the `rooms` client role) checks the sender is in the room,

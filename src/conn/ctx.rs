@@ -9,9 +9,6 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use monoio::io::OwnedWriteHalf;
-use monoio::net::TcpStream;
-
 use super::slots::Slots;
 use super::{abort_socket, Conn, ConnPhase, Pushed, Writer};
 use crate::config::ConnLimits;
@@ -30,7 +27,7 @@ pub struct CoreCtx<E> {
     /// Every core's counters (this core writes its own; `GET /metrics` reads all).
     pub(crate) all_stats: Arc<[Arc<CoreStats>]>,
     next_generation: Cell<u32>,
-    /// Connections with frames queued and no writer task, flushed by the core's flush
+    /// Connections with frames queued and a socket that takes them, flushed by the core's flush
     /// task once the tasks already runnable have queued theirs (corking).
     dirty: RefCell<Vec<ConnId>>,
     flusher: RefCell<Option<Waker>>,
@@ -59,7 +56,7 @@ impl<E: Send> CoreCtx<E> {
         }
     }
 
-    /// Schedules a flush of a connection that has frames queued and no writer task.
+    /// Schedules a flush of a connection that has frames queued and a writable socket.
     /// Every path that queues a frame calls this.
     pub(crate) fn kick(&self, slot: usize, conn: &mut Conn) {
         if conn.needs_flush() {
@@ -267,25 +264,28 @@ impl<E: Send> CoreCtx<E> {
         }
     }
 
-    pub(crate) fn mark_open(&self, conn: ConnId, wr: OwnedWriteHalf<TcpStream>, now: Instant) {
+    /// The upgrade is done: the connection is open and the flush path may write.
+    pub(crate) fn mark_open(&self, conn: ConnId, now: Instant) {
         self.with_conn(conn, |entry| {
             entry.phase = ConnPhase::Open;
-            entry.writer = Writer::Parked(wr);
+            entry.writer = Writer::Ready;
             entry.heard(now);
         });
         self.stats().count_opened();
     }
 
-    pub(crate) fn remove_conn(&self, conn: ConnId) {
+    /// Removes a connection's entry and gives it back (the caller closes its socket).
+    pub(crate) fn remove_conn(&self, conn: ConnId) -> Option<Conn> {
         let mut conns = self.conns.borrow_mut();
         if live(&mut conns, conn).is_none() {
             debug_assert!(false, "{conn:?} removed twice");
-            return;
+            return None;
         }
         let removed = conns.remove(conn.slot as usize).expect("checked live");
         if !matches!(removed.phase, ConnPhase::Handshake { .. }) {
             self.stats().count_closed();
         }
+        Some(removed)
     }
 
     /// Runs `f` on every connection of the core (handshaking, open or closing); a
@@ -313,8 +313,9 @@ impl<E: Send> CoreCtx<E> {
     }
 
     /// Runs `f` on a live connection of this core. Panics on a stale id, in every
-    /// build: only the connection's own tasks call it, and they outlive its slab entry,
-    /// so a stale id is a bug that must not act on the slot's next connection.
+    /// build: only callers that know the entry is there (the handshake task, which
+    /// removes it itself; the reader between its own steps) use it, so a stale id is a
+    /// bug that must not act on the slot's next connection.
     pub(crate) fn with_conn<R>(&self, conn: ConnId, f: impl FnOnce(&mut Conn) -> R) -> R {
         let mut conns = self.conns.borrow_mut();
         let entry = live(&mut conns, conn).expect("a connection's own tasks outlive its slot");

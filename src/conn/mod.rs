@@ -1,37 +1,55 @@
 //! A core's connections as state: each one's entry in the core's slab ([`Conn`]: its
-//! phase, outbound queue, write half), the table that holds them with generation-checked
-//! lookups and the list of connections to flush ([`CoreCtx`], `ctx.rs`, `slots.rs`),
-//! and when the flush task waits between passes (`pacing.rs`). The policies (outbound
-//! limit, close handshake, heartbeat, abortive close) are decided here on plain state
-//! and tested without sockets; the reader and writer tasks in `runtime` carry them out.
-//! An idle connection is its slab entry, its reader task and its read buffer
-//! (BENCHMARKS.md has the bytes).
+//! phase, outbound queue, write state, a partly received frame), the table that holds
+//! them with generation-checked lookups and the list of connections to flush
+//! ([`CoreCtx`], `ctx.rs`, `slots.rs`), a batch of frames on their way out
+//! (`batch.rs`), and when the flush task waits between passes (`pacing.rs`). The
+//! policies (outbound limit, close handshake, heartbeat, abortive close) are decided
+//! here on plain state and tested without sockets; the core's reader and flush tasks in
+//! `runtime` carry them out.
+//!
+//! An idle connection is its slab entry and its socket: no task, no buffer, no timer.
+//! The core reads every upgraded socket when the kernel says it is readable, into one
+//! buffer per core; only a connection with a frame partly received keeps bytes of its
+//! own ([`Reading`]) until the frame is complete (BENCHMARKS.md, idle memory).
 
+pub(crate) mod batch;
 mod ctx;
 pub(crate) mod pacing;
 mod slots;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::task::Waker;
 use std::time::Instant;
 
-use monoio::io::OwnedWriteHalf;
-use monoio::net::TcpStream;
+use bytes::BytesMut;
 
-use crate::ws::OutFrame;
+use crate::ws::{Decoder, OutFrame};
 
+pub use batch::WriteBatch;
 pub use ctx::CoreCtx;
 
-/// The write half of a connection's socket, and who has it.
+/// Who writes to a connection's socket, and whether it would block.
 #[derive(Debug)]
 pub enum Writer {
-    /// No writer task: the half waits here until something is queued.
-    Parked(OwnedWriteHalf<TcpStream>),
-    /// A task has it (the writer, or the reader during the handshake).
-    Running,
-    /// Writing has ended (flushed after the reader finished, or a write failed).
+    /// The handshake task owns the socket (HTTP upgrade, TLS handshake).
+    Handshake,
+    /// The flush task writes what is queued directly.
+    Ready,
+    /// The socket's send buffer was full: the rest of this batch waits here, and the
+    /// core's poller watches the socket for writability (then the flush path goes on).
+    Blocked(Box<WriteBatch>),
+    /// Writing has ended (flushed after the read side finished, or a write failed).
     Finished,
+}
+
+/// A frame (or a fragmented message) partly received: the decoder's state and the
+/// bytes it has not consumed yet. Only a connection in the middle of a frame has one;
+/// it is dropped as soon as the frame is complete. Bounded by `max_message_bytes`
+/// (the decoder refuses larger frames and messages before their bytes arrive).
+#[derive(Debug)]
+pub struct Reading {
+    pub decoder: Decoder,
+    pub carry: BytesMut,
 }
 
 /// Where a connection is in its life.
@@ -82,10 +100,14 @@ pub struct Conn {
     outbound: VecDeque<OutFrame>,
     queued_bytes: usize,
     pub writer: Writer,
-    /// The reader, waiting for the writer to finish before cleaning up.
-    pub writer_exit: Option<Waker>,
-    /// Set once the read side is finished: the writer flushes what is queued and exits.
+    /// A frame partly received (see [`Reading`]); `None` between frames.
+    pub reading: Option<Box<Reading>>,
+    /// Set once the read side is finished: the flush path writes what is queued, then
+    /// the connection is closed and removed.
     pub reader_done: bool,
+    /// The events the core's poller watches this socket for (`EPOLLIN`, `EPOLLOUT`),
+    /// so that only a change costs an `epoll_ctl`; 0 before it is registered.
+    pub interest: u32,
     /// In the core's list of connections to flush.
     pub flush_pending: bool,
     /// Reset by the sweep (a deadline passed); its tasks are cleaning up.
@@ -110,9 +132,10 @@ impl Conn {
             last_ping: now,
             outbound: VecDeque::new(),
             queued_bytes: 0,
-            writer: Writer::Running,
-            writer_exit: None,
+            writer: Writer::Handshake,
+            reading: None,
             reader_done: false,
+            interest: 0,
             flush_pending: false,
             aborted: false,
             deflate_window_bits: 0,
@@ -177,41 +200,32 @@ impl Conn {
         self.outbound.push_back(frame);
     }
 
-    /// Frames wait, no writer task runs, and no flush is scheduled yet.
+    /// Frames wait, the flush path may write, and no flush is scheduled yet.
     pub fn needs_flush(&self) -> bool {
-        !self.flush_pending && !self.outbound.is_empty() && matches!(self.writer, Writer::Parked(_))
+        !self.flush_pending && !self.outbound.is_empty() && matches!(self.writer, Writer::Ready)
     }
 
-    /// Whether the write side is at rest: nothing queued and no task writing.
+    /// Whether the write side is at rest: nothing queued and nothing half written.
     pub fn writer_idle(&self) -> bool {
         match self.writer {
-            Writer::Parked(_) => self.outbound.is_empty(),
+            Writer::Ready => self.outbound.is_empty(),
             Writer::Finished => true,
-            Writer::Running => false,
+            Writer::Handshake | Writer::Blocked(_) => false,
         }
     }
 
-    /// The parked write half, if frames wait and no writer task runs.
-    pub fn take_idle_writer(&mut self) -> Option<OwnedWriteHalf<TcpStream>> {
-        if self.outbound.is_empty() || !matches!(self.writer, Writer::Parked(_)) {
-            return None;
-        }
-        match std::mem::replace(&mut self.writer, Writer::Running) {
-            Writer::Parked(wr) => Some(wr),
-            _ => unreachable!("checked above"),
-        }
+    /// Writing has ended for good (a write failed, or all was flushed after the read
+    /// side finished): what is still queued is dropped.
+    pub fn writer_finished(&mut self) {
+        self.outbound.clear();
+        self.queued_bytes = 0;
+        self.writer = Writer::Finished;
     }
 
-    /// The writer task is done for now: parks the half, or finishes for good.
-    pub fn writer_stopped(&mut self, state: Writer) {
-        if matches!(state, Writer::Finished) {
-            self.outbound.clear();
-            self.queued_bytes = 0;
-        }
-        self.writer = state;
-        if let Some(waker) = self.writer_exit.take() {
-            waker.wake();
-        }
+    /// Whether the connection is done with: read side finished and nothing left to
+    /// write. Its socket is then closed and its entry removed.
+    pub fn is_done(&self) -> bool {
+        self.reader_done && self.writer_idle()
     }
 
     /// Moves up to `max` frames into `batch` for one write; the writer's side.
@@ -221,8 +235,9 @@ impl Conn {
             self.queued_bytes -= frame.wire_len();
             batch.push(frame);
         }
-        if self.outbound.is_empty() && self.outbound.capacity() > 64 {
-            // Give a burst's memory back once it has drained.
+        if self.outbound.is_empty() {
+            // Nothing held while idle: a connection that was sent one message (the
+            // room app's welcome) would otherwise keep a queue of 4 frames (192 bytes).
             self.outbound = VecDeque::new();
         }
     }
@@ -342,6 +357,16 @@ mod tests {
 
     fn frame(len: usize) -> OutFrame {
         OutFrame::new(Opcode::Binary, Bytes::from(vec![0u8; len]))
+    }
+
+    /// Regression guard for idle memory: an upgraded, idle connection is this entry in
+    /// the core's table and its socket, nothing else (BENCHMARKS.md has the measured
+    /// bytes per connection).
+    #[test]
+    fn an_idle_connection_entry_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        eprintln!("connection entry: {size} bytes");
+        assert!(size <= 144, "the connection entry grew to {size} bytes");
     }
 
     #[test]

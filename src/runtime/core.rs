@@ -4,6 +4,7 @@
 //! shutdown signal and the connection counts of `admission.rs`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::pin;
@@ -19,8 +20,10 @@ use monoio::io::{
 use monoio::net::{TcpListener, TcpStream};
 
 use super::admission::{Admission, Admitted, Refusal, RETRY_AFTER_S};
-use super::reader::run_connection;
+use super::poller::Poller;
+use super::reader::run_reader;
 use super::shutdown::Shutdown;
+use super::upgrade::run_handshake;
 use super::writer::run_flusher;
 use crate::app::App;
 use crate::config::{Config, Heartbeat, ServerConfig};
@@ -49,6 +52,12 @@ pub(crate) struct Core<A: App> {
     pub(crate) config: Arc<ServerConfig>,
     /// The cluster link's status, on a cluster node (`/healthz`, `/metrics`).
     pub(crate) cluster: Option<Arc<ClusterStats>>,
+    /// Readiness of the core's upgraded sockets (`poller.rs`).
+    pub(crate) poller: Poller,
+    /// The places in the connection counts of upgraded connections, by slot, while
+    /// `max_conns_per_ip` or `max_connections` is set (empty otherwise); given back when
+    /// the connection closes. During its handshake its task holds it.
+    pub(crate) admitted: RefCell<HashMap<u32, Admitted>>,
 }
 
 /// Runs a core until shutdown has completed.
@@ -65,6 +74,7 @@ pub(crate) async fn run_core<A: App>(
     monoio::spawn(async move { flusher.ctx.outbox.run_flusher().await });
     monoio::spawn(sweep(core.clone()));
     monoio::spawn(run_flusher(core.clone()));
+    monoio::spawn(run_reader(core.clone()));
     let canceller = Canceller::new();
     let accepting = monoio::spawn(accept(
         core.clone(),
@@ -111,13 +121,7 @@ async fn accept<A: App>(
                     tracing::warn!(core = core.ctx.core().0, "dropping a connection: {error}");
                     continue;
                 }
-                let connection = run_connection(core.clone(), stream);
-                match admitted {
-                    // Without limits, the task is the connection alone (its size is
-                    // what an idle connection costs; see `reader.rs`).
-                    None => monoio::spawn(connection),
-                    Some(admitted) => monoio::spawn(holding(admitted, connection)),
-                };
+                monoio::spawn(run_handshake(core.clone(), stream, admitted));
             }
             Err(_) if shutdown.is_requested() => return,
             Err(error) => {
@@ -129,34 +133,6 @@ async fn accept<A: App>(
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A connection's task holding its place in the counts, given back when the task
-    /// is dropped (monoio drops a task's future as soon as it completes): right after
-    /// its slot is removed and its socket closed, on every path out. A struct, not an
-    /// async fn: one would keep the connection's future twice (its argument and the
-    /// awaited copy), 888 bytes instead of 440 in a debug build.
-    struct Holding<F> {
-        #[pin]
-        connection: F,
-        admitted: Admitted,
-    }
-}
-
-impl<F: Future<Output = ()>> Future for Holding<F> {
-    type Output = ();
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        self.project().connection.poll(cx)
-    }
-}
-
-fn holding<F: Future<Output = ()>>(admitted: Admitted, connection: F) -> Holding<F> {
-    Holding {
-        connection,
-        admitted,
     }
 }
 
@@ -334,34 +310,10 @@ async fn close_all<A: App>(core: &Core<A>) {
 }
 
 #[cfg(test)]
-impl<A: App> Core<A> {
-    /// A lone core for tests (core 0 of 1, a 16-slot inbox) running `app` under
-    /// `config`, which must be valid.
-    pub(crate) fn for_tests(app: A, config: Config) -> Rc<Self> {
-        let config = Arc::new(config.resolve().expect("a valid test config"));
-        let ctx = CoreCtx::new(
-            crate::CoreId(0),
-            config.conn_limits(),
-            crate::hub::Outbox::new(Hub::new(1, 16), crate::CoreId(0)),
-            vec![Default::default()].into(),
-        );
-        Rc::new(Core {
-            ctx,
-            app: RefCell::new(app),
-            config,
-            cluster: None,
-        })
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
     use std::os::fd::AsFd;
-    use std::sync::Arc;
 
     use super::*;
-    use crate::app::EchoApp;
 
     fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -388,37 +340,5 @@ mod tests {
         set_buffer_sizes(server.as_fd(), None, Some(30_000)).unwrap();
         assert_eq!(socket.send_buffer_size().unwrap(), 40_000);
         assert_eq!(socket.recv_buffer_size().unwrap(), 60_000);
-    }
-
-    /// Holding the admission guard must not push a connection's task into a larger
-    /// allocation class (see `idle_connection_state_stays_small` in `reader.rs`).
-    #[test]
-    fn an_admitted_connection_task_stays_small() {
-        let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let config = Config {
-                max_conns_per_ip: 10,
-                max_connections: 100,
-                ..Config::default()
-            };
-            let admission = Arc::new(Admission::new(&config));
-            let core = Core::for_tests(EchoApp, config);
-            let (_server, client) = tcp_pair();
-            let stream = TcpStream::from_std(client).unwrap();
-            let admitted = admission
-                .try_admit(IpAddr::V4(Ipv4Addr::LOCALHOST))
-                .unwrap()
-                .expect("limits are set");
-            let task = holding(admitted, run_connection(core, stream));
-            let size = std::mem::size_of_val(&task);
-            eprintln!("admitted connection task state: {size} bytes");
-            // With monoio's task header and trailer (~48 bytes), inside 512.
-            assert!(
-                size <= 464,
-                "admitted connection task state grew to {size} bytes"
-            );
-        });
     }
 }

@@ -1,8 +1,10 @@
 //! The engine: one thread per configured CPU, each pinned and running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT
-//! listener and its own table of connections (`conn::CoreCtx`). Each connection has a
-//! reader task (`reader.rs`: handshake, frames, app calls, cleanup) and a writer task
-//! only while its socket would block (`writer.rs`, with the core's flush task). Cores
+//! listener and its own table of connections (`conn::CoreCtx`). A connection has a task
+//! only during its handshake (`upgrade.rs`); once upgraded, the core's poller
+//! (`poller.rs`, one epoll instance waited on through the runtime) reports its socket
+//! ready, the core's reader (`reader.rs`: frames, app calls, cleanup) reads it into one
+//! buffer per core, and the core's flush task writes its frames (`writer.rs`). Cores
 //! share only the hub of inboxes, the shutdown signal and the connection counts
 //! (`admission.rs`: `max_conns_per_ip`, `max_connections`).
 //! Start it with [`start`]; the app is built once per core.
@@ -10,8 +12,10 @@
 mod admission;
 mod core;
 mod listener;
+mod poller;
 mod reader;
 mod shutdown;
+mod upgrade;
 mod writer;
 
 use std::cell::RefCell;
@@ -349,11 +353,20 @@ where
         };
         let app = RefCell::new(make_app(setup));
         let ctx = CoreCtx::new(id, config.conn_limits(), outbox, stats);
+        let poller = match poller::Poller::new() {
+            Ok(poller) => poller,
+            Err(error) => {
+                let _ = ready.send((id, Err(CoreFailure::Runtime(error))));
+                return Ok(());
+            }
+        };
         let core = Rc::new(Core {
             ctx,
             app,
             config,
             cluster,
+            poller,
+            admitted: RefCell::default(),
         });
         let _ = ready.send((id, Ok(driver)));
         self::core::run_core(core, listener, hub, shutdown, admission).await

@@ -1,147 +1,276 @@
-//! The reading task of a connection, which also owns its life: registers it in the
-//! core's slab, does the HTTP upgrade, spawns the writer, decodes frames and hands
-//! messages to the app, answers pings and closes, and cleans up when the peer goes.
-//! Timeouts are not kept here: the core's sweep shuts the socket, ending the read.
+//! The core's read side for every upgraded connection: one task per core waits on the
+//! core's poller, reads each ready socket into the core's own buffer, decodes frames,
+//! hands messages to the app, answers pings and closes, and ends a connection when its
+//! peer goes. Nothing here is per connection while it is idle: a connection keeps
+//! bytes of its own (`conn::Reading`) only while a frame is partly received.
+//! Timeouts are not kept here: the core's sweep shuts the socket, which the poller
+//! then reports.
 
-use std::future::{poll_fn, Future};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
-use monoio::buf::IoBufMut;
-use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
-};
-use monoio::net::TcpStream;
+use bytes::BytesMut;
 
+use super::poller::{Ready, READABLE};
+use super::upgrade::Upgraded;
+use super::writer;
 use super::Core;
-use crate::app::{App, Identity, Message};
-use crate::auth;
-use crate::conn::shutdown_socket;
-use crate::stats::{render_backlogs, render_cluster, render_distributions, render_metrics};
-use crate::ws::deflate;
-use crate::ws::handshake::{self, HttpRequest};
+use crate::app::{App, Message};
+use crate::conn::{shutdown_socket, Reading, Writer};
 use crate::ws::{close_code, Decoder, Incoming, Opcode, OutFrame, Role};
 use crate::ConnId;
 
-/// First buffer for the upgrade request (browsers send ~500 bytes); transient.
-const HANDSHAKE_BUFFER: usize = 1024;
-/// Read size while the TLS handshake runs (a ClientHello is ~300-1500 bytes); transient.
-const TLS_HANDSHAKE_READ: usize = 4096;
-/// Most bytes read and dropped after an HTTP error answer before closing anyway.
-const LINGER_BYTES: usize = 64 * 1024;
-/// Largest read a busy connection grows to.
-const MAX_READ_SIZE: usize = 64 * 1024;
-/// A read buffer this many times its first size is replaced once drained.
-const SHRINK_FACTOR: usize = 4;
-
-/// What an upgrade agreed to: permessage-deflate (when negotiated) and who the
-/// client's JWT says it is (when JWT is on).
-struct Upgraded {
-    deflate: Option<deflate::Agreement>,
-    identity: Option<Box<Identity>>,
-}
+/// Ready sockets taken from the poller per pass.
+const READY_BATCH: usize = 256;
+/// The core's read buffer, at first (payloads are split from it without a copy).
+const CORE_BUFFER: usize = 256 * 1024;
+/// A partly received frame's buffer grows by at least this much per read.
+const CARRY_READ: usize = 4096;
 
 /// How the read side ended.
 enum ReadEnd {
     /// The peer is gone (EOF, reset, or our sweep shut the socket): drop what is queued.
     PeerGone,
-    /// A close frame is queued (reply or error): flush it, then shut the socket.
+    /// A close frame is queued (reply or error): flush it, then close the socket.
     Flush,
 }
 
-/// Serves one accepted connection from handshake to cleanup.
-///
-/// The returned future is the connection's largest allocation, so it is kept small
-/// (see `idle_connection_state_stays_small`): one flat async fn, because nested async
-/// fns each keep copies of their arguments (824 bytes nested), and the stream is
-/// split before it starts, because an async fn keeps its arguments for its whole life
-/// (a `TcpStream` with its cached addresses is ~80 bytes).
-pub(crate) fn run_connection<A: App>(
-    core: Rc<Core<A>>,
-    stream: TcpStream,
-) -> impl Future<Output = ()> {
-    let fd = stream.as_raw_fd();
-    let (rd, wr) = stream.into_split();
-    serve_connection(core, fd, rd, wr)
+/// The outcome of one `read(2)`.
+enum Read {
+    /// This many bytes were appended.
+    Bytes(usize),
+    /// Nothing to read after all (another event consumed it).
+    WouldBlock,
+    /// EOF or an error: the peer is gone.
+    Gone,
 }
 
-async fn serve_connection<A: App>(
-    core: Rc<Core<A>>,
+/// A connection just upgraded (by `upgrade::run_handshake`, which gave up the socket):
+/// opens it, tells the app, starts watching it, and handles what the client sent
+/// right after its upgrade request (`pipelined`).
+pub(crate) fn open<A: App>(
+    core: &Rc<Core<A>>,
+    id: ConnId,
     fd: RawFd,
-    mut rd: OwnedReadHalf<TcpStream>,
-    mut wr: OwnedWriteHalf<TcpStream>,
+    upgraded: Upgraded,
+    mut pipelined: BytesMut,
+    admitted: Option<super::admission::Admitted>,
 ) {
     let ctx = &core.ctx;
-    let id = ctx.insert_conn(fd, Instant::now());
-    let mut buf = BytesMut::with_capacity(core.config.read_buffer_bytes.max(HANDSHAKE_BUFFER));
-    // Boxed: the handshake's state is needed once, not for the connection's life.
-    let Some(upgraded) = Box::pin(upgrade(&core, id, &mut rd, &mut wr, &mut buf)).await else {
-        shutdown_socket(fd);
-        ctx.remove_conn(id);
-        return;
-    };
-    ctx.mark_open(id, wr, Instant::now());
-    let initial = core.config.read_buffer_bytes;
-    if buf.is_empty() {
-        // The handshake buffer is larger; an idle connection keeps only `initial`.
-        buf = BytesMut::with_capacity(initial);
+    ctx.mark_open(id, Instant::now());
+    if let Some(admitted) = admitted {
+        core.admitted.borrow_mut().insert(id.slot, admitted);
     }
     let Upgraded { deflate, identity } = upgraded;
-    core.app.borrow_mut().on_open(ctx, id, identity);
-    let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
     if let Some(agreement) = deflate {
-        decoder.enable_deflate();
         ctx.with_conn(id, |conn| {
             conn.deflate_window_bits = agreement.server_max_window_bits;
         });
     }
-    let mut read_size = initial;
-    let end = loop {
-        if let Some(end) = decode_buffered(&core, id, &mut decoder, &mut buf) {
-            break end;
+    core.app.borrow_mut().on_open(ctx, id, identity);
+    if core.poller.add(fd, id, READABLE).is_err() {
+        end_reading(core, id, ReadEnd::PeerGone);
+        return;
+    }
+    ctx.with_conn(id, |conn| conn.interest = READABLE);
+    if !pipelined.is_empty() {
+        let mut decoder = new_decoder(core, id);
+        let end = decode_buffered(core, id, &mut decoder, &mut pipelined);
+        settle(core, id, end, decoder, &mut pipelined);
+    }
+}
+
+/// The core's reader: runs until the core stops.
+pub(crate) async fn run_reader<A: App>(core: Rc<Core<A>>) {
+    let mut events = Vec::with_capacity(READY_BATCH);
+    let mut ready = Vec::with_capacity(READY_BATCH);
+    let mut buf = BytesMut::with_capacity(CORE_BUFFER);
+    loop {
+        // Through the runtime, every pass: its timers (the sweep, flush pacing) and
+        // completions are served between passes even while sockets stay ready.
+        if let Err(error) = core.poller.wait().await {
+            tracing::error!(
+                core = core.ctx.core().0,
+                "waiting for sockets failed: {error}"
+            );
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
-        if ctx.outbox.is_congested() {
-            ctx.outbox.drained().await;
+        if core.ctx.outbox.is_congested() {
+            // Other cores are behind: read no more until they catch up. Sockets not
+            // read are reported again (level-triggered).
+            core.ctx.outbox.drained().await;
         }
-        make_room(&mut buf, decoder.bytes_wanted(), read_size);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (result, slice) = rd.read(std::mem::take(&mut buf).slice_mut(len..cap)).await;
-        buf = slice.into_inner();
-        let Ok(n @ 1..) = result else {
-            break ReadEnd::PeerGone;
-        };
-        ctx.stats().count_bytes_received(n);
-        if !decrypt_read(&core, id, &mut buf, len) {
-            break ReadEnd::PeerGone;
+        if let Err(error) = core.poller.ready_now(&mut events, &mut ready) {
+            tracing::error!(core = core.ctx.core().0, "epoll_wait failed: {error}");
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
-        read_size = next_read_size(read_size, n, cap - len, initial);
-        ctx.with_conn(id, |conn| conn.heard(Instant::now()));
+        let now = Instant::now();
+        for event in ready.drain(..) {
+            if core.ctx.outbox.is_congested() {
+                break;
+            }
+            on_ready(&core, event, now, &mut buf);
+        }
+        ready.clear();
+    }
+}
+
+/// Acts on one ready socket: finishes a blocked write, reads.
+fn on_ready<A: App>(core: &Rc<Core<A>>, event: Ready, now: Instant, buf: &mut BytesMut) {
+    let id = ConnId {
+        core: core.ctx.core(),
+        slot: event.slot,
+        generation: event.generation,
     };
-    drop((decoder, buf));
+    let hangup = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    let wanted = core.ctx.with_live_conn(id, |conn| {
+        let blocked = matches!(conn.writer, Writer::Blocked(_));
+        let write = blocked && event.events & (libc::EPOLLOUT as u32 | hangup) != 0;
+        let read = !conn.reader_done && event.events & (libc::EPOLLIN as u32 | hangup) != 0;
+        (write, read)
+    });
+    // `None`: closed since the event was reported.
+    let Some((write, read)) = wanted else {
+        return;
+    };
+    if write {
+        writer::resume(core, id);
+    }
+    if read {
+        read_ready(core, id, now, buf);
+    }
+}
+
+/// Reads a ready socket once and handles what arrived.
+fn read_ready<A: App>(core: &Rc<Core<A>>, id: ConnId, now: Instant, buf: &mut BytesMut) {
+    let taken = core.ctx.with_live_conn(id, |conn| {
+        (!conn.reader_done).then(|| (conn.fd, conn.reading.take()))
+    });
+    let Some(Some((fd, reading))) = taken else {
+        return;
+    };
+    match reading {
+        // In the middle of a frame: read into its own buffer, sized for the frame.
+        Some(mut reading) => {
+            let Reading { decoder, carry } = &mut *reading;
+            make_room(carry, decoder.bytes_wanted());
+            let end = match read_into(fd, carry) {
+                Read::WouldBlock => None,
+                Read::Gone => Some(ReadEnd::PeerGone),
+                Read::Bytes(n) => received(core, id, n, now, carry, decoder),
+            };
+            let parked = end.is_none() && !(decoder.is_idle() && carry.is_empty());
+            if parked {
+                core.ctx.with_conn(id, |conn| conn.reading = Some(reading));
+            }
+            if let Some(end) = end {
+                end_reading(core, id, end);
+            }
+        }
+        // Between frames: read into the core's buffer.
+        None => {
+            // Reuses the buffer in place once every payload split from it was dropped
+            // (normally by the time the flush task has written them), else takes a
+            // new one: the old one is freed with its last payload.
+            buf.reserve(core.config.read_buffer_bytes);
+            let mut decoder = new_decoder(core, id);
+            let end = match read_into_at_most(fd, buf, core.config.read_buffer_bytes) {
+                Read::WouldBlock => None,
+                Read::Gone => Some(ReadEnd::PeerGone),
+                Read::Bytes(n) => received(core, id, n, now, buf, &mut decoder),
+            };
+            settle(core, id, end, decoder, buf);
+        }
+    }
+}
+
+/// After bytes were appended to `buf`: counts them, decrypts them on a TLS
+/// connection, records that the peer was heard, and decodes.
+fn received<A: App>(
+    core: &Core<A>,
+    id: ConnId,
+    n: usize,
+    now: Instant,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+) -> Option<ReadEnd> {
+    core.ctx.stats().count_bytes_received(n);
+    if !decrypt_read(core, id, buf, buf.len() - n) {
+        return Some(ReadEnd::PeerGone);
+    }
+    core.ctx.with_conn(id, |conn| conn.heard(now));
+    decode_buffered(core, id, decoder, buf)
+}
+
+/// After decoding from the core's buffer (or the upgrade's): keeps a partly received
+/// frame with the connection (a copy of its bytes), empties `buf`, and ends the read
+/// side if it ended.
+fn settle<A: App>(
+    core: &Rc<Core<A>>,
+    id: ConnId,
+    end: Option<ReadEnd>,
+    decoder: Decoder,
+    buf: &mut BytesMut,
+) {
+    if end.is_none() && !(decoder.is_idle() && buf.is_empty()) {
+        let mut carry = BytesMut::with_capacity(buf.len().max(CARRY_READ));
+        carry.extend_from_slice(buf);
+        let reading = Box::new(Reading { decoder, carry });
+        core.ctx.with_conn(id, |conn| conn.reading = Some(reading));
+    }
+    buf.clear();
+    if let Some(end) = end {
+        end_reading(core, id, end);
+    }
+}
+
+/// A decoder for a connection between frames (the state of one in the middle of a
+/// frame is kept in its `Reading`).
+fn new_decoder<A: App>(core: &Core<A>, id: ConnId) -> Decoder {
+    let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
+    if core.ctx.with_conn(id, |conn| conn.deflate_window_bits != 0) {
+        decoder.enable_deflate();
+    }
+    decoder
+}
+
+/// The read side has ended: tells the app, stops reading, and closes the connection
+/// now if nothing is left to write (else the flush path does once it is written).
+fn end_reading<A: App>(core: &Rc<Core<A>>, id: ConnId, end: ReadEnd) {
+    let ctx = &core.ctx;
+    let peer_gone = matches!(end, ReadEnd::PeerGone);
     ctx.with_conn(id, |conn| {
-        conn.finish_reading(matches!(end, ReadEnd::PeerGone));
+        conn.finish_reading(peer_gone);
+        conn.reading = None;
+        if peer_gone && matches!(conn.writer, Writer::Blocked(_)) {
+            conn.writer_finished();
+        }
         ctx.kick(id.slot as usize, conn);
     });
     core.app.borrow_mut().on_close(ctx, id);
-    // Wait until what is queued (the close frame) is written or given up.
-    poll_fn(|cx| {
-        ctx.with_conn(id, |conn| {
-            if conn.writer_idle() {
-                Poll::Ready(())
-            } else {
-                conn.writer_exit = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-    })
-    .await;
-    shutdown_socket(fd);
-    // Removed before `rd` drops and closes the fd, so the sweep never touches a reused fd.
-    ctx.remove_conn(id);
-    drop(rd);
+    let done = ctx.with_live_conn(id, |conn| {
+        writer::watch(core, id, conn);
+        conn.is_done()
+    });
+    if done == Some(true) {
+        close_conn(core, id);
+    }
+}
+
+/// Closes a connection whose read side has ended and whose frames are written (or
+/// given up): shuts and closes its socket (which leaves the poller) and removes it.
+pub(crate) fn close_conn<A: App>(core: &Core<A>, id: ConnId) {
+    let Some(conn) = core.ctx.remove_conn(id) else {
+        return;
+    };
+    shutdown_socket(conn.fd);
+    // SAFETY: the connection owned the descriptor since its upgrade, and its entry,
+    // the only other holder of the number, is gone.
+    unsafe { libc::close(conn.fd) };
+    core.admitted.borrow_mut().remove(&id.slot);
 }
 
 /// Handles every complete item in `buf`. `Some` ends the read side.
@@ -183,227 +312,39 @@ fn decrypt_read<A: App>(core: &Core<A>, id: ConnId, buf: &mut BytesMut, from: us
     })
 }
 
-/// Reads and answers the HTTP upgrade request (after the TLS handshake, on a TLS
-/// server). Returns `None` if the connection is not a WebSocket, else what it agreed
-/// to (permessage-deflate) and who its JWT says it is (when JWT is on); pipelined
-/// bytes after the request stay in `buf`.
-async fn upgrade<A: App>(
-    core: &Core<A>,
-    id: ConnId,
-    rd: &mut OwnedReadHalf<TcpStream>,
-    wr: &mut OwnedWriteHalf<TcpStream>,
-    buf: &mut BytesMut,
-) -> Option<Upgraded> {
-    let mut tls = match core.config.tls() {
-        Some(slot) => match slot.session() {
-            Some(session) => Some(session),
-            None => return None,
-        },
-        None => None,
-    };
-    let max = core.config.max_handshake_bytes;
-    let allowed_origins = &core.config.allowed_origins;
+/// Reads into the spare capacity of `buf`, appending.
+fn read_into(fd: RawFd, buf: &mut BytesMut) -> Read {
+    read_into_at_most(fd, buf, usize::MAX)
+}
+
+/// Reads at most `max` bytes into the spare capacity of `buf`, appending.
+fn read_into_at_most(fd: RawFd, buf: &mut BytesMut, max: usize) -> Read {
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
     loop {
-        let mut identity = None;
-        let request = handshake::parse_request(buf, max).and_then(|request| {
-            if let Some((HttpRequest::Upgrade { origin, .. }, _)) = &request {
-                handshake::check_origin(origin.as_deref(), allowed_origins)?;
-            }
-            if let (
-                Some((
-                    HttpRequest::Upgrade {
-                        path,
-                        authorization,
-                        ..
-                    },
-                    _,
-                )),
-                Some(verifier),
-            ) = (&request, core.config.jwt())
-            {
-                let token = auth::token_in(path, authorization.as_deref());
-                identity = Some(Box::new(authenticate(verifier, token)?));
-            }
-            Ok(request)
-        });
-        let response = match request {
-            Ok(Some((HttpRequest::Upgrade { key, .. }, len))) => {
-                let agreement = match core.config.deflate {
-                    true => deflate::negotiate_request(&buf[..len]),
-                    false => None,
-                };
-                buf.advance(len);
-                let extra = agreement.map_or(String::new(), |a| a.response_header());
-                let response = handshake::accept_response_with(&key, &extra);
-                if !send(wr, &mut tls, response).await {
-                    return None;
-                }
-                core.ctx.with_conn(id, |conn| conn.tls = tls);
-                let upgraded = Upgraded {
-                    deflate: agreement,
-                    identity,
-                };
-                return Some(upgraded);
-            }
-            Ok(Some((HttpRequest::Health, _))) => match &core.cluster {
-                Some(cluster) if !cluster.is_up() => handshake::unhealthy_response(),
-                _ => handshake::health_response(),
-            }
-            .to_vec(),
-            Ok(Some((HttpRequest::Page(asset), _))) if core.config.page => {
-                crate::page::response(asset)
-            }
-            Ok(Some((HttpRequest::Page(_), _))) => {
-                core.ctx.stats().count_rejected_handshake();
-                handshake::HandshakeError::NotAnUpgrade.response()
-            }
-            Ok(Some((HttpRequest::Metrics, _))) => {
-                let mut text = render_metrics(&core.ctx.all_stats);
-                render_distributions(&mut text, &core.ctx.all_stats);
-                render_backlogs(&mut text, &core.ctx.outbox.backlogs());
-                if let Some(cluster) = &core.cluster {
-                    render_cluster(&mut text, cluster);
-                }
-                handshake::metrics_response(&text)
-            }
-            Ok(None) => {
-                if buf.len() == buf.capacity() {
-                    buf.reserve(buf.capacity().min(max));
-                }
-                if !receive(rd, wr, &mut tls, buf).await {
-                    return None;
-                }
-                continue;
-            }
-            Err(error) => {
-                if let handshake::HandshakeError::Unauthorized(refusal) = error {
-                    core.ctx.stats().count_auth_refused(refusal);
-                }
-                core.ctx.stats().count_rejected_handshake();
-                core.ctx.stats().count_handshake_failure(error.status());
-                error.response()
-            }
-        };
-        if send(wr, &mut tls, response).await {
-            linger(rd, wr, buf).await;
+        // SAFETY: the kernel writes at most `len` bytes into `buf`'s spare capacity,
+        // and only the bytes it reports written are made part of `buf` below.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), len) };
+        if n > 0 {
+            // SAFETY: `n <= len` bytes past the end were just initialized by the kernel.
+            unsafe { buf.set_len(buf.len() + n as usize) };
+            return Read::Bytes(n as usize);
         }
-        return None;
-    }
-}
-
-/// Verifies an upgrade's JWT (from `?token=` or `Authorization: Bearer`) now; only
-/// upgrades need one (`/healthz` and `/metrics` do not).
-fn authenticate(
-    verifier: &auth::Verifier,
-    token: Option<&str>,
-) -> Result<Identity, handshake::HandshakeError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    verifier
-        .verify(token, now)
-        .map_err(handshake::HandshakeError::Unauthorized)
-}
-
-/// Writes `bytes` during the upgrade, encrypted on a TLS connection.
-async fn send(
-    wr: &mut OwnedWriteHalf<TcpStream>,
-    tls: &mut Option<Box<crate::tls::ServerTls>>,
-    bytes: Vec<u8>,
-) -> bool {
-    let bytes = match tls {
-        Some(session) => {
-            let mut cipher = Vec::with_capacity(bytes.len() + 64);
-            if session.encrypt(&bytes, &mut cipher).is_err() {
-                return false;
-            }
-            cipher
+        if n == 0 {
+            return Read::Gone;
         }
-        None => bytes,
-    };
-    wr.write_all(bytes).await.0.is_ok()
-}
-
-/// [`read_more`] through TLS: reads records (answering the TLS handshake as it goes)
-/// until some plaintext was appended to `buf`. False on EOF, error or a TLS failure.
-async fn receive(
-    rd: &mut OwnedReadHalf<TcpStream>,
-    wr: &mut OwnedWriteHalf<TcpStream>,
-    tls: &mut Option<Box<crate::tls::ServerTls>>,
-    buf: &mut BytesMut,
-) -> bool {
-    let Some(session) = tls else {
-        return read_more(rd, buf).await;
-    };
-    let start = buf.len();
-    loop {
-        let (result, cipher) = rd.read(Vec::with_capacity(TLS_HANDSHAKE_READ)).await;
-        if !matches!(result, Ok(n) if n > 0) {
-            return false;
+        match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return Read::WouldBlock,
+            _ => return Read::Gone,
         }
-        let mut out = Vec::new();
-        let fed = session.feed(&cipher, buf, &mut out);
-        // Handshake flights.
-        if !out.is_empty() && wr.write_all(out).await.0.is_err() {
-            return false;
-        }
-        if !matches!(fed, Ok(crate::tls::Fed::Open)) {
-            return false;
-        }
-        if buf.len() > start {
-            return true;
-        }
-    }
-}
-
-/// After an HTTP answer: sends FIN and reads (discarding) until the client closes, so
-/// unread request bytes do not make the kernel reset the connection and destroy the
-/// answer before the client reads it. Bounded by `LINGER_BYTES` and by the handshake
-/// deadline (the sweep shuts the socket).
-async fn linger(
-    rd: &mut OwnedReadHalf<TcpStream>,
-    wr: &mut OwnedWriteHalf<TcpStream>,
-    buf: &mut BytesMut,
-) {
-    let _ = wr.shutdown().await;
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
-        buf.clear();
-        if !read_more(rd, buf).await {
-            return;
-        }
-        discarded += buf.len();
-    }
-}
-
-/// Reads into the spare capacity of `buf`, appending. False on EOF or error.
-async fn read_more(rd: &mut OwnedReadHalf<TcpStream>, buf: &mut BytesMut) -> bool {
-    let (len, cap) = (buf.len(), buf.capacity());
-    let (result, slice) = rd.read(std::mem::take(buf).slice_mut(len..cap)).await;
-    *buf = slice.into_inner();
-    matches!(result, Ok(n) if n > 0)
-}
-
-/// Adapts the read size to the sender: a read that filled its space doubles it (a
-/// publisher's burst then arrives in a few reads and fans out in few writes); a read
-/// that used under a quarter of it falls back to `initial` (idle connections stay small).
-fn next_read_size(current: usize, read: usize, space: usize, initial: usize) -> usize {
-    if read == space {
-        (current * 2).min(MAX_READ_SIZE.max(initial))
-    } else if read < space / 4 {
-        initial
-    } else {
-        current
     }
 }
 
 /// Ensures `buf` can take the rest of the frame being read (bounded by the message
-/// limit, which the decoder checked) and gives a grown buffer back once drained.
-fn make_room(buf: &mut BytesMut, wanted: usize, read_size: usize) {
-    if buf.is_empty() && buf.capacity() > read_size * SHRINK_FACTOR {
-        *buf = BytesMut::with_capacity(read_size);
-    }
-    let target = wanted.max(buf.len() + read_size / 2);
+/// limit, which the decoder checked), and at least [`CARRY_READ`] more bytes.
+fn make_room(buf: &mut BytesMut, wanted: usize) {
+    let target = wanted.max(buf.len() + CARRY_READ);
     if buf.capacity() < target {
         buf.reserve(target - buf.len());
     }
@@ -442,32 +383,4 @@ fn handle_incoming<A: App>(core: &Core<A>, id: ConnId, item: Incoming) -> Option
     ctx.stats().count_message_received();
     core.app.borrow_mut().on_message(ctx, id, message);
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::app::EchoApp;
-    use crate::config::Config;
-    use crate::runtime::Core;
-
-    /// Regression guard for idle memory: the connection task's state is most of what an
-    /// idle connection costs (BENCHMARKS.md has the measured RSS per connection).
-    #[test]
-    fn idle_connection_state_stays_small() {
-        let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let core = Core::for_tests(EchoApp, Config::default());
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let stream = monoio::net::TcpStream::from_std(stream).unwrap();
-            let task = super::run_connection(core, stream);
-            let size = std::mem::size_of_val(&task);
-            eprintln!("connection task state: {size} bytes");
-            // With monoio's task header and trailer (~48 bytes) this stays inside the
-            // allocator's 512-byte class; at 460+ it would cost 640 per connection.
-            assert!(size <= 448, "connection task state grew to {size} bytes");
-        });
-    }
 }

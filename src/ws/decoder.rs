@@ -152,6 +152,12 @@ impl Decoder {
         self.deflate = true;
     }
 
+    /// Whether no frame and no fragmented message is in progress: a new decoder would
+    /// carry on the same (the state of a connection between frames is nothing).
+    pub fn is_idle(&self) -> bool {
+        self.frame.is_none() && self.message.is_none()
+    }
+
     /// How many bytes `buf` must hold for the next call to make progress: the whole
     /// current frame once its header is known, else the longest possible header.
     pub fn bytes_wanted(&self) -> usize {

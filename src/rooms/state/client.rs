@@ -407,7 +407,7 @@ impl RoomsCore {
         self.cluster = Some(super::ClusterNode { id: node, epoch });
         self.local_members.clear();
         self.room_cores.clear();
-        for (conn, client) in &mut self.clients {
+        for (conn, client) in self.clients.iter_mut() {
             client.rooms = JoinOrder::default();
             out.push(Effect::Close {
                 to: *conn,

@@ -5,7 +5,8 @@
 //!
 //! One core plays three roles, one file each:
 //! - `client.rs`: its own clients: their requests, rooms, metadata, replies in order
-//!   (and `gate.rs`: a client's requests taking one way at a time).
+//!   (and `gate.rs`: a client's requests taking one way at a time; `clients.rs`: the
+//!   table of them, by connection slot).
 //! - `home.rs`: the rooms homed here: authoritative counts, `member_joined`/`left`,
 //!   numbering and keeping room messages.
 //! - `replica.rs`: every room's core set, and the local members of each room.
@@ -14,6 +15,7 @@
 //! entry points, and the local work list that replaces recursion.
 
 mod client;
+mod clients;
 mod gate;
 mod home;
 mod replica;
@@ -270,7 +272,7 @@ struct Joined {
 pub struct RoomsCore {
     core: CoreId,
     cores: usize,
-    clients: HashMap<ConnId, Client>,
+    clients: clients::Clients,
     /// Local members whose join was counted, per room, in join order.
     local_members: HashMap<Arc<str>, LocalRoom>,
     /// Replica of every room's core set (the room exists while it is here).
@@ -360,7 +362,7 @@ impl RoomsCore {
         RoomsCore {
             core,
             cores,
-            clients: HashMap::new(),
+            clients: clients::Clients::default(),
             local_members: HashMap::new(),
             room_cores: HashMap::new(),
             homed: HashMap::new(),
