@@ -7,12 +7,12 @@
 //!   limits, and the table that holds them ([`conn::CoreCtx`], what apps act through).
 //! - [`hub`]: cross-core inboxes (bounded lock-free queues) and the ordered outbox.
 //! - [`runtime`]: the I/O: pinned core threads, listeners, admission (connection
-//!   limits), each connection's reader and writer tasks, the flush task, heartbeat
-//!   sweep, graceful shutdown.
+//!   limits), each connection's handshake task, the core's poller, reader and flush
+//!   task, heartbeat sweep, graceful shutdown.
 //! - [`stats`]: per-core counters and `GET /metrics`.
 //! - [`auth`]: JWT verification of upgrades (`--jwt-secret`, `--jwt-public-key`).
 //! - [`tls`]: wss://: certificate loading and SIGHUP reload, each connection's rustls
-//!   session (unbuffered: decrypt into the read buffer, encrypt a flush batch), the
+//!   session (unbuffered: decrypt in the read buffer, encrypt a flush batch), the
 //!   client's roots.
 //!
 //! Imports go one way: `auth`, `ws`, `hub`, `config`, `stats` at the bottom; `conn` on

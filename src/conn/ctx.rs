@@ -139,9 +139,9 @@ impl<E: Send> CoreCtx<E> {
                     }
                     _ => frame,
                 };
-                self.queue(conn.slot as usize, entry, frame)
+                self.queue(conn.slot as usize, entry, &frame)
             }
-            Some(entry) => self.queue(conn.slot as usize, entry, frame),
+            Some(entry) => self.queue(conn.slot as usize, entry, &frame),
             None => false,
         }
     }
@@ -224,9 +224,9 @@ impl<E: Send> CoreCtx<E> {
     /// counted, and is reset at once: a peer that far behind has stopped reading, so
     /// a close frame would sit behind megabytes in its socket, and a graceful close
     /// would leave an orphaned socket holding that kernel memory for minutes.
-    fn queue(&self, slot: usize, entry: &mut Conn, frame: OutFrame) -> bool {
+    fn queue(&self, slot: usize, entry: &mut Conn, frame: &OutFrame) -> bool {
         let wire_len = frame.wire_len();
-        let pushed = entry.push(frame, self.limits.max_outbound_bytes, || {
+        let pushed = entry.push_clone(frame, self.limits.max_outbound_bytes, || {
             self.close_deadline()
         });
         match pushed {
@@ -344,7 +344,8 @@ impl<'a> FanOutForms<'a> {
         }
     }
 
-    fn for_conn(&mut self, conn: &Conn) -> OutFrame {
+    /// The form `conn` gets (the caller clones it into the connection's queue).
+    fn for_conn(&mut self, conn: &Conn) -> &OutFrame {
         if conn.deflate_window_bits != 0 {
             let source = self.source;
             let compressed = self.compressed.get_or_insert_with(|| {
@@ -352,11 +353,11 @@ impl<'a> FanOutForms<'a> {
             });
             if let Some((frame, len)) = compressed {
                 if Agreement::fits_window(conn.deflate_window_bits, *len) {
-                    return frame.clone();
+                    return frame;
                 }
             }
         }
-        self.plain.clone()
+        &self.plain
     }
 }
 

@@ -157,6 +157,17 @@ impl Conn {
         max_outbound: usize,
         close_deadline: impl FnOnce() -> Instant,
     ) -> Pushed {
+        self.push_clone(&frame, max_outbound, close_deadline)
+    }
+
+    /// [`Conn::push`] of a clone of `frame` (a fan-out's): the clone is made right into
+    /// the queue, not on the stack first (a copy the CPU could not forward cheaply).
+    pub fn push_clone(
+        &mut self,
+        frame: &OutFrame,
+        max_outbound: usize,
+        close_deadline: impl FnOnce() -> Instant,
+    ) -> Pushed {
         if self.phase != ConnPhase::Open {
             return Pushed::Dropped;
         }
@@ -168,7 +179,10 @@ impl Conn {
             self.begin_close(code, "outbound buffer limit exceeded", close_deadline());
             return Pushed::Overflowed;
         }
-        self.enqueue(frame);
+        if !matches!(self.writer, Writer::Finished) {
+            self.queued_bytes += len;
+            self.outbound.push_back(frame.clone());
+        }
         Pushed::Queued
     }
 

@@ -5,8 +5,8 @@
 //!
 //! Design (see README "TLS"): each connection's session ([`ServerTls`], rustls's
 //! unbuffered API, so rustls holds no buffers of its own) lives in its slab entry,
-//! boxed, so a plain connection pays one pointer. The reader decrypts each read into
-//! its own read buffer; the flush path turns a batch of queued frames into TLS records
+//! boxed, so a plain connection pays one pointer. The core's reader decrypts each read
+//! in place in its read buffer; the flush path turns a batch of queued frames into TLS records
 //! (one record per 16 KiB of the batch) written in one `writev`, as plain frames are.
 
 pub mod client;

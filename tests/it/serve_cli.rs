@@ -1,6 +1,7 @@
 //! `ringcast serve` as a process: it refuses an address another process listens on
-//! and a config file it cannot read, with a clear message; SIGTERM shuts it down gracefully (close 1001, exit 0), and `--rate-limit` reaches
-//! the rooms app.
+//! and a config file it cannot read, with a clear message; SIGTERM shuts it down
+//! gracefully (close 1001, exit 0), `--rate-limit` reaches the rooms app, and the
+//! server runs the same on monoio's epoll driver (`MONOIO_FORCE_LEGACY_DRIVER=1`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::client::{http_exchange, TestClient};
-use crate::rooms::{send_private, with_id, RoomClient};
+use crate::rooms::{
+    join_in_turn, member_left, room_message_from, send_private, send_to_room, with_id, RoomClient,
+};
 use crate::WAIT;
 
 pub(crate) fn serve(args: &[&str]) -> Child {
@@ -233,4 +236,37 @@ fn sighup_without_tls_is_logged_and_the_server_keeps_serving() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(wait_exit(&mut child).success());
     assert!(stderr_of(&mut child).contains("nothing to reload"));
+}
+
+/// Without io_uring (a seccomp profile that blocks it, or the variable set) the core's
+/// poller is waited on through monoio's epoll driver: rooms, a message larger than one
+/// read (its frame arrives in parts) and a client's departure work as under io_uring.
+#[test]
+fn under_the_epoll_driver_rooms_large_messages_and_departures_work() {
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["serve", "--listen", &listen, "--cores", "1"])
+        .env("MONOIO_FORCE_LEGACY_DRIVER", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringcast serve");
+    wait_listening(addr);
+    let mut a = RoomClient::connect(addr);
+    let mut b = RoomClient::connect(addr);
+    join_in_turn("lobby", &mut [&mut a, &mut b]);
+    for size in [10, 300_000] {
+        let message = json!("x".repeat(size));
+        a.send(&send_to_room("lobby", message.clone()));
+        b.expect(&room_message_from("lobby", &a.id, message));
+    }
+    let gone = b.id.clone();
+    drop(b);
+    a.expect(&member_left("lobby", &gone, 1));
+    drop(a);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut child).success());
+    let log = stderr_of(&mut child);
+    assert!(log.contains("Epoll driver"), "{log}");
 }
