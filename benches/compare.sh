@@ -29,7 +29,8 @@
 # Knobs (environment): SERVER_CPU (0), LOAD_CPU (1), RUNS (3), DURATION (5 s),
 # SCENARIOS (all of the above), CONNECT_N (10000),
 # ROOMS_BIG_N (10000), PORT (19400), CARGO_TARGET_DIR (target), KEEP (keep the raw
-# JSON directory), BEFORE (a ringcast binary built from an earlier commit: it runs as
+# JSON directory), ONLY (the servers to run, a regular expression on their names, e.g.
+# "ringcast|uWebSockets"), BEFORE (a ringcast binary built from an earlier commit: it runs as
 # `ringcast-before` in every scenario (the app each one needs), so x is this
 # build's rate per server CPU-second over that one's, in the same interleaved run).
 set -euo pipefail
@@ -149,6 +150,12 @@ slack_for() {
     esac
 }
 
+# The servers ONLY (an extended regular expression on the name) lets through; all
+# without it.
+selected() {
+    if [[ -n "${ONLY:-}" ]]; then grep -E "^(${ONLY})\|" || true; else cat; fi
+}
+
 wait_listening() {
     local port=$1
     for _ in $(seq 100); do
@@ -219,7 +226,7 @@ for round in $(seq "$RUNS"); do
     for scenario in $SCENARIOS; do
         while IFS='|' read -r name cpus cmd; do
             run_one "$scenario" "$name" "$cpus" "$cmd" "$round"
-        done < <(servers_for "$scenario")
+        done < <(servers_for "$scenario" | selected)
     done
 done
 
@@ -251,5 +258,5 @@ for scenario in $SCENARIOS; do
             "$(fmt "$(med "$scenario" "$name" fanout_latency.p99_us)" 0)" \
             "$(fmt "$(med "$scenario" "$name" join_s)" 1)" \
             "$(fmt "$(med "$scenario" "$name" server_rss_per_connection)" 0)" "$ratio" "$failed/$RUNS"
-    done < <(servers_for "$scenario")
+    done < <(servers_for "$scenario" | selected)
 done

@@ -294,10 +294,13 @@ pub fn close_payload(code: u16, reason: &str) -> Bytes {
 pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut rotated = mask;
     rotated.rotate_left(offset % 4);
-    let word = u32::from_ne_bytes(rotated);
-    let mut chunks = data.chunks_exact_mut(4);
+    // 16 bytes at a time (the compiler keeps them in one vector register): a 16 KiB
+    // message is 1,024 steps instead of 4,096.
+    let word = u32::from_ne_bytes(rotated) as u128;
+    let wide = word | word << 32 | word << 64 | word << 96;
+    let mut chunks = data.chunks_exact_mut(16);
     for chunk in &mut chunks {
-        let value = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        let value = u128::from_ne_bytes(chunk.try_into().expect("16 bytes")) ^ wide;
         chunk.copy_from_slice(&value.to_ne_bytes());
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
