@@ -324,7 +324,19 @@ fn read_into_at_most(fd: RawFd, buf: &mut BytesMut, max: usize) -> Read {
     loop {
         // SAFETY: the kernel writes at most `len` bytes into `buf`'s spare capacity,
         // and only the bytes it reports written are made part of `buf` below.
-        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), len) };
+        // recvfrom(2), not read(2): the socket path without the VFS layer's checks; by
+        // `syscall`, without libc's cancellation-point wrapper (BENCHMARKS.md, profiles).
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                fd,
+                spare.as_mut_ptr(),
+                len,
+                0,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        } as isize;
         if n > 0 {
             // SAFETY: `n <= len` bytes past the end were just initialized by the kernel.
             unsafe { buf.set_len(buf.len() + n as usize) };
