@@ -249,19 +249,12 @@ impl Conn {
             self.queued_bytes -= frame.wire_len();
             batch.push(frame);
         }
-        if self.outbound.is_empty() && self.outbound.capacity() > 64 {
-            // Give a burst's memory back once it has drained (an idle connection's small
-            // queue goes at the next sweep: `release_idle_queue`).
-            self.outbound = VecDeque::new();
-        }
-    }
-
-    /// Frees the queue's memory if it is empty: the sweep calls this, so an idle
-    /// connection holds no queue (a connection sent one message, such as the room
-    /// app's welcome, would otherwise keep room for 4 frames, 192 bytes), while a busy
-    /// one reuses its queue between sweeps instead of allocating one per message.
-    pub fn release_idle_queue(&mut self) {
-        if self.outbound.is_empty() && self.outbound.capacity() > 0 {
+        if self.outbound.is_empty() {
+            // Nothing held while idle: a connection that was sent one message (the
+            // room app's welcome) would otherwise keep a queue of 4 frames (192 bytes).
+            // Freeing it later (at the next sweep) was measured: the freed memory stays
+            // resident, 562 instead of 338 bytes per idle room client at 10,000; the
+            // allocation per drained queue did not show in echo or broadcast.
             self.outbound = VecDeque::new();
         }
     }
@@ -394,16 +387,15 @@ mod tests {
     }
 
     #[test]
-    fn the_sweep_frees_a_drained_queue_and_keeps_a_waiting_one() {
+    fn a_drained_queue_holds_no_memory() {
         let now = Instant::now();
         let mut conn = open_conn(now);
         conn.push(frame(10), 1000, || now);
-        conn.release_idle_queue();
-        assert!(conn.has_outbound(), "frames still waiting are kept");
+        conn.push(frame(10), 1000, || now);
         let mut batch = Vec::new();
-        conn.take_batch(&mut batch, 16);
-        assert!(conn.outbound.capacity() > 0, "a busy queue is reused between sweeps");
-        conn.release_idle_queue();
+        conn.take_batch(&mut batch, 1);
+        assert!(conn.has_outbound(), "a frame still waits");
+        conn.take_batch(&mut batch, 1);
         assert_eq!(conn.outbound.capacity(), 0);
     }
 
