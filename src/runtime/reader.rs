@@ -23,7 +23,9 @@ use crate::ConnId;
 
 /// Ready sockets taken from the poller per pass.
 const READY_BATCH: usize = 256;
-/// The core's read buffer, at first (payloads are split from it without a copy).
+/// The core's read buffer, at first. Payloads over 4 KiB are split from it without a
+/// copy, smaller ones are copied out (`ws::Decoder`), so a message kept by the app pins
+/// at most 64 times its size of this buffer.
 const CORE_BUFFER: usize = 256 * 1024;
 /// A partly received frame's buffer grows by at least this much per read.
 const CARRY_READ: usize = 4096;
@@ -75,7 +77,8 @@ pub(crate) fn open<A: App>(
     }
     ctx.with_conn(id, |conn| conn.interest = READABLE);
     if !pipelined.is_empty() {
-        let mut decoder = new_decoder(core, id);
+        let deflate = ctx.with_conn(id, |conn| conn.deflate_window_bits != 0);
+        let mut decoder = new_decoder(core, deflate);
         let end = decode_buffered(core, id, &mut decoder, &mut pipelined);
         settle(core, id, end, decoder, &mut pipelined);
     }
@@ -118,6 +121,15 @@ pub(crate) async fn run_reader<A: App>(core: Rc<Core<A>>) {
     }
 }
 
+/// What the reader needs of a connection to read it, taken in the one lookup per event.
+struct ToRead {
+    fd: RawFd,
+    /// A frame partly received, taken out of the entry while the read runs.
+    reading: Option<Box<Reading>>,
+    deflate: bool,
+    tls: bool,
+}
+
 /// Acts on one ready socket: finishes a blocked write, reads.
 fn on_ready<A: App>(core: &Rc<Core<A>>, event: Ready, now: Instant, buf: &mut BytesMut) {
     let id = ConnId {
@@ -130,6 +142,16 @@ fn on_ready<A: App>(core: &Rc<Core<A>>, event: Ready, now: Instant, buf: &mut By
         let blocked = matches!(conn.writer, Writer::Blocked(_));
         let write = blocked && event.events & (libc::EPOLLOUT as u32 | hangup) != 0;
         let read = !conn.reader_done && event.events & (libc::EPOLLIN as u32 | hangup) != 0;
+        // Readable means the peer sent something (data, or its end): heard from.
+        let read = read.then(|| {
+            conn.heard(now);
+            ToRead {
+                fd: conn.fd,
+                reading: conn.reading.take(),
+                deflate: conn.deflate_window_bits != 0,
+                tls: conn.tls.is_some(),
+            }
+        });
         (write, read)
     });
     // `None`: closed since the event was reported.
@@ -137,21 +159,22 @@ fn on_ready<A: App>(core: &Rc<Core<A>>, event: Ready, now: Instant, buf: &mut By
         return;
     };
     if write {
+        // Never closes the connection here: its read side is open or `read` is `None`.
         writer::resume(core, id);
     }
-    if read {
-        read_ready(core, id, now, buf);
+    if let Some(read) = read {
+        read_ready(core, id, read, buf);
     }
 }
 
 /// Reads a ready socket once and handles what arrived.
-fn read_ready<A: App>(core: &Rc<Core<A>>, id: ConnId, now: Instant, buf: &mut BytesMut) {
-    let taken = core.ctx.with_live_conn(id, |conn| {
-        (!conn.reader_done).then(|| (conn.fd, conn.reading.take()))
-    });
-    let Some(Some((fd, reading))) = taken else {
-        return;
-    };
+fn read_ready<A: App>(core: &Rc<Core<A>>, id: ConnId, read: ToRead, buf: &mut BytesMut) {
+    let ToRead {
+        fd,
+        reading,
+        deflate,
+        tls,
+    } = read;
     match reading {
         // In the middle of a frame: read into its own buffer, sized for the frame.
         Some(mut reading) => {
@@ -160,7 +183,7 @@ fn read_ready<A: App>(core: &Rc<Core<A>>, id: ConnId, now: Instant, buf: &mut By
             let end = match read_into(fd, carry) {
                 Read::WouldBlock => None,
                 Read::Gone => Some(ReadEnd::PeerGone),
-                Read::Bytes(n) => received(core, id, n, now, carry, decoder),
+                Read::Bytes(n) => received(core, id, n, tls, carry, decoder),
             };
             let parked = end.is_none() && !(decoder.is_idle() && carry.is_empty());
             if parked {
@@ -176,11 +199,11 @@ fn read_ready<A: App>(core: &Rc<Core<A>>, id: ConnId, now: Instant, buf: &mut By
             // (normally by the time the flush task has written them), else takes a
             // new one: the old one is freed with its last payload.
             buf.reserve(core.config.read_buffer_bytes);
-            let mut decoder = new_decoder(core, id);
+            let mut decoder = new_decoder(core, deflate);
             let end = match read_into_at_most(fd, buf, core.config.read_buffer_bytes) {
                 Read::WouldBlock => None,
                 Read::Gone => Some(ReadEnd::PeerGone),
-                Read::Bytes(n) => received(core, id, n, now, buf, &mut decoder),
+                Read::Bytes(n) => received(core, id, n, tls, buf, &mut decoder),
             };
             settle(core, id, end, decoder, buf);
         }
@@ -188,20 +211,19 @@ fn read_ready<A: App>(core: &Rc<Core<A>>, id: ConnId, now: Instant, buf: &mut By
 }
 
 /// After bytes were appended to `buf`: counts them, decrypts them on a TLS
-/// connection, records that the peer was heard, and decodes.
+/// connection, and decodes.
 fn received<A: App>(
     core: &Core<A>,
     id: ConnId,
     n: usize,
-    now: Instant,
+    tls: bool,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
 ) -> Option<ReadEnd> {
     core.ctx.stats().count_bytes_received(n);
-    if !decrypt_read(core, id, buf, buf.len() - n) {
+    if tls && !decrypt_read(core, id, buf, buf.len() - n) {
         return Some(ReadEnd::PeerGone);
     }
-    core.ctx.with_conn(id, |conn| conn.heard(now));
     decode_buffered(core, id, decoder, buf)
 }
 
@@ -229,9 +251,9 @@ fn settle<A: App>(
 
 /// A decoder for a connection between frames (the state of one in the middle of a
 /// frame is kept in its `Reading`).
-fn new_decoder<A: App>(core: &Core<A>, id: ConnId) -> Decoder {
+fn new_decoder<A: App>(core: &Core<A>, deflate: bool) -> Decoder {
     let mut decoder = Decoder::new(Role::Server, core.config.max_message_bytes);
-    if core.ctx.with_conn(id, |conn| conn.deflate_window_bits != 0) {
+    if deflate {
         decoder.enable_deflate();
     }
     decoder

@@ -112,6 +112,14 @@ enum FrameOutcome {
     Fragment,
 }
 
+/// A payload up to this size is copied out of the read buffer rather than split from
+/// it: a message the app keeps (queued for a client that does not read, say) then holds
+/// its own bytes, not the whole buffer it was read into (a server reads into one
+/// buffer per core), so memory follows what the outbound limit counts. Larger payloads
+/// share the buffer (no copy); they pin at most buffer/4 KiB times their size. A copy
+/// this small costs about what sharing does (two atomic count changes).
+const COPY_AT_MOST: usize = 4096;
+
 /// A fragmented message whose final frame has not arrived.
 #[derive(Debug)]
 struct MessageInProgress {
@@ -205,7 +213,13 @@ impl Decoder {
         }
         self.frame = None;
         buf.advance(frame.header_len);
-        let mut payload = buf.split_to(frame.payload_len);
+        let mut payload = if frame.payload_len <= COPY_AT_MOST {
+            let payload = BytesMut::from(&buf[..frame.payload_len]);
+            buf.advance(frame.payload_len);
+            payload
+        } else {
+            buf.split_to(frame.payload_len)
+        };
         if let Some(mask) = frame.mask {
             apply_mask(&mut payload[frame.checked..], mask, frame.checked);
         }

@@ -353,3 +353,23 @@ fn invalid_utf8_inside_compressed_text_is_1007() {
     let wire = compressed_frame(Opcode::Text, true, &body);
     assert_eq!(decode_deflate(1024, &wire), Err(ProtocolError::InvalidUtf8));
 }
+
+#[test]
+fn a_small_payload_owns_its_bytes_and_a_large_one_shares_the_read_buffer() {
+    for (len, shares) in [(10, false), (COPY_AT_MOST, false), (COPY_AT_MOST + 1, true)] {
+        let payload = vec![b'a'; len];
+        let mut buf = BytesMut::with_capacity(2 * len + 64);
+        buf.extend_from_slice(&client_frame(Opcode::Binary, true, &payload));
+        let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+        let mut decoder = Decoder::new(Role::Server, 1 << 20);
+        let Some(Incoming::Binary(got)) = decoder.decode(&mut buf).unwrap() else {
+            panic!("a binary message");
+        };
+        assert_eq!(got, Bytes::from(payload), "len {len}");
+        assert_eq!(
+            range.contains(&(got.as_ptr() as usize)),
+            shares,
+            "len {len}: shares the read buffer"
+        );
+    }
+}
