@@ -66,6 +66,11 @@ pub enum ConnPhase {
     },
 }
 
+/// A drained queue up to this many frames is freed at once (see [`Conn::take_batch`]).
+const SMALL_QUEUE: usize = 4;
+/// A drained queue over this many frames is freed at once: a burst's.
+const BURST_QUEUE: usize = 64;
+
 /// What [`Conn::push`] did with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushed {
@@ -249,12 +254,23 @@ impl Conn {
             self.queued_bytes -= frame.wire_len();
             batch.push(frame);
         }
-        if self.outbound.is_empty() {
-            // Nothing held while idle: a connection that was sent one message (the
-            // room app's welcome) would otherwise keep a queue of 4 frames (192 bytes).
-            // Freeing it later (at the next sweep) was measured: the freed memory stays
-            // resident, 562 instead of 338 bytes per idle room client at 10,000; the
-            // allocation per drained queue did not show in echo or broadcast.
+        let capacity = self.outbound.capacity();
+        if self.outbound.is_empty() && (capacity <= SMALL_QUEUE || capacity > BURST_QUEUE) {
+            // A small queue goes at once: a connection sent one message (the room
+            // app's welcome) would otherwise keep room for 4 frames, 192 bytes, while
+            // idle (freed later, at the sweep, that memory stayed resident: 562 instead
+            // of 338 bytes per idle room client at 10,000). A burst's goes too. A queue
+            // in between belongs to a steady stream (a broadcast's 32 frames per pass)
+            // and is reused until the sweep finds it drained (`release_idle_queue`):
+            // regrown from nothing every pass it cost four reallocations per pass.
+            self.outbound = VecDeque::new();
+        }
+    }
+
+    /// Frees the queue's memory if it is empty (the sweep calls this): a queue kept for
+    /// a steady stream goes once the stream stops.
+    pub fn release_idle_queue(&mut self) {
+        if self.outbound.is_empty() && self.outbound.capacity() > 0 {
             self.outbound = VecDeque::new();
         }
     }
@@ -387,16 +403,27 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_queue_holds_no_memory() {
+    fn a_small_drained_queue_holds_no_memory_and_a_stream_s_waits_for_the_sweep() {
         let now = Instant::now();
         let mut conn = open_conn(now);
-        conn.push(frame(10), 1000, || now);
-        conn.push(frame(10), 1000, || now);
+        conn.push(frame(10), 10_000, || now);
+        conn.push(frame(10), 10_000, || now);
         let mut batch = Vec::new();
         conn.take_batch(&mut batch, 1);
         assert!(conn.has_outbound(), "a frame still waits");
         conn.take_batch(&mut batch, 1);
-        assert_eq!(conn.outbound.capacity(), 0);
+        assert_eq!(conn.outbound.capacity(), 0, "a small queue goes at once");
+        for _ in 0..32 {
+            conn.push(frame(10), 10_000, || now);
+        }
+        conn.take_batch(&mut batch, 64);
+        assert!(conn.outbound.capacity() >= 32, "a stream's queue is reused");
+        conn.release_idle_queue();
+        assert_eq!(
+            conn.outbound.capacity(),
+            0,
+            "and freed by the sweep once drained"
+        );
     }
 
     #[test]

@@ -253,7 +253,10 @@ async fn sweep<A: App>(core: Rc<Core<A>>) {
         let close_deadline = now + close_timeout;
         core.ctx
             .for_each_conn(|conn| match conn.tick(now, ping_interval, idle_timeout) {
-                Tick::Nothing => false,
+                Tick::Nothing => {
+                    conn.release_idle_queue();
+                    false
+                }
                 Tick::SendPing => {
                     conn.push_control(ping.clone());
                     conn.last_ping = now;
