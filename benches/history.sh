@@ -56,10 +56,7 @@ run_one() {
     taskset -c "$cpus" "$binary" serve --app rooms --cpus "$cpus" --listen "127.0.0.1:$PORT" $flags \
         >"$RAW/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-        sleep 0.05
-    done
+    wait_port "$PORT" || true
     # shellcheck disable=SC2086 # LOAD is words
     timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$RINGCAST" load $LOAD -d "$DURATION" \
         "ws://127.0.0.1:$PORT/" --cpus "$LOAD_CPU" --server-pid "$SERVER_PID" --json --quiet \

@@ -14,3 +14,13 @@ stop_pid() {
     fi
     wait "$pid" 2>/dev/null || true
 }
+
+# Waits (up to 5 s) until something listens on 127.0.0.1:PORT.
+wait_port() {
+    local port=$1
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}

@@ -50,10 +50,7 @@ trap cleanup EXIT
 
 taskset -c "$SERVER_CPU" "$@" "127.0.0.1:$PORT" >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.05
-done
+wait_port "$PORT" || true
 # shellcheck disable=SC2086 # $ARGS is words
 timeout $((DURATION + 120)) taskset -c "$LOAD_CPU" "$LOAD" load $ARGS -d "$DURATION" \
     "ws://127.0.0.1:$PORT/" --cpus "$LOAD_CPU" --server-pid "$SERVER_PID" --quiet --json \
