@@ -30,7 +30,7 @@ pub struct CoreStats {
     handshake_failures: [AtomicU64; HANDSHAKE_STATUSES.len()],
     /// Recipients of each fan-out (a room's or a broadcast's share on this core).
     pub fanout: Histogram,
-    /// A connection's queued bytes each time a frame is queued for it.
+    /// A connection's queued bytes each time the flush path takes them for a write.
     pub outbound_queue: Histogram,
 }
 
@@ -286,7 +286,7 @@ pub fn render_distributions(out: &mut String, cores: &[Arc<CoreStats>]) {
         ),
         (
             "ringcast_outbound_queue_bytes",
-            "A connection's queued bytes each time a frame is queued for it.",
+            "A connection's queued bytes each time the flush path takes them for a write.",
             |c| &c.outbound_queue,
             &QUEUE_BUCKETS,
         ),
@@ -407,14 +407,18 @@ impl CoreStats {
         total.store(total.load(Relaxed) + n as u64, Relaxed);
     }
 
-    /// Counts a frame queued for a client, its wire length, and the connection's
-    /// queued bytes now (owning core only).
-    pub(crate) fn count_queued(&self, bytes: usize, queued_now: usize) {
+    /// Counts a frame queued for a client and its wire length (owning core only).
+    pub(crate) fn count_queued(&self, bytes: usize) {
         let (total, frames) = (&self.bytes_queued, &self.frames_queued);
         total.store(total.load(Relaxed) + bytes as u64, Relaxed);
         frames.store(frames.load(Relaxed) + 1, Relaxed);
-        self.outbound_queue
-            .observe(&QUEUE_BUCKETS, queued_now as u64);
+    }
+
+    /// Records a connection's queued bytes as the flush path takes them for a write
+    /// (owning core only): once per write, not once per frame queued, which cost a
+    /// fan-out a histogram update per recipient.
+    pub(crate) fn observe_queue(&self, queued: usize) {
+        self.outbound_queue.observe(&QUEUE_BUCKETS, queued as u64);
     }
 
     /// Counts a handshake answered with HTTP `status`.
@@ -649,7 +653,8 @@ mod distribution_tests {
         for recipients in [1, 5, 5, 500, 20_000] {
             cores[1].fanout.observe(&FANOUT_BUCKETS, recipients);
         }
-        cores[0].count_queued(100, 300);
+        cores[0].count_queued(100);
+        cores[0].observe_queue(300);
         cores[0].count_handshake_failure(426);
         cores[0].count_handshake_failure(426);
         cores[0].count_handshake_failure(999); // not a status we answer: ignored

@@ -231,7 +231,7 @@ impl<E: Send> CoreCtx<E> {
         });
         match pushed {
             Pushed::Queued => {
-                self.stats().count_queued(wire_len, entry.queued_bytes());
+                self.stats().count_queued(wire_len);
                 self.kick(slot, entry);
                 true
             }

@@ -98,6 +98,9 @@ fn flush_conn<A: App>(core: &Core<A>, id: ConnId, conn: &mut Conn, batch: &mut W
     }
     let mut frames = 0;
     loop {
+        if conn.has_outbound() {
+            core.ctx.stats().observe_queue(conn.queued_bytes());
+        }
         conn.take_batch(&mut batch.frames, MAX_BATCH_FRAMES);
         if batch.frames.is_empty() {
             break;
