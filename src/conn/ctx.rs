@@ -139,9 +139,9 @@ impl<E: Send> CoreCtx<E> {
                     }
                     _ => frame,
                 };
-                self.queue(conn.slot as usize, entry, &frame)
+                self.queue(conn.slot as usize, entry, frame.wire_len(), || frame)
             }
-            Some(entry) => self.queue(conn.slot as usize, entry, &frame),
+            Some(entry) => self.queue(conn.slot as usize, entry, frame.wire_len(), || frame),
             None => false,
         }
     }
@@ -156,7 +156,7 @@ impl<E: Send> CoreCtx<E> {
             debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
             if let Some(entry) = live(&mut slab, conn) {
                 let frame = forms.for_conn(entry);
-                self.queue(conn.slot as usize, entry, frame);
+                self.queue(conn.slot as usize, entry, frame.wire_len(), || frame.clone());
                 recipients += 1;
             }
         }
@@ -178,7 +178,7 @@ impl<E: Send> CoreCtx<E> {
         for (slot, entry) in self.conns.borrow_mut().iter_mut() {
             if entry.is_open() && Some(slot) != skip {
                 let frame = forms.for_conn(entry);
-                self.queue(slot, entry, frame);
+                self.queue(slot, entry, frame.wire_len(), || frame.clone());
                 recipients += 1;
             }
         }
@@ -224,11 +224,15 @@ impl<E: Send> CoreCtx<E> {
     /// counted, and is reset at once: a peer that far behind has stopped reading, so
     /// a close frame would sit behind megabytes in its socket, and a graceful close
     /// would leave an orphaned socket holding that kernel memory for minutes.
-    fn queue(&self, slot: usize, entry: &mut Conn, frame: &OutFrame) -> bool {
-        let wire_len = frame.wire_len();
-        let pushed = entry.push_clone(frame, self.limits.max_outbound_bytes, || {
-            self.close_deadline()
-        });
+    fn queue(
+        &self,
+        slot: usize,
+        entry: &mut Conn,
+        wire_len: usize,
+        frame: impl FnOnce() -> OutFrame,
+    ) -> bool {
+        let max = self.limits.max_outbound_bytes;
+        let pushed = entry.push_with(wire_len, max, || self.close_deadline(), frame);
         match pushed {
             Pushed::Queued => {
                 self.stats().count_queued(wire_len);

@@ -162,21 +162,23 @@ impl Conn {
         max_outbound: usize,
         close_deadline: impl FnOnce() -> Instant,
     ) -> Pushed {
-        self.push_clone(&frame, max_outbound, close_deadline)
+        self.push_with(frame.wire_len(), max_outbound, close_deadline, || frame)
     }
 
-    /// [`Conn::push`] of a clone of `frame` (a fan-out's): the clone is made right into
-    /// the queue, not on the stack first (a copy the CPU could not forward cheaply).
-    pub fn push_clone(
+    /// [`Conn::push`] of the frame `make` gives, `len` bytes on the wire, made only once
+    /// it is admitted: a fan-out passes `|| frame.clone()`, so each recipient's clone is
+    /// made right into its queue, not on the stack first (a copy the CPU could not
+    /// forward cheaply), and a single send moves its frame in without a clone.
+    pub fn push_with(
         &mut self,
-        frame: &OutFrame,
+        len: usize,
         max_outbound: usize,
         close_deadline: impl FnOnce() -> Instant,
+        make: impl FnOnce() -> OutFrame,
     ) -> Pushed {
         if self.phase != ConnPhase::Open {
             return Pushed::Dropped;
         }
-        let len = frame.wire_len();
         if !self.outbound.is_empty() && self.queued_bytes + len > max_outbound {
             self.outbound.clear();
             self.queued_bytes = 0;
@@ -184,10 +186,7 @@ impl Conn {
             self.begin_close(code, "outbound buffer limit exceeded", close_deadline());
             return Pushed::Overflowed;
         }
-        if !matches!(self.writer, Writer::Finished) {
-            self.queued_bytes += len;
-            self.outbound.push_back(frame.clone());
-        }
+        self.enqueue_with(len, make);
         Pushed::Queued
     }
 
@@ -212,11 +211,16 @@ impl Conn {
 
     /// Queues a frame. The caller starts a writer if none runs (`CoreCtx::kick`).
     fn enqueue(&mut self, frame: OutFrame) {
+        self.enqueue_with(frame.wire_len(), || frame);
+    }
+
+    /// [`Conn::enqueue`] of the frame `make` gives, `len` bytes on the wire.
+    fn enqueue_with(&mut self, len: usize, make: impl FnOnce() -> OutFrame) {
         if matches!(self.writer, Writer::Finished) {
             return;
         }
-        self.queued_bytes += frame.wire_len();
-        self.outbound.push_back(frame);
+        self.queued_bytes += len;
+        self.outbound.push_back(make());
     }
 
     /// Frames wait, the flush path may write, and no flush is scheduled yet.
