@@ -3,7 +3,7 @@
 //! decrypted or one write is encrypted and written). Every socket write of the session
 //! happens under the lock, so records leave in order whichever half wrote them.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -68,13 +68,11 @@ impl ClientTls {
                 session.write_tls(&mut stream)?;
             }
             let state = processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let available = state.plaintext_bytes_to_read();
-            if available > 0 {
-                let len = plain.len();
-                plain.resize(len + available, 0);
-                let n = session.reader().read(&mut plain[len..])?;
-                plain.truncate(len + n);
-            }
+            crate::tls::client::take_plaintext(
+                &mut session,
+                state.plaintext_bytes_to_read(),
+                plain,
+            )?;
             if state.peer_has_closed() {
                 open = false;
             }

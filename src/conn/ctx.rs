@@ -156,7 +156,9 @@ impl<E: Send> CoreCtx<E> {
             debug_assert_eq!(conn.core, self.id, "send goes to the owning core");
             if let Some(entry) = live(&mut slab, conn) {
                 let frame = forms.for_conn(entry);
-                self.queue(conn.slot as usize, entry, frame.wire_len(), || frame.clone());
+                self.queue(conn.slot as usize, entry, frame.wire_len(), || {
+                    frame.clone()
+                });
                 recipients += 1;
             }
         }

@@ -3,7 +3,7 @@
 //! tasks on one thread. Sans-IO helpers; `client.rs` does the reads and writes.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -56,13 +56,11 @@ impl LoadTls {
             let state = session
                 .process_new_packets()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let available = state.plaintext_bytes_to_read();
-            if available > 0 {
-                let len = plain.len();
-                plain.resize(len + available, 0);
-                let n = session.reader().read(&mut plain[len..])?;
-                plain.truncate(len + n);
-            }
+            crate::tls::client::take_plaintext(
+                &mut session,
+                state.plaintext_bytes_to_read(),
+                plain,
+            )?;
             if state.peer_has_closed() {
                 return Ok(false);
             }

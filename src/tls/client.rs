@@ -5,8 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use super::{provider, TlsError};
 
@@ -16,16 +14,7 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
     let mut roots = RootCertStore::empty();
     match ca {
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|source| TlsError::Cert {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            if certs.is_empty() {
-                return Err(TlsError::NoCert(path.to_path_buf()));
-            }
-            for cert in certs {
+            for cert in super::read_certs(path)? {
                 roots.add(cert).map_err(|source| TlsError::Config {
                     cert: path.to_path_buf(),
                     key: path.to_path_buf(),
@@ -45,4 +34,22 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Appends to `plain` the `available` bytes of plaintext a client session has
+/// decrypted (`IoState::plaintext_bytes_to_read`). The blocking client's and the load
+/// tool's read paths both end here.
+pub(crate) fn take_plaintext(
+    session: &mut rustls::ClientConnection,
+    available: usize,
+    plain: &mut bytes::BytesMut,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    if available > 0 {
+        let len = plain.len();
+        plain.resize(len + available, 0);
+        let n = session.reader().read(&mut plain[len..])?;
+        plain.truncate(len + n);
+    }
+    Ok(())
 }

@@ -53,17 +53,23 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM certificate chain and private key into a server config.
-pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(cert)
+/// The certificates of a PEM file, in order; none is an error.
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Cert {
-            path: cert.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCert(cert.to_path_buf()));
+        return Err(TlsError::NoCert(path.to_path_buf()));
     }
+    Ok(certs)
+}
+
+/// Reads a PEM certificate chain and private key into a server config.
+pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs = read_certs(cert)?;
     let private = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
         path: key.to_path_buf(),
         source,

@@ -121,7 +121,7 @@ impl ServerTls {
             let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
             match state? {
                 ConnectionState::WriteTraffic(mut traffic) => {
-                    return encrypt_into(out, |buf| traffic.encrypt(plain, buf));
+                    return encode_into(out, |buf| traffic.encrypt(plain, buf));
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
                     encode_into(out, |buf| encode.encode(buf))?;
@@ -133,10 +133,35 @@ impl ServerTls {
     }
 }
 
-/// Runs `encode` on the spare end of `out`, growing it to the size rustls asks for.
-fn encode_into(
+/// What rustls's unbuffered encoders say when `out` is too short: how long it must be.
+/// Any other error is the session's failure.
+trait TooShort: std::fmt::Display {
+    fn required(&self) -> Option<usize>;
+}
+
+impl TooShort for EncodeError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            EncodeError::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        }
+    }
+}
+
+impl TooShort for EncryptError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            EncryptError::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `encode` (a handshake message's or application data's) on the spare end of
+/// `out`, growing it to the size rustls asks for.
+fn encode_into<E: TooShort>(
     out: &mut Vec<u8>,
-    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, E>,
 ) -> Result<(), rustls::Error> {
     let start = out.len();
     loop {
@@ -145,26 +170,10 @@ fn encode_into(
                 out.truncate(start + n);
                 return Ok(());
             }
-            Err(EncodeError::InsufficientSize(size)) => out.resize(start + size.required_size, 0),
-            Err(error) => return Err(rustls::Error::General(error.to_string())),
-        }
-    }
-}
-
-/// [`encode_into`] for application data.
-fn encrypt_into(
-    out: &mut Vec<u8>,
-    mut encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
-) -> Result<(), rustls::Error> {
-    let start = out.len();
-    loop {
-        match encrypt(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(size)) => out.resize(start + size.required_size, 0),
-            Err(error) => return Err(rustls::Error::General(error.to_string())),
+            Err(error) => match error.required() {
+                Some(required) => out.resize(start + required, 0),
+                None => return Err(rustls::Error::General(error.to_string())),
+            },
         }
     }
 }
