@@ -8,7 +8,8 @@ use ringcast::rooms::RoomsApp;
 
 use crate::start_server;
 
-fn load(words: &[&str]) -> Report {
+/// One short `ringcast load` run (the TLS tests' over wss:// too).
+pub(crate) fn load(words: &[&str]) -> Report {
     let short = [
         "--quiet",
         "--duration",

@@ -17,6 +17,7 @@ use ringcast::client::{
 use ringcast::rooms::RoomsApp;
 use ringcast::ws::{Incoming, Opcode};
 
+use crate::load::load;
 use crate::serve_cli::{serve, wait_exit};
 use crate::{start_server, wait_until, WAIT};
 
@@ -371,21 +372,6 @@ fn a_connection_over_the_limit_is_closed_without_a_plain_text_answer() {
     assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
     assert!(open_ws(server.addr(), &pki.cert).is_err());
     echo(&mut first, "the first still works");
-}
-
-fn load(words: &[&str]) -> ringcast::load::Report {
-    let short = [
-        "--quiet",
-        "--duration",
-        "0.3",
-        "--drain",
-        "2",
-        "--hold",
-        "0.2",
-    ];
-    let args = ringcast::load::LoadArgs::parse_words(words.iter().chain(short.iter()).copied())
-        .expect("arguments parse");
-    ringcast::load::run_report(args).expect("the load run completes")
 }
 
 #[test]

@@ -9,16 +9,32 @@ const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// Feeds `wire` split at every boundary and checks every split decodes alike.
 fn decode_all(role: Role, max: usize, wire: &[u8]) -> Result<Vec<Incoming>, ProtocolError> {
-    let whole = decode_chunks(role, max, &[wire]);
+    alike_at_every_split(wire, |chunks| decode_chunks(role, max, chunks))
+}
+
+/// Decodes `wire` whole and split at every boundary with `decode`; every split must
+/// give what the whole gives, which is returned.
+fn alike_at_every_split(
+    wire: &[u8],
+    decode: impl Fn(&[&[u8]]) -> Result<Vec<Incoming>, ProtocolError>,
+) -> Result<Vec<Incoming>, ProtocolError> {
+    let whole = decode(&[wire]);
     for cut in 0..=wire.len() {
-        let split = decode_chunks(role, max, &[&wire[..cut], &wire[cut..]]);
+        let split = decode(&[&wire[..cut], &wire[cut..]]);
         assert_eq!(split, whole, "split at {cut}");
     }
     whole
 }
 
 fn decode_chunks(role: Role, max: usize, chunks: &[&[u8]]) -> Result<Vec<Incoming>, ProtocolError> {
-    let mut decoder = Decoder::new(role, max);
+    decode_chunks_with(Decoder::new(role, max), chunks)
+}
+
+/// Feeds `chunks` one after another to `decoder`, collecting what it returns.
+fn decode_chunks_with(
+    mut decoder: Decoder,
+    chunks: &[&[u8]],
+) -> Result<Vec<Incoming>, ProtocolError> {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     for chunk in chunks {
@@ -260,28 +276,11 @@ fn several_frames_in_one_buffer_decode_in_order() {
 
 /// Decodes `wire` (split at every boundary) with permessage-deflate negotiated.
 fn decode_deflate(max: usize, wire: &[u8]) -> Result<Vec<Incoming>, ProtocolError> {
-    let decode = |chunks: &[&[u8]]| {
+    alike_at_every_split(wire, |chunks| {
         let mut decoder = Decoder::new(Role::Server, max);
         decoder.enable_deflate();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for chunk in chunks {
-            buf.extend_from_slice(chunk);
-            while let Some(item) = decoder.decode(&mut buf)? {
-                out.push(item);
-            }
-        }
-        Ok(out)
-    };
-    let whole = decode(&[wire]);
-    for cut in 0..=wire.len() {
-        assert_eq!(
-            decode(&[&wire[..cut], &wire[cut..]]),
-            whole,
-            "split at {cut}"
-        );
-    }
-    whole
+        decode_chunks_with(decoder, chunks)
+    })
 }
 
 /// A masked frame with RSV1 set (a compressed message's first frame).
