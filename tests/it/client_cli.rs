@@ -311,8 +311,7 @@ fn a_lost_connection_with_no_reconnect_exits_4() {
 fn over_wss_the_cli_trusts_its_ca_file_and_a_bad_one_exits_2() {
     let pki = crate::tls::Pki::new("cli");
     let server = crate::start_server(ringcast::rooms::RoomsApp::configured, 1, |config| {
-        config.tls_cert = Some(pki.cert.clone());
-        config.tls_key = Some(pki.key.clone());
+        pki.serve_with(config);
     });
     let url = format!("wss://{}/", server.addr());
     let ca = pki.cert.to_str().unwrap();

@@ -30,6 +30,12 @@ pub(crate) struct Pki {
 }
 
 impl Pki {
+    /// Makes a test server's config serve wss:// with this certificate and key.
+    pub(crate) fn serve_with(&self, config: &mut ringcast::config::Config) {
+        config.tls_cert = Some(self.cert.clone());
+        config.tls_key = Some(self.key.clone());
+    }
+
     pub(crate) fn new(test: &str) -> Pki {
         let dir = std::env::temp_dir().join(format!("ringcast-tls-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -98,8 +104,7 @@ fn echo_runs_over_tls_small_and_large_messages() {
         |_| EchoApp,
         1,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
         },
     );
     let mut conn = open_ws(server.addr(), &pki.cert).expect("wss connect");
@@ -123,8 +128,7 @@ fn recv(conn: &mut Connection) -> ServerMessage {
 fn rooms_run_over_tls_on_two_cores() {
     let pki = Pki::new("rooms");
     let server = start_server(RoomsApp::configured, 2, |config| {
-        config.tls_cert = Some(pki.cert.clone());
-        config.tls_key = Some(pki.key.clone());
+        pki.serve_with(config);
     });
     let url = wss(server.addr());
     let mut a = Connection::connect(&url, &options(&pki.cert)).expect("a connects");
@@ -167,8 +171,7 @@ fn a_client_that_does_not_trust_the_certificate_fails_its_handshake() {
         |_| EchoApp,
         1,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
         },
     );
     assert!(open_ws(server.addr(), &other.cert).is_err());
@@ -201,8 +204,7 @@ fn a_plain_text_client_on_the_tls_port_gets_no_upgrade() {
         |_| EchoApp,
         1,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
         },
     );
     let mut stream = TcpStream::connect(server.addr()).unwrap();
@@ -227,8 +229,7 @@ fn a_tls_handshake_that_never_completes_is_cut_at_the_handshake_timeout() {
         |_| EchoApp,
         1,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
             config.handshake_timeout_ms = 300;
         },
     );
@@ -361,8 +362,7 @@ fn a_connection_over_the_limit_is_closed_without_a_plain_text_answer() {
         |_| EchoApp,
         1,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
             config.max_connections = 1;
         },
     );
@@ -382,8 +382,7 @@ fn the_load_tool_runs_echo_and_broadcast_over_wss() {
         |_| EchoApp,
         2,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
         },
     );
     let url = wss(echo_server.addr());
@@ -397,8 +396,7 @@ fn the_load_tool_runs_echo_and_broadcast_over_wss() {
         |_| ringcast::app::BroadcastApp::default(),
         2,
         |config| {
-            config.tls_cert = Some(pki.cert.clone());
-            config.tls_key = Some(pki.key.clone());
+            pki.serve_with(config);
         },
     );
     let url = wss(broadcast_server.addr());
